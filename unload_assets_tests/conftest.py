@@ -1,0 +1,37 @@
+"""Session fixtures: real servers on loopback, started once per test session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from unload_assets.local.postgres import PostgresCluster
+from unload_assets.local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION, S3Server
+
+
+def _world_enterable_tmpdir(prefix: str) -> Path:
+    # pytest's tmp dirs are 0700; the `postgres` user (used when running as root) must enter ours.
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster(_world_enterable_tmpdir("unload-pg-") / "data").start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", LOCAL_KEY_ID)
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", LOCAL_SECRET)
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
+    server = S3Server(bucket="unload-test").start()
+    yield server
+    server.stop()
