@@ -1,0 +1,262 @@
+"""A Slack Web API stand-in on loopback that records what our code posts.
+
+`slack_sdk.WebClient(token=..., base_url=stand_in.base_url)` talks to it unmodified: like Slack it
+takes POSTs to `/api/<method>` with a form-encoded body (auth.test) or JSON (chat.postMessage, which
+slack_sdk sends as JSON because of blocks), answers HTTP 200 with `{"ok": false, "error": ...}` for
+API errors, and answers outages with HTTP 5xx or 429 + `Retry-After`, which is what slack_sdk's retry
+handlers react to. Outages are injected for the next N calls from Python or, for a separate process
+such as the Dagster daemon under test, over HTTP (`POST /_control/fail`).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .postgres import free_port
+
+TEAM_ID, USER_ID, BOT_ID = "T0STANDIN", "U0STANDIN", "B0STANDIN"
+_METHODS = {"auth.test", "chat.postMessage"}
+_AUTH_TEST = {"url": "https://standin.slack.local/", "team": "Stand-in", "user": "unload-bot"}
+_AUTH_TEST.update(team_id=TEAM_ID, user_id=USER_ID, bot_id=BOT_ID)
+
+
+class SlackApiError(Exception):
+    """An API-level error: Slack reports these with HTTP 200 and `ok: false`."""
+
+
+class SlackStandIn:
+    def __init__(self, *, token: str, port: int = 0, record_file: str | Path | None = None) -> None:
+        self._token = token
+        # Chosen now (not at bind time) so base_url can go into .env before the server starts.
+        self.port = port or free_port()
+        self.record_file = Path(record_file) if record_file else None
+        self._lock = threading.Lock()
+        self._messages: list[dict[str, Any]] = []
+        self._last_ts_us = 0
+        self._fail_count, self._fail_status = 0, 500
+        self._fail_retry_after: int | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._load_history()
+
+    @property
+    def base_url(self) -> str:
+        # The trailing slash matters: slack_sdk joins with urljoin, which drops a last segment without one.
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def start(self) -> SlackStandIn:
+        handler = type("_BoundHandler", (_Handler,), {"standin": self})
+        self._server = server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        server.daemon_threads = True
+        # A short poll interval keeps stop() (shutdown waits for one poll) fast in tests.
+        poll = {"poll_interval": 0.05}
+        self._thread = threading.Thread(target=server.serve_forever, kwargs=poll, name="slack", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> SlackStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- test controls -------------------------------------------------------------------
+    def messages(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(self._messages)
+
+    def fail_next(self, n: int, *, status: int = 500, retry_after: int | None = None) -> None:
+        if n < 0 or not 400 <= status <= 599:
+            raise ValueError(f"fail_next needs n >= 0 and an HTTP error status, got n={n}, status={status}")
+        if status == 429 and retry_after is None:
+            retry_after = 1  # Slack always says how long to wait when it rate-limits
+        with self._lock:
+            self._fail_count, self._fail_status, self._fail_retry_after = n, status, retry_after
+
+    def clear(self) -> None:
+        """Forget recorded messages, in memory and in the record file (else a restart would reload them)."""
+        with self._lock:
+            self._messages.clear()
+            if self.record_file and self.record_file.exists():
+                self.record_file.write_text("")
+
+    # ---- request handling (called from handler threads) ----------------------------------
+    def _take_failure(self) -> tuple[int, int | None] | None:
+        with self._lock:
+            if self._fail_count <= 0:
+                return None
+            self._fail_count -= 1
+            return self._fail_status, self._fail_retry_after
+
+    def _call(self, method: str, args: dict[str, Any], authorization: str | None) -> dict[str, Any]:
+        if method not in _METHODS:
+            raise SlackApiError("unknown_method")
+        bearer = authorization[7:] if authorization and authorization.startswith("Bearer ") else None
+        token = bearer or args.get("token")  # Slack also takes the token as a form field
+        if not token:
+            raise SlackApiError("not_authed")
+        if not hmac.compare_digest(str(token).encode(), self._token.encode()):
+            raise SlackApiError("invalid_auth")
+        if method == "auth.test":
+            return dict(_AUTH_TEST)
+        return self._post_message(args)
+
+    def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel") or "")
+        if not channel:
+            raise SlackApiError("channel_not_found")
+        blocks = args.get("blocks")
+        if isinstance(blocks, str):  # form-encoded callers send blocks as a JSON string
+            try:
+                blocks = json.loads(blocks)
+            except ValueError:
+                raise SlackApiError("invalid_blocks") from None
+        if blocks is not None and not isinstance(blocks, list):
+            raise SlackApiError("invalid_blocks")
+        text = args.get("text")
+        if not text and not blocks:
+            raise SlackApiError("no_text")
+        channel_id = _channel_id(channel)
+        with self._lock:
+            ts = self._next_ts()
+            record = {
+                "channel": channel,
+                "channel_id": channel_id,
+                "text": text,
+                "blocks": blocks,
+                "ts": ts,
+                "thread_ts": args.get("thread_ts"),
+                "received_at": datetime.now(timezone.utc).isoformat(),
+            }
+            self._messages.append(record)
+            if self.record_file:
+                self.record_file.parent.mkdir(parents=True, exist_ok=True)
+                with self.record_file.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        message = {"type": "message", "user": USER_ID, "bot_id": BOT_ID, "text": text or "", "ts": ts}
+        message.update({k: v for k, v in (("blocks", blocks), ("thread_ts", record["thread_ts"])) if v})
+        return {"channel": channel_id, "ts": ts, "message": message}
+
+    def _next_ts(self) -> str:
+        # Slack's ts is "<seconds>.<microseconds>" and unique per channel; keep ours strictly increasing.
+        self._last_ts_us = max(time.time_ns() // 1000, self._last_ts_us + 1)
+        return f"{self._last_ts_us // 1_000_000}.{self._last_ts_us % 1_000_000:06d}"
+
+    def _load_history(self) -> None:
+        if not self.record_file or not self.record_file.exists():
+            return
+        raw = self.record_file.read_text(encoding="utf-8")
+        for line in raw.splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a crash mid-write; the rest of the history is still good
+            self._messages.append(record)
+            self._last_ts_us = max(self._last_ts_us, round(float(record.get("ts") or 0) * 1_000_000))
+        if raw and not raw.endswith("\n"):
+            with self.record_file.open("a", encoding="utf-8") as f:
+                f.write("\n")  # so the next record does not glue onto a torn line
+
+
+def _channel_id(channel: str) -> str:
+    """Slack answers with the channel's ID even when posting by name; derive a stable fake one."""
+    if channel[:1] in "CGD" and channel.isalnum() and channel.isupper():
+        return channel
+    return "C" + hashlib.sha1(channel.lstrip("#").encode()).hexdigest()[:10].upper()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    standin: SlackStandIn  # set on the per-server subclass
+    server_version = "SlackStandIn/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: test output stays readable, and nothing here can ever print a token
+
+    def _dispatch(self) -> None:
+        url = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if url.path.startswith("/api/"):
+            self._api(url.path[len("/api/") :], url.query, body)
+        elif url.path == "/messages" and self.command == "GET":
+            self._send(200, self.standin.messages())
+        elif url.path == "/_control/health":
+            self._send(200, {"ok": True})
+        elif url.path == "/_control/clear" and self.command == "POST":
+            self.standin.clear()
+            self._send(200, {"ok": True})
+        elif url.path == "/_control/fail" and self.command == "POST":
+            try:
+                spec = json.loads(body or b"{}")
+                retry_after = None if spec.get("retry_after") is None else int(spec["retry_after"])
+                count, status = int(spec.get("count", 1)), int(spec.get("status", 500))
+                self.standin.fail_next(count, status=status, retry_after=retry_after)
+            except (ValueError, TypeError, AttributeError) as e:
+                self._send(400, {"ok": False, "error": f"bad failure spec: {e}"})
+                return
+            self._send(200, {"ok": True})
+        else:
+            self._send(404, {"ok": False, "error": "not_found"})
+
+    do_GET = do_POST = _dispatch  # Slack takes every method both ways; slack_sdk always POSTs
+
+    def _api(self, method: str, query: str, body: bytes) -> None:
+        failure = self.standin._take_failure()
+        if failure is not None:
+            status, retry_after = failure
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+            error = "ratelimited" if status == 429 else "fatal_error"
+            self._send(status, {"ok": False, "error": error}, headers)
+            return
+        try:
+            args = _parse_args(self.headers.get("Content-Type") or "", query, body)
+            result = self.standin._call(method, args, self.headers.get("Authorization"))
+        except SlackApiError as e:
+            self._send(200, {"ok": False, "error": str(e)})
+            return
+        self._send(200, {"ok": True, **result})
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _parse_args(content_type: str, query: str, body: bytes) -> dict[str, Any]:
+    args: dict[str, Any] = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    if not body:
+        return args
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            raise SlackApiError("invalid_json") from None
+        if not isinstance(parsed, dict):
+            raise SlackApiError("invalid_json")
+        return {**args, **parsed}
+    form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+    return {**args, **{k: v[0] for k, v in form.items()}}
