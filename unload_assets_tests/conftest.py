@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from unload_assets.local.postgres import PostgresCluster
+from unload_assets.local.stack import LocalStack
 from unload_assets.local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION, S3Server
 
 
@@ -35,3 +36,30 @@ def s3_server() -> Iterator[S3Server]:
     server = S3Server(bucket="unload-test").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[LocalStack]:
+    """The whole local stack, exactly as `unload-assets-local up` starts it (free ports, small data)."""
+    from unload_assets.local.stack import StackConfig
+
+    config = StackConfig(
+        workdir=_world_enterable_tmpdir("unload-stack-"), redshift_port=0, rows=20_000, slices=4
+    )
+    stack = LocalStack(config).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def stack_env(local_stack: LocalStack) -> Iterator[dict[str, str]]:
+    """The stack's variables in os.environ, as `dagster dev` would load them from `.env`."""
+    env = local_stack.env()
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -1,0 +1,36 @@
+# The two commands: `make run` (see it work) and `make test` (prove it). Both set themselves up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup system-deps run test lint typecheck clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
+	  { echo "Python 3.10+ is needed (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+system-deps:
+	@scripts/ensure-system-deps.sh
+
+lint: setup
+	$(BIN)/ruff check unload_assets unload_assets_tests benchmarks
+	$(BIN)/ruff format --check unload_assets unload_assets_tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy unload_assets
+
+test: setup system-deps lint typecheck
+	$(BIN)/pytest
+
+run: setup system-deps
+	$(BIN)/python -m unload_assets.local.demo $(if $(ONCE),--once,)
+
+clean:
+	rm -rf $(VENV) .local-stack .dagster_home .env test-artifacts
