@@ -1,0 +1,136 @@
+"""Writing a run's final output: one object, one stitched object, or parts plus a COPY manifest.
+
+Each writer verifies what it wrote (HeadObject sizes) before returning; nothing here deletes staging.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from .final_state import SIZE, FinalizeError, Job, Output, copy_verified, object_metadata, verify
+from .manifest import StagedFile, render_copy_manifest, s3_url
+from .part_names import manifest_key_for, part_key
+from .s3ops import first_line_length, head, write_multipart
+from .stitch import CombineImpossible, Piece, plan_combine
+
+
+def combine_blocker(fmt: str, compression: str | None, header: bool) -> str | None:
+    """Why several staged files of this format cannot become one valid object, or None if they can."""
+    if fmt == "parquet":
+        return "parquet cannot be combined: every file carries its own footer and row groups"
+    if header and compression:
+        return f"HEADER with {compression}: the repeated header lines sit inside compressed streams"
+    return None
+
+
+def produce(
+    job: Job, entries: list[StagedFile], *, on_split: str, fmt: str, compression: str | None, header: bool
+) -> Output:
+    """The final output for `entries` (on_split="fail" with several entries is refused by the caller)."""
+    if not entries and fmt == "parquet":
+        return write_parts(job, entries, "no rows, and an empty object is not a valid Parquet file")
+    if len(entries) <= 1:
+        return write_single(job, entries)
+    if on_split == "parts":
+        return write_parts(job, entries, None)
+    reason = combine_blocker(fmt, compression, header)
+    if reason is None:
+        try:
+            return write_combined(job, entries, header)
+        except CombineImpossible as exc:
+            reason = str(exc)
+    job.log(f"on_split is 'combine' but {reason}; writing {len(entries)} parts plus a manifest instead")
+    return write_parts(job, entries, reason)
+
+
+def write_single(job: Job, entries: list[StagedFile]) -> Output:
+    """One staged file (or none: zero rows, an empty object) -> exactly the final key."""
+    meta = object_metadata(job, "single", len(entries), None)
+    if entries:
+        copy_verified(job, entries[0], job.final_key, meta)
+    else:
+        write_multipart(
+            job.s3,
+            bucket=job.bucket,
+            dest_key=job.final_key,
+            sources=[],
+            plan=[],
+            metadata={**meta, SIZE: "0"},
+            content_type=job.ctype,
+            traffic=job.traffic,
+        )
+        verify(job, job.final_key, 0)
+    size = entries[0].size if entries else 0
+    job.log(f"{len(entries)} staged file(s) -> {s3_url(job.bucket, job.final_key)} ({size:,} bytes)")
+    return Output([(job.final_key, size)], "single", len(entries), None)
+
+
+def _header_skips(job: Job, entries: list[StagedFile]) -> list[int]:
+    """Bytes to skip at the start of each piece: the header line of all but the first non-empty one."""
+    probes = [partial(first_line_length, job.s3, job.bucket, e.key, e.size, job.traffic) for e in entries]
+    found = job.run([p for p, e in zip(probes, entries, strict=True) if e.size])
+    lines = iter(found)
+    skips: list[int] = []
+    first: bytes | None = None
+    for e in entries:
+        length, line = next(lines) if e.size else (0, b"")
+        if e.size and first is None:
+            first = line  # it opens the combined object, header included
+            length = 0
+        elif e.size and line != first:
+            raise FinalizeError(
+                f"{s3_url(job.bucket, e.key)} starts with {line[:80]!r}, not the header {first!r}; "
+                "refusing to combine files that do not share one header"
+            )
+        skips.append(length)
+    return skips
+
+
+def write_combined(job: Job, entries: list[StagedFile], header: bool) -> Output:
+    """Several staged files -> ONE object (multipart); repeated CSV headers left out by byte range."""
+    skips = _header_skips(job, entries) if header else [0] * len(entries)
+    pieces = [Piece(e.size, skip) for e, skip in zip(entries, skips, strict=True)]
+    plan = plan_combine(pieces, pin_first=header, min_part=job.min_part, max_part=job.max_part)
+    expected = sum(p.size for p in plan)
+    meta = {**object_metadata(job, "combine", len(entries), None), SIZE: str(expected)}
+    write_multipart(
+        job.s3,
+        bucket=job.bucket,
+        dest_key=job.final_key,
+        sources=[e.key for e in entries],
+        plan=plan,
+        metadata=meta,
+        content_type=job.ctype,
+        traffic=job.traffic,
+        workers=job.workers,
+    )
+    verify(job, job.final_key, expected)
+    copies = sum(p.is_copy for p in plan)
+    job.log(
+        f"combined {len(entries)} staged files into {s3_url(job.bucket, job.final_key)} ({expected:,} B): "
+        f"{copies} server-side part(s), {len(plan) - copies} uploaded; {job.traffic.bytes:,} B via client"
+    )
+    return Output([(job.final_key, expected)], "combine", len(entries), None)
+
+
+def write_parts(job: Job, entries: list[StagedFile], reason: str | None) -> Output:
+    """`<stem>.part-NNN<suffixes>` in manifest order, then `<final key>.manifest`: the commit point."""
+    mkey = manifest_key_for(job.final_key)
+    if head(job.s3, job.bucket, mkey) is not None:
+        # Its parts are about to be overwritten: readers get "no manifest" rather than a mix of two runs.
+        job.s3.delete_object(Bucket=job.bucket, Key=mkey)
+        job.log(f"withdrew the previous {s3_url(job.bucket, mkey)} before overwriting its parts")
+    parts = [(part_key(job.final_key, i), e) for i, e in enumerate(entries, start=1)]
+    meta = object_metadata(job, "parts", len(entries), reason)
+    job.run([partial(copy_verified, job, e, k, meta) for k, e in parts])
+    body = render_copy_manifest(job.bucket, [(k, e.size) for k, e in parts])
+    job.s3.put_object(
+        Bucket=job.bucket,
+        Key=mkey,
+        Body=body,
+        ContentType="application/json",
+        Metadata={**meta, SIZE: str(len(body))},
+    )
+    verify(job, mkey, len(body))
+    job.log(f"{len(entries)} staged file(s) -> {len(parts)} part(s) + {s3_url(job.bucket, mkey)}")
+    return Output([(k, e.size) for k, e in parts] + [(mkey, len(body))], "parts", len(entries), reason)

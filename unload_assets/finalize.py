@@ -1,0 +1,138 @@
+"""The rename op's logic: one run's staged UNLOAD files -> the final object name(s) the target asked for.
+
+`finalize` may be called again after a crash at any point and then ends in the same state:
+1. The UNLOAD manifest is the only list of staged files, and it is deleted last.
+2. Final objects carry metadata naming the run's staging prefix (unique per run) and the size they must
+   have; for parts, the `.manifest` written after every part is verified is the commit point.
+3. Stale final objects of earlier runs, then staging, are deleted only after the output is verified.
+4. A re-run that finds this run's committed output skips straight to cleanup; when the staging manifest
+   is gone too, that committed output is the proof the work was done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .final_output import combine_blocker, produce
+from .final_state import FinalizeError, Job, Output, committed, content_type, delete_stale
+from .manifest import ManifestNotFound, StagedFile, UnloadManifest, read_manifest, s3_url
+from .part_names import part_key
+from .s3ops import MAX_COPY_OBJECT, Traffic, delete_keys
+from .stitch import MAX_PART, MIN_PART
+
+__all__ = [
+    "FinalObject",
+    "FinalizeError",
+    "FinalizeResult",
+    "SplitRefused",
+    "StagedFile",
+    "UnloadManifest",
+    "combine_blocker",
+    "finalize",
+    "part_key",
+    "read_manifest",
+]
+
+FORMATS = ("text", "csv", "json", "parquet")
+COMPRESSIONS = (None, "gzip", "bzip2", "zstd")
+ON_SPLIT = ("combine", "parts", "fail")
+
+
+@dataclass(frozen=True)
+class FinalObject:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FinalizeResult:
+    objects: list[FinalObject]  # the final output: one object, or the parts and then their .manifest
+    mode: str  # "single" | "combine" | "parts"
+    staged_files: int
+    fallback_reason: str | None  # why `combine` became `parts`
+    staging_cleaned: bool
+    client_bytes: int  # object data downloaded + uploaded by this client in this call (manifests' JSON aside)
+
+
+class SplitRefused(Exception):
+    """on_split="fail" and UNLOAD wrote more than one file; nothing final was touched."""
+
+
+def finalize(
+    s3: Any,
+    *,
+    bucket: str,
+    staging_prefix: str,
+    manifest_key: str,
+    final_key: str,
+    on_split: str,
+    fmt: str,
+    compression: str | None,
+    header: bool,
+    log: Callable[[str], None] = lambda m: None,
+    max_copy_size: int = MAX_COPY_OBJECT,
+    min_part_size: int = MIN_PART,
+    max_part_size: int = MAX_PART,
+    workers: int = 8,
+) -> FinalizeResult:
+    """Copy the staged files the UNLOAD manifest lists to `final_key`, verify, then delete staging.
+
+    The size knobs exist so tests can reach the multipart paths with small objects; `workers` bounds
+    the parallel part copies (1 gives a deterministic call order).
+    """
+    if on_split not in ON_SPLIT or fmt not in FORMATS or compression not in COMPRESSIONS:
+        raise ValueError(f"unsupported on_split={on_split!r}, fmt={fmt!r}, compression={compression!r}")
+    job = Job(
+        s3=s3, bucket=bucket, final_key=final_key, staging_prefix=staging_prefix,
+        ctype=content_type(fmt, compression), traffic=Traffic(), log=log, max_copy=max_copy_size,
+        min_part=min_part_size, max_part=max_part_size, workers=workers,
+    )  # fmt: skip
+    try:
+        manifest = read_manifest(s3, bucket, manifest_key)
+    except ManifestNotFound:
+        done = committed(job)
+        if done is None:
+            raise FinalizeError(
+                f"no UNLOAD manifest at {s3_url(bucket, manifest_key)} and no output of that run at "
+                f"{s3_url(bucket, final_key)}: did the UNLOAD (with MANIFEST) run for this staging prefix?"
+            ) from None
+        log(f"{s3_url(bucket, final_key)} was already finalized from {staging_prefix}; nothing to do")
+        return _result(done, job, staging_cleaned=True)
+    entries = manifest.entries
+    outside = [e.key for e in entries if not e.key.startswith(staging_prefix)]
+    if outside:  # we delete what the manifest lists: never anything outside this run's folder
+        raise FinalizeError(f"the manifest lists {s3_url(bucket, outside[0])}, outside {staging_prefix}")
+    if len(entries) > 1 and on_split == "fail":
+        raise SplitRefused(
+            f"UNLOAD wrote {len(entries)} files for {s3_url(bucket, final_key)} and on_split is 'fail'. "
+            f"The previous output is untouched; the staged files stay in {s3_url(bucket, staging_prefix)}. "
+            "Raise MAXFILESIZE with PARALLEL OFF, or choose on_split: combine or parts."
+        )
+    done = committed(job)
+    if done is None:
+        done = produce(job, entries, on_split=on_split, fmt=fmt, compression=compression, header=header)
+    else:
+        log(f"an earlier attempt already committed {s3_url(bucket, final_key)}; resuming at cleanup")
+    delete_stale(job, done)
+    return _result(done, job, staging_cleaned=_delete_staging(job, manifest, manifest_key))
+
+
+def _result(done: Output, job: Job, *, staging_cleaned: bool) -> FinalizeResult:
+    objects = [FinalObject(k, s) for k, s in done.objects]
+    return FinalizeResult(
+        objects, done.mode, done.staged_files, done.fallback_reason, staging_cleaned, job.traffic.bytes
+    )
+
+
+def _delete_staging(job: Job, manifest: UnloadManifest, manifest_key: str) -> bool:
+    """Data files first, the UNLOAD manifest last: while it exists, a re-run knows what to clean."""
+    try:
+        n = delete_keys(job.s3, job.bucket, [e.key for e in manifest.entries])
+        delete_keys(job.s3, job.bucket, [manifest_key])
+    except OSError as exc:  # the output is delivered and verified: report the leftovers, don't fail
+        job.log(f"final output is complete, but deleting staging failed: {exc}")
+        return False
+    job.log(f"deleted {n} staged file(s) and the manifest under {s3_url(job.bucket, job.staging_prefix)}")
+    return True
