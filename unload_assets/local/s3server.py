@@ -24,7 +24,12 @@ class S3Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> S3Server:
+        import logging
+
         from moto.server import ThreadedMotoServer
+
+        # werkzeug logs every request at INFO; the stack's own output should stay readable.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()

@@ -1,0 +1,96 @@
+"""Redshift for UNLOAD: the stock client resource, plus an `unload()` that is safe to log and to retry."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import psycopg2
+import psycopg2.errors
+from dagster import Failure, MetadataValue
+from dagster_aws.redshift import RedshiftClientResource
+
+# SQLSTATE classes worth another try: connection failures (08), cancels and timeouts (57),
+# resource exhaustion (53), serialisation/deadlock (40). Everything else is the statement's fault.
+_TRANSIENT_SQLSTATE_CLASSES = ("08", "57", "53", "40")
+
+
+@dataclass(frozen=True)
+class UnloadOutcome:
+    rows: int
+    query_id: int
+    seconds: float
+
+
+class TransientRedshiftError(Exception):
+    """A connection or capacity problem: the op's RetryPolicy tries again."""
+
+
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
+    """`text` with every secret value replaced, for anything that may reach a log or an exception."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+class RedshiftUnloadResource(RedshiftClientResource):
+    """`RedshiftClientResource` with the same fields and an `unload()` method.
+
+    The stock client opens a new connection per call (so `pg_last_unload_count()` would read another
+    session) and logs every statement at INFO (so keys in the statement would land in the event log).
+    `unload()` runs both statements on one connection and only ever logs the redacted text.
+    """
+
+    def unload(
+        self, sql: str, *, redacted: str, secrets: Iterable[str | None] = (), log: logging.Logger | None = None
+    ) -> UnloadOutcome:
+        secrets = tuple(secrets)
+        log = log or logging.getLogger(__name__)
+        log.info(f"Running on {self.host}:{self.port}/{self.database}:\n{redacted}")
+        started = time.monotonic()
+        try:
+            conn = psycopg2.connect(
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                password=self.password,
+                dbname=self.database,
+                connect_timeout=self.connect_timeout,
+                sslmode=self.sslmode,
+                application_name="unload_assets",
+            )
+        except psycopg2.OperationalError as exc:
+            raise TransientRedshiftError(
+                f"Could not connect to Redshift at {self.host}:{self.port}: {scrub(str(exc).strip(), secrets)}"
+            ) from None
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                cur.execute("select pg_last_unload_count(), pg_last_unload_id()")
+                row = cur.fetchone()
+            assert row is not None
+            return UnloadOutcome(rows=int(row[0]), query_id=int(row[1]), seconds=time.monotonic() - started)
+        except psycopg2.Error as exc:
+            raise _classify(exc, redacted, secrets) from None
+        finally:
+            conn.close()
+
+
+def _classify(exc: psycopg2.Error, redacted: str, secrets: tuple[str | None, ...]) -> Exception:
+    message = scrub((exc.pgerror or str(exc)).strip(), secrets)
+    code = exc.pgcode or ""
+    transient = isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError) and (
+        not code or code[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    )
+    if transient or code[:2] in _TRANSIENT_SQLSTATE_CLASSES:
+        return TransientRedshiftError(f"Redshift connection problem during UNLOAD ({code or 'no SQLSTATE'}): {message}")
+    # `from None` above and a fresh exception here: psycopg2's own exception may carry the statement.
+    return Failure(
+        description=f"Redshift refused the UNLOAD ({code or 'error'}): {message}",
+        metadata={"statement": MetadataValue.md(f"```sql\n{redacted}\n```"), "sqlstate": code},
+        allow_retries=False,
+    )

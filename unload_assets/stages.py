@@ -1,0 +1,140 @@
+"""The bodies of the two ops of every unload asset: run UNLOAD into staging, then finalise the keys."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from .finalize import FinalizeResult, SplitRefused, finalize
+from .keys import render_key
+from .resources import RedshiftUnloadResource, UnloadSettings
+from .s3ops import delete_keys, list_keys
+from .targets import UnloadTarget
+from .unload_sql import build_unload, staging_prefix
+
+
+@dataclass(frozen=True)
+class StagedUnload:
+    """What the unload op hands to the rename op (persisted by the IO manager for re-execution)."""
+
+    bucket: str
+    staging_prefix: str  # key prefix of this attempt's staging folder, ending in '/'
+    manifest_key: str
+    rows: int
+    query_id: int
+    seconds: float
+    redacted_statement: str
+
+
+def partition_date(context: dg.OpExecutionContext, target: UnloadTarget) -> date | None:
+    return date.fromisoformat(context.partition_key) if target.partitioning.type == "daily" else None
+
+
+def _run_folder(attempt_prefix: str) -> str:
+    """`<staging>/<target>/<partition>/<run_id>/` from an attempt's `.../<run_id>/attempt-N/`."""
+    return attempt_prefix.rstrip("/").rsplit("/", 1)[0] + "/"
+
+
+def run_unload(
+    context: dg.OpExecutionContext,
+    target: UnloadTarget,
+    *,
+    redshift: RedshiftUnloadResource,
+    settings: UnloadSettings,
+    s3: S3Resource,
+) -> StagedUnload:
+    day = partition_date(context, target)
+    # Each attempt gets its own folder: UNLOAD refuses a non-empty destination, and a failed attempt
+    # on a real cluster may leave partial files behind.
+    location = staging_prefix(
+        bucket=settings.bucket,
+        staging_prefix=settings.staging_key_prefix(),
+        target_name=target.name,
+        partition_key=day.isoformat() if day else None,
+        run_id=f"{context.run_id}/attempt-{context.retry_number}",
+    )
+    bucket, _, key_prefix = location[len("s3://") :].partition("/")
+    # Nothing an earlier attempt of this run staged is of use any more (its rename never ran).
+    run_folder = _run_folder(key_prefix)
+    s3_client = s3.get_client()
+    leftovers = list_keys(s3_client, bucket, run_folder)
+    if leftovers:
+        context.log.info(f"Removing {len(leftovers)} staged file(s) left by an earlier attempt of this run")
+        delete_keys(s3_client, bucket, leftovers)
+    statement = build_unload(target, partition_date=day, location=location, auth=settings.auth())
+    outcome = redshift.unload(
+        statement.sql, redacted=statement.redacted, secrets=settings.secrets(), log=context.log  # type: ignore[arg-type]
+    )
+    context.log.info(f"UNLOAD wrote {outcome.rows} rows to {location} in {outcome.seconds:.1f}s")
+    return StagedUnload(
+        bucket=bucket,
+        staging_prefix=key_prefix,
+        manifest_key=key_prefix + "manifest",
+        rows=outcome.rows,
+        query_id=outcome.query_id,
+        seconds=outcome.seconds,
+        redacted_statement=statement.redacted,
+    )
+
+
+def rename_staged(
+    context: dg.OpExecutionContext, target: UnloadTarget, staged: StagedUnload, *, s3: S3Resource
+) -> dg.Output[list[str]]:
+    day = partition_date(context, target)
+    final_key = render_key(target.key_template, target=target.name, partition_date=day)
+    started = time.monotonic()
+    try:
+        result = finalize(
+            s3.get_client(),
+            bucket=staged.bucket,
+            staging_prefix=staged.staging_prefix,
+            manifest_key=staged.manifest_key,
+            final_key=final_key,
+            on_split=target.on_split,
+            fmt=target.format,
+            compression=None if target.compression == "none" else target.compression,
+            header=target.header,
+            log=context.log.info,
+        )
+    except SplitRefused as exc:
+        raise dg.Failure(description=f"Target '{target.name}': {exc}", allow_retries=False) from None
+    seconds = time.monotonic() - started
+    uris = [f"s3://{staged.bucket}/{obj.key}" for obj in result.objects]
+    return dg.Output(uris, metadata=_metadata(target, staged, result, final_key, day, seconds))
+
+
+def _metadata(
+    target: UnloadTarget,
+    staged: StagedUnload,
+    result: FinalizeResult,
+    final_key: str,
+    day: date | None,
+    rename_seconds: float,
+) -> dict[str, dg.RawMetadataValue]:
+    manifest_key = final_key + ".manifest"
+    data = [obj for obj in result.objects if not (result.mode == "parts" and obj.key == manifest_key)]
+    # With parts, the manifest is the one address a reader needs (COPY ... MANIFEST loads it).
+    primary = manifest_key if result.mode == "parts" else final_key
+    listing = "\n".join(f"| `s3://{staged.bucket}/{obj.key}` | {obj.size:,} |" for obj in result.objects)
+    how = result.mode + (f" (fell back: {result.fallback_reason})" if result.fallback_reason else "")
+    return {
+        "s3_uri": dg.MetadataValue.url(f"s3://{staged.bucket}/{primary}"),
+        "s3_objects": dg.MetadataValue.md(f"| object | bytes |\n|---|---:|\n{listing}"),
+        "final_objects": dg.MetadataValue.json([{"key": obj.key, "size": obj.size} for obj in result.objects]),
+        "staging_prefix": f"s3://{staged.bucket}/{_run_folder(staged.staging_prefix)}",
+        "partition": day.isoformat() if day else "unpartitioned",
+        "rows": dg.MetadataValue.int(staged.rows),
+        "bytes": dg.MetadataValue.int(sum(obj.size for obj in data)),
+        "staged_files": dg.MetadataValue.int(result.staged_files),
+        "finalized_as": how,
+        "staging_cleaned": result.staging_cleaned,
+        "unload_seconds": dg.MetadataValue.float(round(staged.seconds, 3)),
+        "rename_seconds": dg.MetadataValue.float(round(rename_seconds, 3)),
+        "redshift_query_id": dg.MetadataValue.int(staged.query_id),
+        "statement": dg.MetadataValue.md(f"```sql\n{staged.redacted_statement}\n```"),
+        "target": target.name,
+    }

@@ -1,0 +1,80 @@
+"""Helpers for tests that materialise unload assets against the local stack."""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg2
+import zstandard
+
+from unload_assets.assets import asset_key_for
+from unload_assets.definitions import build_definitions
+
+
+def write_catalogue(tmp_path: Path, body: str, *, name: str = "catalogue.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def materialise(
+    catalogue: Path, target: str, *, partition: str | None = None, instance: dg.DagsterInstance | None = None,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInJobResult:
+    """Run the asset `s3/<target>` (and its checks) the way the daily job does, in-process."""
+    defs = build_definitions(catalogue)
+    job = defs.resolve_implicit_job_def_def_for_assets([asset_key_for(target)])
+    assert job is not None
+    return job.execute_in_process(
+        partition_key=partition,
+        asset_selection=[asset_key_for(target)],
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=raise_on_error,
+    )
+
+
+def materialisation_metadata(result: dg.ExecuteInJobResult, target: str) -> dict[str, Any]:
+    events = [
+        e.step_materialization_data.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == asset_key_for(target)
+    ]
+    assert len(events) == 1, events
+    return {key: value.value for key, value in events[0].metadata.items()}
+
+
+def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def decompress(data: bytes, compression: str) -> bytes:
+    if compression == "gzip":
+        return gzip.decompress(data)
+    if compression == "bzip2":
+        return bz2.decompress(data)
+    if compression == "zstd":
+        # Concatenated zstd frames: read them all.
+        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True).read()
+    return data
+
+
+def csv_rows(text: str, *, header: bool) -> tuple[list[str] | None, list[list[str]]]:
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    return (rows[0], rows[1:]) if header else (None, rows)
+
+
+def query_as_text(dsn: str, sql: str) -> list[list[str]]:
+    """Rows as the CSV UNLOAD renders them: every value as PostgreSQL's text output, NULL as ''."""
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(f"select * from ({sql}) q")
+        names = [d.name for d in cur.description]
+        cols = ", ".join(f'q."{n}"::text' for n in names)
+        cur.execute(f"select {cols} from ({sql}) q")
+        return [["" if v is None else v for v in row] for row in cur.fetchall()]
