@@ -1,0 +1,110 @@
+"""A run whose rename step dies between the verified copy and the staging delete, then re-executed."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_aws.s3 import S3Resource
+
+from unload_assets.assets import asset_key_for
+from unload_assets.definitions import build_definitions
+
+from .pipeline_helpers import get_bytes, write_catalogue
+
+pytestmark = pytest.mark.stack
+
+CATALOGUE = """
+targets:
+  - name: crashy
+    description: dies once before the staging delete
+    sql: select sale_id, note from public.sales order by sale_id
+    key_template: exports/crashy/sales.csv
+    format: csv
+"""
+
+
+class CrashingS3Resource(S3Resource):
+    """A real S3 client whose first `crashes` DeleteObjects calls kill the step process (like SIGKILL)."""
+
+    crash_log: str
+    crashes: int
+
+    def get_client(self):
+        client = super().get_client()
+
+        def die(**_: object) -> None:
+            log = Path(self.crash_log)
+            done = len(log.read_text().splitlines()) if log.exists() else 0
+            if done < self.crashes:
+                with log.open("a") as handle:
+                    handle.write("killed before DeleteObjects\n")
+                os._exit(137)
+
+        client.meta.events.register("before-call.s3.DeleteObjects", die)
+        return client
+
+
+def crashy_job() -> dg.JobDefinition:
+    """Module-level so that the multiprocess executor can rebuild it in each step process."""
+    defs = build_definitions(os.environ["CRASH_TEST_CATALOGUE"])
+    resources = {
+        **defs.resources,
+        "s3": CrashingS3Resource(
+            endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"],
+            crash_log=os.environ["CRASH_TEST_LOG"],
+            crashes=int(os.environ["CRASH_TEST_CRASHES"]),
+        ),
+    }
+    crashy = dg.define_asset_job("crashy_job", selection=[asset_key_for("crashy")])
+    defs = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, resources=resources, jobs=[crashy])
+    return defs.resolve_job_def("crashy_job")
+
+
+def _prepare(tmp_path, monkeypatch, crashes: int) -> Path:
+    monkeypatch.setenv("CRASH_TEST_CATALOGUE", str(write_catalogue(tmp_path, CATALOGUE)))
+    monkeypatch.setenv("CRASH_TEST_LOG", str(tmp_path / "crashes.log"))
+    monkeypatch.setenv("CRASH_TEST_CRASHES", str(crashes))
+    (tmp_path / "home").mkdir()
+    return tmp_path / "crashes.log"
+
+
+def _assert_exactly_final(s3, expected_body: bytes | None = None) -> None:
+    listing = s3.list_objects_v2(Bucket="unload-local", Prefix="exports/crashy/")["Contents"]
+    assert [o["Key"] for o in listing] == ["exports/crashy/sales.csv"]
+    assert s3.list_objects_v2(Bucket="unload-local", Prefix="_staging/crashy/").get("KeyCount", 0) == 0
+    if expected_body is not None:
+        assert get_bytes(s3, "unload-local", "exports/crashy/sales.csv") == expected_body
+
+
+def test_a_killed_rename_step_is_retried_within_the_run(local_stack, stack_env, tmp_path, monkeypatch):
+    crash_log = _prepare(tmp_path, monkeypatch, crashes=1)
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        with dg.execute_job(dg.reconstructable(crashy_job), instance=instance) as result:
+            assert result.success
+            retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+            assert [e.step_key for e in retries] == ["s3__crashy.rename_crashy"]
+    assert len(crash_log.read_text().splitlines()) == 1
+    _assert_exactly_final(local_stack.s3.client())
+
+
+def test_reexecution_after_crashes_between_copy_and_delete(local_stack, stack_env, tmp_path, monkeypatch):
+    # Every attempt of the first run dies (1 + 3 retries): the run fails with copies made, staging kept.
+    crash_log = _prepare(tmp_path, monkeypatch, crashes=4)
+    s3 = local_stack.s3.client()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        job = dg.reconstructable(crashy_job)
+        first = dg.execute_job(job, instance=instance)
+        assert not first.success and len(crash_log.read_text().splitlines()) == 4
+        assert s3.list_objects_v2(Bucket="unload-local", Prefix="_staging/crashy/").get("KeyCount", 0) >= 2
+        final = get_bytes(s3, "unload-local", "exports/crashy/sales.csv")
+
+        with dg.execute_job(
+            job, instance=instance, reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, instance)
+        ) as second:
+            assert second.success
+            step_keys = {e.step_key for e in second.all_events if e.is_step_success}
+            assert step_keys == {"s3__crashy.rename_crashy", "crashy_delivery_checks"}
+            checks = {c.check_name: c.passed for c in second.get_asset_check_evaluations()}
+            assert checks == {"final_objects_present": True, "has_rows": True, "staging_cleaned": True}
+    _assert_exactly_final(s3, final)
