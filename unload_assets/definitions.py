@@ -1,0 +1,86 @@
+"""Assembles the code location; builds nothing until Dagster asks (no I/O at import)."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from .assets import build_unload_asset, external_table_specs
+from .checks import build_unload_checks
+from .resources import RedshiftUnloadResource, UnloadSettings
+from .resources.slack import UnloadSlackResource
+from .schedules import build_morning_runs
+from .sensors import build_notification_sensors
+from .targets import Catalogue, UnloadTarget, load_catalogue
+
+DEFAULT_TIMEZONE = "America/Los_Angeles"
+
+
+def unload_timezone() -> str:
+    return os.getenv("UNLOAD_TIMEZONE") or DEFAULT_TIMEZONE
+
+
+def _partitions_for(target: UnloadTarget, cache: dict[date, dg.DailyPartitionsDefinition]) -> dg.PartitionsDefinition | None:
+    if target.partitioning.type != "daily":
+        return None
+    start = target.partitioning.start_date
+    if start not in cache:
+        cache[start] = dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone=unload_timezone())
+    return cache[start]
+
+
+def _optional_secret(name: str) -> dg.EnvVar | None:
+    # Key-based UNLOAD authorization is opt-in: only wire the variables that are set.
+    return dg.EnvVar(name) if os.getenv(name) else None
+
+
+def build_resources(catalogue: Catalogue) -> dict[str, object]:
+    return {
+        "redshift": RedshiftUnloadResource(
+            host=dg.EnvVar("REDSHIFT_HOST"),
+            port=int(os.getenv("REDSHIFT_PORT", "5439")),
+            user=dg.EnvVar("REDSHIFT_USER"),
+            password=dg.EnvVar("REDSHIFT_PASSWORD"),
+            database=dg.EnvVar("REDSHIFT_DATABASE"),
+            sslmode=os.getenv("REDSHIFT_SSLMODE", "require"),
+        ),
+        "s3": S3Resource(endpoint_url=os.getenv("AWS_ENDPOINT_URL_S3") or None),
+        "unload_settings": UnloadSettings(
+            bucket=catalogue.bucket or dg.EnvVar("UNLOAD_BUCKET"),
+            staging_prefix=os.getenv("UNLOAD_STAGING_PREFIX", "_staging"),
+            iam_role=catalogue.iam_role or os.getenv("UNLOAD_IAM_ROLE") or None,
+            access_key_id=_optional_secret("UNLOAD_ACCESS_KEY_ID"),
+            secret_access_key=_optional_secret("UNLOAD_SECRET_ACCESS_KEY"),
+            session_token=_optional_secret("UNLOAD_SESSION_TOKEN"),
+        ),
+        # An unset token stays empty (not a config error) so the sensors can say what is missing.
+        "slack": UnloadSlackResource(
+            token=_optional_secret("SLACK_BOT_TOKEN") or "",
+            channel=os.getenv("SLACK_CHANNEL", ""),
+            base_url=os.getenv("SLACK_API_URL", ""),
+        ),
+    }
+
+
+def build_definitions(catalogue_path: str | Path | None = None) -> dg.Definitions:
+    catalogue = load_catalogue(catalogue_path)
+    cache: dict[date, dg.DailyPartitionsDefinition] = {}
+    unload_assets = [build_unload_asset(t, partitions_def=_partitions_for(t, cache)) for t in catalogue.targets]
+    morning = build_morning_runs(unload_assets, timezone=unload_timezone())
+    return dg.Definitions(
+        assets=[*external_table_specs(catalogue.targets), *unload_assets],
+        asset_checks=[build_unload_checks(t) for t in catalogue.targets],
+        jobs=[run.job for run in morning],
+        schedules=[run.schedule for run in morning],
+        sensors=build_notification_sensors(),
+        resources=build_resources(catalogue),
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -1,0 +1,217 @@
+"""Slack messages about unload runs: Block Kit plus a plain-text fallback. Pure: no I/O, no Dagster."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+# Block Kit limits: 3000 characters per section text, 50 blocks, 150 for a header; stay under them.
+_SECTION_CHARS, _MAX_SECTIONS, _HEADER_CHARS, _TEXT_CHARS = 2900, 40, 150, 3500
+_URIS_PER_TARGET = 3
+_ERROR_CHARS = 300
+# Secret shapes redacted even when the exact value is unknown to us (defence in depth).
+_SECRET_PATTERNS = [
+    (re.compile(r"xox[abposre]-[A-Za-z0-9-]+"), "xox*-***"),
+    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), "AKIA***"),
+    (re.compile(r"(?i)(credentials\s+)'[^']*'"), r"\1'***'"),
+    (re.compile(r"(?i)\b(password|passwd|secret\w*|token)(\s*[=:]\s*)[^\s;,'\"]+"), r"\1\2***"),
+]
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    run_id: str
+    job_name: str
+    link: str
+    trigger: str
+    partition: str | None = None
+    started: float | None = None
+    ended: float | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    target: str
+    partition: str
+    uris: tuple[str, ...]
+    rows: int | None = None
+    bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    step_key: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Untouched:
+    target: str
+    partition: str | None
+    previous_uri: str | None = None
+    previous_at: float | None = None
+    rename_failed: bool = False  # the rename op stopped part-way: staging is kept for the re-run
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def delivery_from_metadata(target: str, meta: dict[str, Any]) -> Delivery:
+    """A Delivery from the metadata the rename op records (keys defined in stages.py)."""
+    primary = str(meta.get("s3_uri") or "")
+    bucket = primary[len("s3://") :].split("/", 1)[0] if primary.startswith("s3://") else ""
+    others = [f"s3://{bucket}/{o['key']}" for o in meta.get("final_objects") or [] if isinstance(o, dict)]
+    uris = tuple(dict.fromkeys([u for u in [primary, *others] if u]))  # primary first, no repeats
+    rows, size = meta.get("rows"), meta.get("bytes")
+    return Delivery(
+        target=str(meta.get("target") or target),
+        partition=str(meta.get("partition") or "unpartitioned"),
+        uris=uris,
+        rows=rows if isinstance(rows, int) else None,
+        bytes=size if isinstance(size, int) else None,
+    )
+
+
+def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def short_error(message: str, description: str | None = None) -> str:
+    """One line of an error: the user's Failure description if any, without module paths or stack."""
+    raw = (description or message or "").strip()
+    line = next((ln.strip() for ln in raw.splitlines() if ln.strip()), "unknown error")
+    line = re.sub(r"^(?:[A-Za-z_][\w]*\.)+(?=[A-Z]\w*: )", "", line)  # dagster._core...Failure: -> Failure:
+    return line if len(line) <= _ERROR_CHARS else line[: _ERROR_CHARS - 1] + "…"
+
+
+def success_message(
+    run: RunFacts, deliveries: Sequence[Delivery], secrets: Iterable[str | None] = ()
+) -> SlackMessage:
+    targets = sorted({d.target for d in deliveries})
+    names = ", ".join(targets) if len(targets) <= 3 else f"{len(targets)} unload targets"
+    title = f"Delivered: {names}" + (f" ({run.partition})" if run.partition else "")
+    lines = [_delivery_line(d) for d in deliveries]
+    return _message(":white_check_mark:", title, [("", lines)], run, secrets)
+
+
+def failure_message(
+    run: RunFacts,
+    failures: Sequence[StepFailure],
+    untouched: Sequence[Untouched],
+    deliveries: Sequence[Delivery] = (),
+    secrets: Iterable[str | None] = (),
+) -> SlackMessage:
+    title = f"Unload run failed: {run.job_name}" + (f" ({run.partition})" if run.partition else "")
+    failed = [f"• `{_esc(f.step_key)}`: {_esc(f.error)}" for f in failures] or ["• (no step failed)"]
+    parts = [
+        ("*Failed*", failed),
+        ("*Not delivered — left as it was*", [_untouched_line(u) for u in untouched]),
+        ("*Delivered in this run anyway*", [_delivery_line(d) for d in deliveries]),
+    ]
+    return _message(":x:", title, [(h, ls) for h, ls in parts if ls], run, secrets)
+
+
+def format_bytes(n: int | None) -> str:
+    if n is None:
+        return "? bytes"
+    size, unit = float(n), "B"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            break
+        size /= 1024
+    return f"{n:,} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return "unknown duration"
+    s = round(seconds)
+    h, m = divmod(s // 60, 60)
+    return f"{h}h {m:02d}m" if h else (f"{m}m {s % 60:02d}s" if m else f"{s}s")
+
+
+def _delivery_line(d: Delivery) -> str:
+    rows = "? rows" if d.rows is None else f"{d.rows:,} rows"
+    shown = " ".join(f"`{_esc(u)}`" for u in d.uris[:_URIS_PER_TARGET])
+    more = f" (+{len(d.uris) - _URIS_PER_TARGET} more)" if len(d.uris) > _URIS_PER_TARGET else ""
+    return f"• *{_esc(d.target)}* {_esc(d.partition)} · {rows} · {format_bytes(d.bytes)}\n   {shown}{more}"
+
+
+def _untouched_line(u: Untouched) -> str:
+    head = f"• *{_esc(u.target)}*" + (f" {_esc(u.partition)}" if u.partition else "")
+    if u.rename_failed:
+        head += " — rename stopped part-way; staged files kept for a re-run"
+    if u.previous_uri is None:
+        return head + " — no earlier delivery to keep"
+    when = "" if u.previous_at is None else f" (delivered {_slack_date(u.previous_at)})"
+    return f"{head} — last complete delivery `{_esc(u.previous_uri)}`{when}"
+
+
+def _message(
+    emoji: str, title: str, parts: list[tuple[str, list[str]]], run: RunFacts, secrets: Iterable[str | None]
+) -> SlackMessage:
+    # Scrub whole lines before anything is cut to size (a cut secret no longer matches), in both the
+    # raw and the mrkdwn-escaped spelling of each secret.
+    known = tuple(s for s in secrets if s)
+    known += tuple(_esc(s) for s in known)
+    duration = format_duration(None if run.started is None or run.ended is None else run.ended - run.started)
+    footer = scrub(
+        f"<{run.link}|Run {run.run_id[:8]}> · {_esc(run.job_name)} · {_esc(run.trigger)} · {duration}", known
+    )
+    title = scrub(f"{emoji} {title}", known)
+    parts = [(heading, [scrub(line, known) for line in lines]) for heading, lines in parts]
+    blocks: list[dict[str, Any]] = [_block("header", _plain(title[:_HEADER_CHARS]))]
+    sections = [chunk for heading, lines in parts for chunk in _chunks(lines, heading)]
+    if len(sections) > _MAX_SECTIONS:
+        sections = [*sections[: _MAX_SECTIONS - 1], "_… more in the run (too long for one Slack message)_"]
+    blocks += [_block("section", _mrkdwn(chunk)) for chunk in sections]
+    blocks.append({"type": "context", "elements": [_mrkdwn(footer)]})
+    text = "\n".join([title] + ["\n".join(([h] if h else []) + lines) for h, lines in parts])
+    if len(text) > _TEXT_CHARS:
+        text = text[: _TEXT_CHARS - 40] + "\n… (more in the run)"
+    return SlackMessage(text=f"{text}\n{footer}", blocks=blocks)
+
+
+def _chunks(lines: list[str], heading: str) -> Iterable[str]:
+    chunk = heading
+    for line in lines:
+        line = line if len(line) <= _SECTION_CHARS else line[: _SECTION_CHARS - 1] + "…"
+        if chunk and len(chunk) + len(line) + 1 > _SECTION_CHARS:
+            yield chunk
+            chunk = ""
+        chunk = f"{chunk}\n{line}" if chunk else line
+    if chunk:
+        yield chunk
+
+
+def _block(kind: str, text: dict[str, Any]) -> dict[str, Any]:
+    return {"type": kind, "text": text}
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _esc(text: str) -> str:
+    # Slack mrkdwn treats these three as control characters; everything else shows as typed.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_date(ts: float) -> str:
+    # Slack renders this in each reader's own time zone; the fallback (UTC) is for clients that can't.
+    fallback = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(ts)}^{{date_short_pretty}} {{time}}|{fallback}>"

@@ -1,0 +1,98 @@
+"""The 09:00 morning runs: jobs over the `unloads` group and one schedule per job.
+
+Daily targets sharing a partitions definition share a job (`daily_unloads`); Dagster refuses one job
+over assets with different partitions definitions, so each distinct start date gets its own job
+(`daily_unloads_from_<date>`). Unpartitioned targets get a job of their own (`unpartitioned_unloads`)
+rather than riding along in the daily one: a backfill launched from a job's page runs every asset of
+the job once per partition, which would re-unload each unpartitioned target once per backfilled day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+if TYPE_CHECKING:  # the return type of define_asset_job, not exported at the top level
+    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+
+DAILY_JOB = "daily_unloads"
+UNPARTITIONED_JOB = "unpartitioned_unloads"
+RUN_AT_CRON = "0 9 * * *"  # in the execution timezone, so 09:00 local on both sides of DST
+
+
+@dataclass(frozen=True)
+class MorningRun:
+    job: UnresolvedAssetJobDefinition
+    schedule: dg.ScheduleDefinition
+
+
+def previous_day(scheduled: datetime | None, timezone: str) -> date:
+    """The day before the tick, in the unload timezone (naive times are read as local)."""
+    tz = ZoneInfo(timezone)
+    when = scheduled or datetime.now(tz)
+    local = when.replace(tzinfo=tz) if when.tzinfo is None else when.astimezone(tz)
+    return local.date() - timedelta(days=1)
+
+
+def run_key(day: date) -> str:
+    # Stable per day: a re-evaluated tick (daemon restart, catch-up) cannot launch the day twice.
+    return f"daily-{day.isoformat()}"
+
+
+def build_morning_runs(assets: Sequence[dg.AssetsDefinition], *, timezone: str) -> list[MorningRun]:
+    """One job and one 09:00 schedule per partitions definition, plus one for unpartitioned targets."""
+    groups: list[tuple[dg.PartitionsDefinition | None, list[dg.AssetKey]]] = []
+    for asset in assets:
+        part = asset.partitions_def
+        entry = next((g for g in groups if g[0] == part), None)
+        if entry is None:
+            entry = (part, [])
+            groups.append(entry)
+        entry[1].extend(asset.keys)
+    partitioned = sorted((g for g in groups if g[0] is not None), key=lambda g: _start(g[0]))
+    runs = []
+    for partitions_def, keys in partitioned:
+        name = DAILY_JOB if len(partitioned) == 1 else f"{DAILY_JOB}_from_{_start(partitions_def):%Y_%m_%d}"
+        runs.append(_morning_run(name, keys, partitions_def, timezone))
+    runs += [_morning_run(UNPARTITIONED_JOB, keys, None, timezone) for part, keys in groups if part is None]
+    return runs
+
+
+def _start(partitions_def: dg.PartitionsDefinition | None) -> date:
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        return partitions_def.start.date()
+    return date.min
+
+
+def _morning_run(
+    name: str, keys: list[dg.AssetKey], partitions_def: dg.PartitionsDefinition | None, timezone: str
+) -> MorningRun:
+    what = "yesterday's partition of the daily" if partitions_def else "the unpartitioned"
+    job = dg.define_asset_job(
+        name,
+        selection=dg.AssetSelection.assets(*keys),
+        description=f"Runs {what} unload targets (Redshift UNLOAD -> S3).",
+    )
+
+    @dg.schedule(
+        name=f"{name}_at_0900",
+        cron_schedule=RUN_AT_CRON,
+        execution_timezone=timezone,
+        target=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"09:00 {timezone}: {what} unload targets.",
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        day = previous_day(context.scheduled_execution_time, timezone)
+        if partitions_def is None:
+            return dg.RunRequest(run_key=run_key(day))
+        if day < _start(partitions_def):
+            return dg.SkipReason(f"{day} is before the first partition of {name} ({_start(partitions_def)}).")
+        return dg.RunRequest(run_key=run_key(day), partition_key=day.isoformat())
+
+    return MorningRun(job=job, schedule=_schedule)

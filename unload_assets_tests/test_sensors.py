@@ -1,0 +1,343 @@
+"""The Slack sensors against the real Slack stand-in and a real DagsterInstance with real runs.
+
+Runs come from small stand-in assets keyed `s3/<target>` in group `unloads` that record the same
+metadata as the real rename op (stages.py). Ticks are evaluated as the daemon does: one after the
+other, each with the cursor the previous one returned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from unload_assets import sensors
+from unload_assets.local.slack_standin import SlackStandIn
+from unload_assets.resources.slack import UnloadSlackResource
+from unload_assets.schedules import build_morning_runs
+
+TOKEN = "xoxb-sensor-test-token-0123456789"
+CHANNEL = "#unload-deliveries"
+BUCKET = "unload-test"
+DAY = dg.DailyPartitionsDefinition(start_date="2020-01-01", timezone="America/Los_Angeles")
+
+
+def _metadata(target: str, partition: str, rows: int) -> dict[str, Any]:
+    key = f"exports/{target}/{partition}/{target}.csv.gz"
+    return {
+        "s3_uri": dg.MetadataValue.url(f"s3://{BUCKET}/{key}"),
+        "final_objects": dg.MetadataValue.json([{"key": key, "size": 1000}]),
+        "partition": partition,
+        "rows": dg.MetadataValue.int(rows),
+        "bytes": dg.MetadataValue.int(1000),
+        "staged_files": dg.MetadataValue.int(1),
+        "finalized_as": "single",
+        "target": target,
+    }
+
+
+def _daily(target: str, rows: int = 10, *, error: str | None = None) -> dg.AssetsDefinition:
+    @dg.asset(key=["s3", target], group_name="unloads", partitions_def=DAY)
+    def _asset(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]
+        if error:
+            raise dg.Failure(description=error, allow_retries=False)
+        return dg.MaterializeResult(metadata=_metadata(target, context.partition_key, rows))
+
+    return _asset
+
+
+def _graph_with_failing_rename(target: str) -> dg.AssetsDefinition:
+    """Shaped like the real assets: op unload_<target>, then rename_<target>, which fails here."""
+
+    @dg.op(name=f"unload_{target}")
+    def unload() -> int:
+        return 1
+
+    @dg.op(name=f"rename_{target}")
+    def rename(staged: int) -> None:
+        raise RuntimeError("copy of part 2 failed: SlowDown")
+
+    @dg.graph_asset(name=target, key_prefix=["s3"], group_name="unloads", partitions_def=DAY)
+    def _asset() -> None:
+        return rename(unload())
+
+    return _asset
+
+
+class Daemon:
+    """Evaluates one sensor the way the daemon does, carrying the cursor from tick to tick."""
+
+    def __init__(
+        self, instance: dg.DagsterInstance, status: str = "success", cursor: str | None = None
+    ) -> None:
+        self.instance, self.cursor = instance, cursor
+        self.sensor = next(s for s in sensors.build_notification_sensors() if status in s.name)
+
+    def tick(self, slack: UnloadSlackResource) -> str:
+        context = dg.build_sensor_context(
+            instance=self.instance, cursor=self.cursor, resources={"slack": slack}
+        )
+        result = self.sensor.evaluate_tick(context)
+        assert not result.run_requests
+        self.cursor = result.cursor
+        return result.skip_message or ""
+
+
+@pytest.fixture
+def standin() -> Iterator[SlackStandIn]:
+    with SlackStandIn(token=TOKEN) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def slack(standin: SlackStandIn) -> UnloadSlackResource:
+    return _slack(standin.base_url)
+
+
+def _slack(base_url: str, token: str = TOKEN, channel: str = CHANNEL) -> UnloadSlackResource:
+    # Short retry pauses keep the outage tests quick; the retry counts are the production ones.
+    return UnloadSlackResource(token=token, channel=channel, base_url=base_url, retry_backoff_seconds=0.02)
+
+
+@pytest.fixture(autouse=True)
+def webserver(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DAGSTER_WEBSERVER_URL", "http://dagster.test:3000/")
+
+
+def _materialize(instance: dg.DagsterInstance, assets: list, partition: str | None = "2025-11-22") -> str:
+    result = dg.materialize(assets, partition_key=partition, instance=instance, raise_on_error=False)
+    return result.run_id
+
+
+def _texts(standin: SlackStandIn) -> list[str]:
+    return [m["text"] + json.dumps(m["blocks"]) for m in standin.messages()]
+
+
+def test_one_message_per_successful_run_with_uris_counts_and_link(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    first = _materialize(instance, [_daily("sales", rows=12_345)], "2025-11-21")
+    second = _materialize(instance, [_daily("sales", rows=7), _daily("orders", rows=3)], "2025-11-22")
+    daemon = Daemon(instance)
+    assert daemon.tick(slack).startswith("Announced 2 of 2 run(s)")
+    one, two = standin.messages()
+    assert all(m["channel"] == CHANNEL for m in standin.messages())
+    assert f"http://dagster.test:3000/runs/{first}" in one["text"]  # oldest first
+    assert f"s3://{BUCKET}/exports/sales/2025-11-21/sales.csv.gz" in one["text"]
+    assert "12,345 rows" in one["text"] and "1,000 B" in one["text"] and "2025-11-21" in one["text"]
+    assert f"http://dagster.test:3000/runs/{second}" in two["text"]
+    for target in ("sales", "orders"):
+        assert f"s3://{BUCKET}/exports/{target}/2025-11-22/{target}.csv.gz" in json.dumps(two["blocks"])
+    assert instance.get_run_by_id(first).tags[sensors.ANNOUNCED_TAG] == one["ts"]  # type: ignore[union-attr]
+    for _ in range(3):
+        assert daemon.tick(slack) == "Nothing to announce."
+    assert len(standin.messages()) == 2
+
+
+def test_one_message_per_failed_run_naming_step_error_and_what_was_left(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    _materialize(instance, [_daily("orders", rows=5)], "2025-11-22")  # an earlier good delivery
+    Daemon(instance).tick(slack)
+    standin.clear()
+    failed = _materialize(
+        instance, [_daily("sales"), _daily("orders", error="Target 'orders': relation \"x\" does not exist")]
+    )
+    success_daemon, failure_daemon = Daemon(instance), Daemon(instance, "failure")
+    assert success_daemon.tick(slack) == "Nothing to announce."  # a failed run is not a success
+    assert failure_daemon.tick(slack).startswith("Announced 1 of 1")
+    [message] = standin.messages()
+    text = message["text"]
+    assert "s3__orders" in text and 'relation "x" does not exist' in text
+    assert f"last complete delivery `s3://{BUCKET}/exports/orders/2025-11-22/orders.csv.gz`" in text
+    assert f"s3://{BUCKET}/exports/sales/2025-11-22/sales.csv.gz" in text  # delivered in the run anyway
+    assert f"/runs/{failed}" in text and "Traceback" not in text and 'File "' not in text
+    assert failure_daemon.tick(slack) == "Nothing to announce."
+    assert len(standin.messages()) == 1
+
+
+def test_a_failed_rename_says_staging_is_kept(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    _materialize(instance, [_graph_with_failing_rename("refunds")])
+    Daemon(instance, "failure").tick(slack)
+    [message] = standin.messages()
+    assert (
+        "refunds.rename_refunds" in message["text"]
+        and "RuntimeError: copy of part 2 failed" in message["text"]
+    )
+    assert "staged files kept for a re-run" in message["text"] and "no earlier delivery" in message["text"]
+
+
+def test_an_outage_delays_messages_and_recovery_delivers_each_exactly_once(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    runs = [_materialize(instance, [_daily("sales")], f"2025-11-{day}") for day in (20, 21, 22)]
+    standin.fail_next(7, status=500)  # each post tries 3 times (2 retries): 2 ticks fail, the 3rd recovers
+    daemon, reasons = Daemon(instance), []
+    for _ in range(6):
+        reasons.append(daemon.tick(slack))
+    assert "HTTP 500" in reasons[0] and "Announced 0 of 3" in reasons[0]
+    assert any(r.startswith("Announced 3 of 3") for r in reasons)
+    assert [
+        next(r for r in runs if r in m["text"]) for m in standin.messages()
+    ] == runs  # once each, in order
+    standin.fail_next(1, status=503)
+    _materialize(instance, [_daily("sales")], "2025-11-23")
+    assert daemon.tick(slack).startswith("Announced 1 of 1")  # a single 503 is retried inside the tick
+    assert len(standin.messages()) == 4
+
+
+def test_rate_limits_short_waits_inline_and_long_ones_across_ticks(
+    instance: dg.DagsterInstance,
+    standin: SlackStandIn,
+    slack: UnloadSlackResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _materialize(instance, [_daily("sales")], "2025-11-21")
+    standin.fail_next(1, status=429, retry_after=1)
+    daemon = Daemon(instance)
+    assert daemon.tick(slack).startswith("Announced 1 of 1")
+    _materialize(instance, [_daily("sales")], "2025-11-22")
+    standin.fail_next(1, status=429, retry_after=120)
+    assert "Retry-After 120 s" in daemon.tick(slack)
+    standin.fail_next(5, status=429, retry_after=120)  # were Slack called now, it would fail again
+    assert "Slack asked us to wait until" in daemon.tick(slack)
+    standin.fail_next(0)
+    later = sensors._now() + 121
+    monkeypatch.setattr(sensors, "_now", lambda: later)
+    assert daemon.tick(slack).startswith("Announced 1 of 1")
+    assert len(standin.messages()) == 2
+
+
+def test_a_restart_with_a_new_sensor_and_a_lost_cursor_repeats_nothing(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    _materialize(instance, [_daily("sales")])
+    _materialize(instance, [_daily("sales", error="boom")])
+    for status in ("success", "failure"):
+        Daemon(instance, status).tick(slack)
+    assert len(standin.messages()) == 2
+    for status in ("success", "failure"):  # fresh definitions, no cursor: the run tags carry the state
+        assert Daemon(instance, status, cursor=None).tick(slack) == "Nothing to announce."
+    assert len(standin.messages()) == 2
+
+
+def test_a_missing_or_wrong_token_skips_clearly_then_delivers_once_fixed(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    run_id = _materialize(instance, [_daily("sales")])
+    daemon = Daemon(instance)
+    missing = _slack(standin.base_url, token="")
+    reason = daemon.tick(missing)
+    assert "SLACK_BOT_TOKEN not set" in reason and "1 success unload run(s) waiting" in reason
+    wrong = _slack(standin.base_url, token="xoxb-wrong-token-4242")
+    reason = daemon.tick(wrong)
+    assert "Slack rejected SLACK_BOT_TOKEN (invalid_auth)" in reason and "xoxb-wrong-token-4242" not in reason
+    no_channel = _slack(standin.base_url, channel="")
+    assert "SLACK_CHANNEL not set" in daemon.tick(no_channel)
+    assert standin.messages() == []
+    assert daemon.tick(slack).startswith("Announced 1 of 1")
+    assert run_id in standin.messages()[0]["text"]
+
+
+def test_an_unreachable_slack_is_reported_and_retried(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    _materialize(instance, [_daily("sales")])
+    dead = SlackStandIn(token=TOKEN)  # a port nobody listens on
+    unreachable = _slack(dead.base_url)
+    daemon = Daemon(instance)
+    assert "Slack unreachable (URLError" in daemon.tick(unreachable)
+    assert daemon.tick(slack).startswith("Announced 1 of 1")
+
+
+def test_runs_outside_the_lookback_and_runs_of_other_assets_are_not_announced(
+    instance: dg.DagsterInstance,
+    standin: SlackStandIn,
+    slack: UnloadSlackResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    @dg.asset(key=["warehouse", "other"])
+    def other() -> None:
+        return None
+
+    _materialize(instance, [other], None)
+    daemon = Daemon(instance)
+    assert daemon.tick(slack) == "Nothing to announce."
+    _materialize(instance, [_daily("sales")])
+    later = sensors._now() + 25 * 3600
+    monkeypatch.setattr(sensors, "_now", lambda: later)
+    assert daemon.tick(slack) == "Nothing to announce."
+    assert standin.messages() == []
+
+
+def test_scheduled_job_runs_are_announced_with_their_trigger(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    assets = [_daily("sales"), _daily("orders")]
+    [morning] = build_morning_runs(assets, timezone="America/Los_Angeles")
+    defs = dg.Definitions(assets=assets, jobs=[morning.job])
+    tags = {"dagster/schedule_name": morning.schedule.name}
+    defs.resolve_job_def(morning.job.name).execute_in_process(
+        partition_key="2025-11-22", instance=instance, tags=tags
+    )
+    Daemon(instance).tick(slack)
+    [message] = standin.messages()
+    assert "daily_unloads" in message["text"] and "schedule daily_unloads_at_0900" in message["text"]
+
+
+def test_a_failed_tag_write_is_kept_in_the_cursor_and_never_reposted(
+    instance: dg.DagsterInstance,
+    standin: SlackStandIn,
+    slack: UnloadSlackResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run_id = _materialize(instance, [_daily("sales")])
+    real = instance.add_run_tags
+
+    def broken(*args: Any, **kwargs: Any) -> None:  # the run storage hiccups once, right after the post
+        monkeypatch.setattr(instance, "add_run_tags", real)
+        raise ConnectionError("run storage unavailable")
+
+    monkeypatch.setattr(instance, "add_run_tags", broken)
+    daemon = Daemon(instance)
+    assert "could not tag run" in daemon.tick(slack)
+    assert run_id in json.loads(daemon.cursor or "{}")["untagged"]
+    assert daemon.tick(slack) == "Nothing to announce."
+    assert sensors.ANNOUNCED_TAG in instance.get_run_by_id(run_id).tags  # type: ignore[union-attr]
+    assert len(standin.messages()) == 1
+
+
+def test_no_secret_reaches_slack_the_skip_reason_or_the_tags(
+    instance: dg.DagsterInstance,
+    standin: SlackStandIn,
+    slack: UnloadSlackResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secrets = {
+        "UNLOAD_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRET",
+        "REDSHIFT_PASSWORD": "pg-pass-1234",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    password, key = secrets["REDSHIFT_PASSWORD"], secrets["UNLOAD_SECRET_ACCESS_KEY"]
+    leak = f"auth failed for {password} with {key} and {TOKEN}"
+    _materialize(instance, [_daily("sales", error=leak)])
+    _materialize(instance, [_daily("orders")])
+    reasons = [Daemon(instance, status).tick(slack) for status in ("success", "failure")]
+    seen = json.dumps([_texts(standin), reasons, [r.tags for r in instance.get_runs()]])
+    assert len(standin.messages()) == 2 and "auth failed for ***" in seen
+    for value in [*secrets.values(), TOKEN]:
+        assert value not in seen
+    assert os.environ["REDSHIFT_PASSWORD"] == secrets["REDSHIFT_PASSWORD"]
