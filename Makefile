@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps run test lint typecheck clean
+.PHONY: setup system-deps test-deps run test lint typecheck clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 system-deps:
 	@scripts/ensure-system-deps.sh
 
+test-deps:
+	@scripts/ensure-system-deps.sh --with-browser
+
 lint: setup
 	$(BIN)/ruff check unload_assets unload_assets_tests benchmarks
 	$(BIN)/ruff format --check unload_assets unload_assets_tests benchmarks
@@ -26,7 +29,7 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy unload_assets
 
-test: setup system-deps lint typecheck
+test: setup test-deps lint typecheck
 	$(BIN)/pytest
 
 run: setup system-deps

@@ -9,14 +9,31 @@ have_pg_server() {
   return 1
 }
 
+can_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+updated=
+apt_install() {
+  [ -n "$updated" ] || { apt-get update -qq; updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 if ! have_pg_server; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  if can_apt; then
     echo "Installing the PostgreSQL server (apt-get install postgresql)..."
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    apt_install postgresql
   else
     echo "PostgreSQL server binaries (initdb, pg_ctl) are missing." >&2
     echo "Install them: 'sudo apt-get install postgresql' (Debian/Ubuntu) or 'brew install postgresql' (macOS)." >&2
     exit 1
+  fi
+fi
+
+# The browser test drives Debian's Chromium through Playwright (no browser download).
+if [ "${1:-}" = "--with-browser" ] && [ ! -x /usr/bin/chromium ]; then
+  if can_apt; then
+    echo "Installing Chromium for the browser test (apt-get install chromium)..."
+    apt_install chromium
+  else
+    echo "The browser test needs Chromium at /usr/bin/chromium: 'sudo apt-get install chromium'." >&2
+    echo "Without it that one test is skipped." >&2
   fi
 fi

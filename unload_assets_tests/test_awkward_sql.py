@@ -131,7 +131,11 @@ def test_statement_errors_are_not_retried_and_name_no_secret(stack_env):
 
 def test_connection_errors_stay_retryable(stack_env):
     with psycopg2.connect(
-        host="127.0.0.1", port=int(stack_env["REDSHIFT_PORT"]), user="unload", password="unload-local", dbname="dev"
+        host="127.0.0.1",
+        port=int(stack_env["REDSHIFT_PORT"]),
+        user=stack_env["REDSHIFT_USER"],
+        password=stack_env["REDSHIFT_PASSWORD"],
+        dbname=stack_env["REDSHIFT_DATABASE"],
     ):
         pass  # the emulator is up; now point at a port nothing listens on
     from unload_assets.local.postgres import free_port

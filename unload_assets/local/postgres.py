@@ -76,7 +76,7 @@ class PostgresCluster:
     data_dir: Path
     port: int = 0
     user: str = "unload"
-    password: str = "unload-local"
+    password: str = "local-redshift-secret"
     database: str = "dev"
 
     def __post_init__(self) -> None:
@@ -104,8 +104,7 @@ class PostgresCluster:
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             " -c max_connections=200",
         )
-        if fresh:
-            self._bootstrap()
+        self._bootstrap()  # also on restart: the configured password may have changed
         return self
 
     def stop(self) -> None:
@@ -157,8 +156,8 @@ class PostgresCluster:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("select 1 from pg_roles where rolname = %s", (self.user,))
-            if not cur.fetchone():
-                cur.execute(f'create role "{self.user}" login password %s', (self.password,))
+            verb = "alter" if cur.fetchone() else "create"
+            cur.execute(f'{verb} role "{self.user}" login password %s', (self.password,))
             cur.execute("select 1 from pg_database where datname = %s", (self.database,))
             if not cur.fetchone():
                 cur.execute(f'create database "{self.database}" owner "{self.user}"')
