@@ -24,7 +24,9 @@ def unload_timezone() -> str:
     return os.getenv("UNLOAD_TIMEZONE") or DEFAULT_TIMEZONE
 
 
-def _partitions_for(target: UnloadTarget, cache: dict[date, dg.DailyPartitionsDefinition]) -> dg.PartitionsDefinition | None:
+def _partitions_for(
+    target: UnloadTarget, cache: dict[date, dg.DailyPartitionsDefinition]
+) -> dg.PartitionsDefinition | None:
     if target.partitioning.type != "daily":
         return None
     start = target.partitioning.start_date
@@ -69,7 +71,9 @@ def build_resources(catalogue: Catalogue) -> dict[str, object]:
 def build_definitions(catalogue_path: str | Path | None = None) -> dg.Definitions:
     catalogue = load_catalogue(catalogue_path)
     cache: dict[date, dg.DailyPartitionsDefinition] = {}
-    unload_assets = [build_unload_asset(t, partitions_def=_partitions_for(t, cache)) for t in catalogue.targets]
+    unload_assets = [
+        build_unload_asset(t, partitions_def=_partitions_for(t, cache)) for t in catalogue.targets
+    ]
     morning = build_morning_runs(unload_assets, timezone=unload_timezone())
     return dg.Definitions(
         assets=[*external_table_specs(catalogue.targets), *unload_assets],

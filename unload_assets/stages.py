@@ -67,7 +67,10 @@ def run_unload(
         delete_keys(s3_client, bucket, leftovers)
     statement = build_unload(target, partition_date=day, location=location, auth=settings.auth())
     outcome = redshift.unload(
-        statement.sql, redacted=statement.redacted, secrets=settings.secrets(), log=context.log  # type: ignore[arg-type]
+        statement.sql,
+        redacted=statement.redacted,
+        secrets=settings.secrets(),
+        log=context.log,  # type: ignore[arg-type]
     )
     context.log.info(f"UNLOAD wrote {outcome.rows} rows to {location} in {outcome.seconds:.1f}s")
     return StagedUnload(
@@ -124,7 +127,9 @@ def _metadata(
     return {
         "s3_uri": dg.MetadataValue.url(f"s3://{staged.bucket}/{primary}"),
         "s3_objects": dg.MetadataValue.md(f"| object | bytes |\n|---|---:|\n{listing}"),
-        "final_objects": dg.MetadataValue.json([{"key": obj.key, "size": obj.size} for obj in result.objects]),
+        "final_objects": dg.MetadataValue.json(
+            [{"key": obj.key, "size": obj.size} for obj in result.objects]
+        ),
         "staging_prefix": f"s3://{staged.bucket}/{_run_folder(staged.staging_prefix)}",
         "partition": day.isoformat() if day else "unpartitioned",
         "rows": dg.MetadataValue.int(staged.rows),

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from unload_assets.local.postgres import PostgresCluster
-from unload_assets.local.stack import LocalStack
 from unload_assets.local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION, S3Server
+from unload_assets.local.stack import LocalStack
 
 
 def _world_enterable_tmpdir(prefix: str) -> Path:

@@ -25,7 +25,11 @@ def write_catalogue(tmp_path: Path, body: str, *, name: str = "catalogue.yaml") 
 
 
 def materialise(
-    catalogue: Path, target: str, *, partition: str | None = None, instance: dg.DagsterInstance | None = None,
+    catalogue: Path,
+    target: str,
+    *,
+    partition: str | None = None,
+    instance: dg.DagsterInstance | None = None,
     raise_on_error: bool = True,
 ) -> dg.ExecuteInJobResult:
     """Run the asset `s3/<target>` (and its checks) the way the daily job does, in-process."""

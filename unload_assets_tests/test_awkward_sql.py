@@ -34,7 +34,11 @@ CORPUS = [
     ("non_ascii", "select 'Zürich 東京 🚀' as s, 'naïve' as t", [["Zürich 東京 🚀", "naïve"]]),
     ("quoted_identifier", 'select \'x\' as "Odd ""name"""', [["x"]]),
     ("redshift_functions", "select nvl(null, 'fallback') as v, len('abc') as n", [["fallback", "3"]]),
-    ("delimiters_and_quotes", "select 'a,b' as c, 'say \"hi\"' as q, 'p|q' as p", [["a,b", 'say "hi"', "p|q"]]),
+    (
+        "delimiters_and_quotes",
+        "select 'a,b' as c, 'say \"hi\"' as q, 'p|q' as p",
+        [["a,b", 'say "hi"', "p|q"]],
+    ),
 ]
 
 
@@ -59,7 +63,9 @@ def _yaml_block(sql: str) -> str:
 
 
 @pytest.mark.parametrize(("name", "sql", "expected"), CORPUS, ids=[c[0] for c in CORPUS])
-def test_unloaded_rows_are_what_redshift_returns(local_stack, stack_env, corpus_catalogue, name, sql, expected):
+def test_unloaded_rows_are_what_redshift_returns(
+    local_stack, stack_env, corpus_catalogue, name, sql, expected
+):
     result = materialise(corpus_catalogue, f"awkward_{name}")
     body = get_bytes(local_stack.s3.client(), "unload-local", f"exports/awkward/{name}.csv").decode()
     assert csv_rows(body, header=False)[1] == expected
@@ -127,6 +133,14 @@ def test_statement_errors_are_not_retried_and_name_no_secret(stack_env):
     assert not info.value.allow_retries
     assert "no_such_table" in info.value.description
     assert secret not in str(info.value) and secret not in str(info.value.metadata)
+
+
+def test_a_wrong_password_is_not_retried_and_not_echoed(stack_env):
+    with pytest.raises(dg.Failure, match="refused the login") as info:
+        _resource(stack_env, password="definitely-wrong-pw").unload(
+            "select 1", redacted="select 1", secrets=["definitely-wrong-pw"]
+        )
+    assert not info.value.allow_retries and "definitely-wrong-pw" not in str(info.value)
 
 
 def test_connection_errors_stay_retryable(stack_env):

@@ -48,7 +48,10 @@ def dagster_dev(local_stack, tmp_path_factory) -> Iterator[DagsterDev]:
     with (project / ".env").open("a") as env:
         env.write(f"UNLOAD_TARGETS_FILE={catalogue}\nDAGSTER_WEBSERVER_URL=http://127.0.0.1:{port}\n")
     dev = DagsterDev(
-        project_dir=project, dagster_home=project / "dagster_home", log_file=project / "dagster.log", port=port
+        project_dir=project,
+        dagster_home=project / "dagster_home",
+        log_file=project / "dagster.log",
+        port=port,
     )
     dev.start()
     yield dev
@@ -100,7 +103,12 @@ def test_the_schedules_are_registered_and_running(dagster_dev):
         """query($selector: RepositorySelector!) { repositoryOrError(repositorySelector: $selector) {
              ... on Repository { schedules { name cronSchedule executionTimezone scheduleState { status } }
                                  sensors { name sensorState { status } } } } }""",
-        {"selector": {"repositoryLocationName": dagster_dev.location_name(), "repositoryName": "__repository__"}},
+        {
+            "selector": {
+                "repositoryLocationName": dagster_dev.location_name(),
+                "repositoryName": "__repository__",
+            }
+        },
     )["repositoryOrError"]
     schedules = {s["name"]: s for s in data["schedules"]}
     assert {s["cronSchedule"] for s in schedules.values()} == {"0 9 * * *"}
@@ -112,8 +120,13 @@ def test_the_schedules_are_registered_and_running(dagster_dev):
 CHROMIUM = Path("/usr/bin/chromium")
 # Debian's Chromium, not a Playwright download; flags that keep it off the (closed) network.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -152,7 +165,9 @@ def test_the_ui_shows_lineage_and_the_latest_materialisation(dagster_dev, local_
             cur.execute("select count(*) from public.sales where sale_date = %s", (day,))
             assert shown_rows == cur.fetchone()[0] > 0
 
-        _open(page, f"{dagster_dev.url}/assets/s3/sales_data?view=lineage&lineageScope=upstream", "sales_data")
+        _open(
+            page, f"{dagster_dev.url}/assets/s3/sales_data?view=lineage&lineageScope=upstream", "sales_data"
+        )
         page.screenshot(path=str(ARTIFACTS / "lineage-sales_data.png"))
         graph = page.inner_text("body")
         assert "sales_data" in graph and "\nsales\n" in graph

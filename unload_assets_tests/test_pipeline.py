@@ -63,7 +63,16 @@ def test_sales_data_for_one_day_equals_the_query(local_stack, stack_env, s3):
         "select sale_id, sale_date, sold_at, customer_id, product, quantity, amount, note "
         f"from public.sales where sale_date = date '{day}' order by sale_id",
     )
-    assert header == ["sale_id", "sale_date", "sold_at", "customer_id", "product", "quantity", "amount", "note"]
+    assert header == [
+        "sale_id",
+        "sale_date",
+        "sold_at",
+        "customer_id",
+        "product",
+        "quantity",
+        "amount",
+        "note",
+    ]
     assert rows == expected and len(rows) > 100
     assert meta["rows"] == len(expected)
     assert meta["s3_uri"] == f"s3://unload-local/{key}"
@@ -103,12 +112,18 @@ targets:
 """
 
 
-def split_catalogue(tmp_path, name, *, compression="none", header=False, parallel=False, on_split="combine",
-                    max_mb=5):
+def split_catalogue(
+    tmp_path, name, *, compression="none", header=False, parallel=False, on_split="combine", max_mb=5
+):
     suffix = {"none": "", "gzip": ".gz", "bzip2": ".bz2", "zstd": ".zst"}[compression]
     body = SPLIT_TARGET.format(
-        name=name, suffix=suffix, compression=compression, header=str(header).lower(),
-        parallel=str(parallel).lower(), on_split=on_split, max_mb=max_mb,
+        name=name,
+        suffix=suffix,
+        compression=compression,
+        header=str(header).lower(),
+        parallel=str(parallel).lower(),
+        on_split=on_split,
+        max_mb=max_mb,
     )
     return write_catalogue(tmp_path, body, name=f"{name}.yaml")
 
@@ -138,7 +153,9 @@ def test_combine_stitches_every_part_into_one_object(
     objects = list_final(s3, "unload-local", f"exports/wide/{name}/")
     assert len(objects) == 1
     (key,) = objects
-    got_header, rows = csv_rows(decompress(get_bytes(s3, "unload-local", key), compression).decode(), header=header)
+    got_header, rows = csv_rows(
+        decompress(get_bytes(s3, "unload-local", key), compression).decode(), header=header
+    )
     assert sorted(rows) == wide_expected(local_stack)
     if header:
         assert got_header == ["id", "payload", "maybe"]
@@ -161,7 +178,9 @@ def test_parts_with_manifest_and_rerun_with_fewer_parts(local_stack, stack_env, 
 
 
 def test_header_with_compression_falls_back_to_parts(local_stack, stack_env, wide_table, s3, tmp_path):
-    result = materialise(split_catalogue(tmp_path, "fallback", compression="gzip", header=True), "wide_fallback")
+    result = materialise(
+        split_catalogue(tmp_path, "fallback", compression="gzip", header=True), "wide_fallback"
+    )
     meta = materialisation_metadata(result, "wide_fallback")
     assert meta["finalized_as"].startswith("parts (fell back")
     assert meta["s3_uri"] == "s3://unload-local/exports/wide/fallback/wide.csv.gz.manifest"

@@ -57,7 +57,9 @@ def crashy_job() -> dg.JobDefinition:
         ),
     }
     crashy = dg.define_asset_job("crashy_job", selection=[asset_key_for("crashy")])
-    defs = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, resources=resources, jobs=[crashy])
+    defs = dg.Definitions(
+        assets=defs.assets, asset_checks=defs.asset_checks, resources=resources, jobs=[crashy]
+    )
     return defs.resolve_job_def("crashy_job")
 
 
@@ -79,11 +81,13 @@ def _assert_exactly_final(s3, expected_body: bytes | None = None) -> None:
 
 def test_a_killed_rename_step_is_retried_within_the_run(local_stack, stack_env, tmp_path, monkeypatch):
     crash_log = _prepare(tmp_path, monkeypatch, crashes=1)
-    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
-        with dg.execute_job(dg.reconstructable(crashy_job), instance=instance) as result:
-            assert result.success
-            retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-            assert [e.step_key for e in retries] == ["s3__crashy.rename_crashy"]
+    with (
+        dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance,
+        dg.execute_job(dg.reconstructable(crashy_job), instance=instance) as result,
+    ):
+        assert result.success
+        retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+        assert [e.step_key for e in retries] == ["s3__crashy.rename_crashy"]
     assert len(crash_log.read_text().splitlines()) == 1
     _assert_exactly_final(local_stack.s3.client())
 
@@ -100,7 +104,9 @@ def test_reexecution_after_crashes_between_copy_and_delete(local_stack, stack_en
         final = get_bytes(s3, "unload-local", "exports/crashy/sales.csv")
 
         with dg.execute_job(
-            job, instance=instance, reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, instance)
+            job,
+            instance=instance,
+            reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, instance),
         ) as second:
             assert second.success
             step_keys = {e.step_key for e in second.all_events if e.is_step_success}

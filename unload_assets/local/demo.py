@@ -63,14 +63,24 @@ def _start_stack(rows: int, webserver_url: str) -> subprocess.Popen[bytes]:
     print("Starting the local stack (logs: .local-stack/stack.log) ...", flush=True)
     (STATE / "ready").unlink(missing_ok=True)
     log = STATE / "stack.log"
-    cmd = [str(Path(sys.executable).parent / "unload-assets-local"), "up", "--rows", str(rows),
-           "--redshift-port", "0", "--webserver-url", webserver_url]
+    cmd = [
+        str(Path(sys.executable).parent / "unload-assets-local"),
+        "up",
+        "--rows",
+        str(rows),
+        "--redshift-port",
+        "0",
+        "--webserver-url",
+        webserver_url,
+    ]
     proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 240
     while not (STATE / "ready").exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             _stop(proc)
-            raise SystemExit(f"The local stack did not start; see {log}:\n{log.read_text(errors='replace')[-3000:]}")
+            raise SystemExit(
+                f"The local stack did not start; see {log}:\n{log.read_text(errors='replace')[-3000:]}"
+            )
         time.sleep(0.3)
     print(_indent(log.read_text(errors="replace").split("Ready.")[0].strip()), flush=True)
     return proc
@@ -93,7 +103,9 @@ def _morning_runs(dev: DagsterDev, env: dict[str, str]) -> bool:
     for job, partition in ((DAILY_JOB, yesterday), (UNPARTITIONED_JOB, None)):
         run_id = dev.launch(job, partition=partition)
         print(f"\nLaunched {job}" + (f" for {partition}" if partition else "") + f": {dev.url}/runs/{run_id}")
-        status = dev.wait_for_run(run_id, on_step=lambda step, state: print(f"  {step:<45} {state}", flush=True))
+        status = dev.wait_for_run(
+            run_id, on_step=lambda step, state: print(f"  {step:<45} {state}", flush=True)
+        )
         print(f"Run {status}.", flush=True)
         statuses.append(status)
     _print_objects(env)
@@ -138,7 +150,9 @@ def _print_slack(env: dict[str, str], *, already: int, expected: int, timeout: f
     for message in new:
         print(f"Slack message in {message['channel']}:\n{_indent(message.get('text', ''))}\n")
     if len(new) < expected:
-        print(f"{len(new)} of {expected} Slack message(s) within {timeout:.0f}s; see .local-stack/dagster.log.")
+        print(
+            f"{len(new)} of {expected} Slack message(s) within {timeout:.0f}s; see .local-stack/dagster.log."
+        )
 
 
 def _read_env(path: Path) -> dict[str, str]:

@@ -54,7 +54,13 @@ class DagsterDev:
     """`dagster dev -w workspace.yaml` run from `project_dir` (where `.env` is read from)."""
 
     def __init__(
-        self, *, project_dir: Path, dagster_home: Path, log_file: Path, port: int = 0, env: dict[str, str] | None = None
+        self,
+        *,
+        project_dir: Path,
+        dagster_home: Path,
+        log_file: Path,
+        port: int = 0,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.project_dir = project_dir
         self.dagster_home = dagster_home
@@ -76,7 +82,12 @@ class DagsterDev:
         handle = self.log_file.open("wb")
         # Its own process group: stop() ends the webserver, the daemon and the code servers together.
         self._proc = subprocess.Popen(
-            cmd, cwd=self.project_dir, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            cwd=self.project_dir,
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self._wait("the webserver", lambda: self._ping(), timeout)
         self._wait("the code location", self._location_loaded, timeout)
@@ -165,7 +176,9 @@ class DagsterDev:
         for entry in self.graphql(_WORKSPACE_QUERY)["workspaceOrError"].get("locationEntries", []):
             error = entry.get("locationOrLoadError") or {}
             if error.get("__typename") == "PythonError":
-                raise DagsterDevError(f"The code location '{entry['name']}' failed to load:\n{error['message']}")
+                raise DagsterDevError(
+                    f"The code location '{entry['name']}' failed to load:\n{error['message']}"
+                )
             if entry.get("loadStatus") == "LOADED" and error:
                 return True
         return False
@@ -177,6 +190,8 @@ class DagsterDev:
                 return
             if self._proc is not None and self._proc.poll() is not None:
                 tail = self.log_file.read_text(errors="replace")[-3000:]
-                raise DagsterDevError(f"dagster dev exited ({self._proc.returncode}) before {what} was up:\n{tail}")
+                raise DagsterDevError(
+                    f"dagster dev exited ({self._proc.returncode}) before {what} was up:\n{tail}"
+                )
             time.sleep(0.5)
         raise DagsterDevError(f"Timed out after {timeout:.0f}s waiting for {what}; see {self.log_file}")

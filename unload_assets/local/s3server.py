@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import boto3
 from botocore.config import Config
 
@@ -17,7 +19,7 @@ class S3Server:
     def __init__(self, *, port: int = 0, bucket: str = "unload-local") -> None:
         self.port = port or free_port()
         self.bucket = bucket
-        self._server = None
+        self._server: Any = None  # moto.server.ThreadedMotoServer, imported lazily (slow import)
 
     @property
     def endpoint_url(self) -> str:

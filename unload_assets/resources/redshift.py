@@ -45,7 +45,12 @@ class RedshiftUnloadResource(RedshiftClientResource):
     """
 
     def unload(
-        self, sql: str, *, redacted: str, secrets: Iterable[str | None] = (), log: logging.Logger | None = None
+        self,
+        sql: str,
+        *,
+        redacted: str,
+        secrets: Iterable[str | None] = (),
+        log: logging.Logger | None = None,
     ) -> UnloadOutcome:
         secrets = tuple(secrets)
         log = log or logging.getLogger(__name__)
@@ -63,9 +68,7 @@ class RedshiftUnloadResource(RedshiftClientResource):
                 application_name="unload_assets",
             )
         except psycopg2.OperationalError as exc:
-            raise TransientRedshiftError(
-                f"Could not connect to Redshift at {self.host}:{self.port}: {scrub(str(exc).strip(), secrets)}"
-            ) from None
+            raise _connect_error(exc, f"{self.host}:{self.port}", secrets) from None
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
@@ -80,6 +83,21 @@ class RedshiftUnloadResource(RedshiftClientResource):
             conn.close()
 
 
+# Refusals that another attempt cannot fix: wrong credentials, unknown user or database.
+_PERMANENT_CONNECT_ERRORS = ("authentication failed", "no pg_hba.conf entry", "does not exist")
+
+
+def _connect_error(exc: psycopg2.OperationalError, where: str, secrets: tuple[str | None, ...]) -> Exception:
+    message = scrub(str(exc).strip(), secrets)
+    if any(marker in message for marker in _PERMANENT_CONNECT_ERRORS):
+        return Failure(
+            description=f"Redshift at {where} refused the login: {message}. "
+            "Check REDSHIFT_USER, REDSHIFT_PASSWORD and REDSHIFT_DATABASE.",
+            allow_retries=False,
+        )
+    return TransientRedshiftError(f"Could not connect to Redshift at {where}: {message}")
+
+
 def _classify(exc: psycopg2.Error, redacted: str, secrets: tuple[str | None, ...]) -> Exception:
     message = scrub((exc.pgerror or str(exc)).strip(), secrets)
     code = exc.pgcode or ""
@@ -87,7 +105,9 @@ def _classify(exc: psycopg2.Error, redacted: str, secrets: tuple[str | None, ...
         not code or code[:2] in _TRANSIENT_SQLSTATE_CLASSES
     )
     if transient or code[:2] in _TRANSIENT_SQLSTATE_CLASSES:
-        return TransientRedshiftError(f"Redshift connection problem during UNLOAD ({code or 'no SQLSTATE'}): {message}")
+        return TransientRedshiftError(
+            f"Redshift connection problem during UNLOAD ({code or 'no SQLSTATE'}): {message}"
+        )
     # `from None` above and a fresh exception here: psycopg2's own exception may carry the statement.
     return Failure(
         description=f"Redshift refused the UNLOAD ({code or 'error'}): {message}",

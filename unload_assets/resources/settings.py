@@ -16,7 +16,9 @@ class UnloadSettings(ConfigurableResource):
     iam_role: str | None = Field(
         default=None, description="IAM_ROLE for UNLOAD: an ARN, a comma-separated chain, or 'default'."
     )
-    access_key_id: str | None = Field(default=None, description="Key-based authorization (instead of a role).")
+    access_key_id: str | None = Field(
+        default=None, description="Key-based authorization (instead of a role)."
+    )
     secret_access_key: str | None = Field(default=None, description="Secret; never logged.")
     session_token: str | None = Field(default=None, description="Secret; never logged.")
 
