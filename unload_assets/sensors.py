@@ -256,10 +256,7 @@ def _retag(instance: dg.DagsterInstance, cursor: Cursor, now: float) -> None:
 
 
 def _secrets(slack: UnloadSlackResource) -> tuple[str, ...]:
-    # A "secret" equal to the bucket name is printed in every S3 URI anyway (the local stack's
-    # password is); masking it would only hide where the files are.
-    public = {os.getenv("UNLOAD_BUCKET")}
-    return tuple(v for v in (slack.token, *map(os.getenv, SECRET_ENV_VARS)) if v and v not in public)
+    return tuple(v for v in (slack.token, *map(os.getenv, SECRET_ENV_VARS)) if v)
 
 
 def _trigger(tags: dict[str, str] | Any) -> str:
