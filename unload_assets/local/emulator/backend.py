@@ -1,0 +1,172 @@
+"""The client's own PostgreSQL backend, driven by the proxy while it runs one UNLOAD.
+
+Everything here runs on the client's session, so its temp tables, search_path and open transaction
+apply. Notices and notifications the backend sends meanwhile go on to the client; ParameterStatus
+messages are swallowed, because the settings the proxy changes for the UNLOAD are put back before the
+client gets control again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator, Callable
+
+from unload_assets.local.emulator import wire
+
+_U32_AT = struct.Struct("!I").unpack_from
+_I32_AT = struct.Struct("!i").unpack_from
+_COPY_DATA = ord("d")
+_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\0"
+_BINARY_TRAILER = b"\xff\xff"
+
+
+class BackendError(Exception):
+    """PostgreSQL refused a statement; `fields` is its ErrorResponse, passed on to the client as is."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__(fields.get("M", "error"))
+        self.fields = fields
+
+
+class BackendSession:
+    def __init__(
+        self,
+        stream: wire.MessageStream,
+        writer: asyncio.StreamWriter,
+        forward: Callable[[bytes], None],
+        status: bytes,
+    ) -> None:
+        self.stream = stream
+        self.writer = writer
+        self.forward = forward  # raw bytes to the client (notices, notifications)
+        self.status = status  # transaction status from the last ReadyForQuery: I, T or E
+
+    async def query(self, sql: str) -> list[list[bytes | None]]:
+        """Run `sql` (simple protocol) and return the data rows of its first result set."""
+        self.writer.write(wire.query(sql))
+        return await self._until_ready()
+
+    async def describe(self, sql: str) -> list[wire.Column] | None:
+        """The result columns of `sql` without running it; None when it returns no rows."""
+        self.writer.write(wire.parse_describe_sync(sql))
+        columns: list[wire.Column] | None = None
+
+        def on_description(kind: int, payload: bytes) -> None:
+            nonlocal columns
+            if kind == ord("T"):
+                columns = wire.parse_row_description(payload)
+
+        await self._until_ready(on_description)
+        return columns
+
+    async def copy_rows(self, sql: str, *, binary: bool, skip: int) -> AsyncIterator[list[bytes]]:
+        """Run `COPY ... TO STDOUT` and yield its rows in batches, each with `skip` leading bytes cut.
+
+        One CopyData message is one row, so the batches split only between rows. The loop below is the
+        emulator's hot path: it touches each row once and keeps no more than a network read in memory.
+        """
+        self.writer.write(wire.query(sql))
+        await self._until_copy_out()
+        stream = self.stream
+        if binary:
+            first = await self._first_binary_row(skip)
+            if first is None:
+                await self._until_ready()
+                return
+            yield [first]
+        while True:
+            buf, pos = stream.buf, stream.pos
+            limit = len(buf)
+            rows: list[bytes] = []
+            add = rows.append
+            while pos + 5 <= limit and buf[pos] == _COPY_DATA:
+                end = pos + 1 + _U32_AT(buf, pos + 1)[0]
+                if end > limit:
+                    break
+                add(buf[pos + 5 + skip : end])
+                pos = end
+            stream.pos = pos
+            if binary and rows and rows[-1] in (b"", _BINARY_TRAILER[skip:]):
+                rows.pop()  # the int16 -1 that ends a binary COPY (lines are never empty)
+            if rows:
+                yield rows
+            if pos + 5 <= limit and buf[pos] != _COPY_DATA:
+                kind, payload = await stream.read()
+                if kind == ord("c"):  # CopyDone
+                    await self._until_ready()
+                    return
+                await self._side_message(kind, payload)
+            else:
+                await stream.fill()
+
+    async def _first_binary_row(self, skip: int) -> bytes | None:
+        """Strip the binary COPY header; the first row (skip applied), or None if there are no rows."""
+        while True:
+            kind, payload = await self.stream.read()
+            if kind == _COPY_DATA:
+                break
+            await self._side_message(kind, payload)
+        if not payload.startswith(_BINARY_SIGNATURE):
+            raise wire.ProtocolError("binary COPY output without its signature")
+        extension = _I32_AT(payload, 15)[0]
+        rest = payload[19 + extension :]
+        if not rest:  # the header came alone: the next message is the first row or the trailer
+            kind, rest = await self.stream.read()
+            if kind != _COPY_DATA:
+                await self._side_message(kind, rest)
+                return None
+        if rest == _BINARY_TRAILER:
+            await self._drain_copy()
+            return None
+        return rest[skip:]
+
+    async def _drain_copy(self) -> None:
+        while True:
+            kind, payload = await self.stream.read()
+            if kind == ord("c"):
+                return
+            await self._side_message(kind, payload)
+
+    async def _until_copy_out(self) -> None:
+        while True:
+            kind, payload = await self.stream.read()
+            if kind == ord("H"):
+                return
+            await self._side_message(kind, payload)
+
+    async def _until_ready(self, on_other: Callable[[int, bytes], None] | None = None) -> list:
+        """Consume messages up to ReadyForQuery; raise `BackendError` if one was an ErrorResponse."""
+        rows: list[list[bytes | None]] = []
+        error: dict[str, str] | None = None
+        results = 0
+        while True:
+            kind, payload = await self.stream.read()
+            if kind == ord("Z"):
+                self.status = payload[:1]
+                break
+            if kind == ord("D"):
+                if results == 0:
+                    rows.append(wire.parse_data_row(payload))
+            elif kind == ord("C"):
+                results += 1
+            elif kind == ord("E"):
+                error = error or wire.parse_fields(payload)
+            elif kind in (ord("N"), ord("A")):
+                self.forward(wire.message(bytes([kind]), payload))
+            elif on_other is not None:
+                on_other(kind, payload)
+        if error is not None:
+            raise BackendError(error)
+        return rows
+
+    async def _side_message(self, kind: int, payload: bytes) -> None:
+        """A message other than the one expected next: pass it on, or fail the statement."""
+        if kind in (ord("N"), ord("A")):
+            self.forward(wire.message(bytes([kind]), payload))
+        elif kind == ord("E"):
+            fields = wire.parse_fields(payload)
+            await self._until_ready()
+            raise BackendError(fields)
+        elif kind != ord("S"):
+            raise wire.ProtocolError(f"unexpected message {chr(kind)!r} from PostgreSQL during UNLOAD")

@@ -1,0 +1,130 @@
+"""Redshift's UNLOAD bookkeeping inside PostgreSQL: system tables, session functions, query ids.
+
+Installed with the superuser DSN into every database clients use (once per database, on first use):
+`stl_unload_log` (one row per file), `sys_unload_history` (one row per UNLOAD), a query-id sequence,
+and `pg_last_unload_count()` / `pg_last_unload_id()`, which read session settings the proxy sets on
+the client's own backend after each UNLOAD. The log rows are written on a separate superuser
+connection, so, as on Redshift, they survive the client's transaction rolling back.
+
+Every method blocks; the proxy calls them from worker threads.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+COUNT_SETTING = "redshift.last_unload_count"
+ID_SETTING = "redshift.last_unload_id"
+
+DDL = f"""
+SELECT pg_advisory_xact_lock(7226150);
+CREATE SEQUENCE IF NOT EXISTS public.redshift_unload_query_id;
+CREATE TABLE IF NOT EXISTS public.stl_unload_log (
+    userid integer, query integer, slice integer, pid integer, path character varying(1280),
+    start_time timestamp, end_time timestamp, line_count bigint, transfer_size bigint,
+    file_format character varying(10)
+);
+CREATE TABLE IF NOT EXISTS public.sys_unload_history (
+    user_id integer, query_id bigint, transaction_id bigint, session_id integer, database_name text,
+    status text, start_time timestamp, end_time timestamp, duration bigint, file_format text,
+    compression_type text, unloaded_location text, unloaded_rows bigint, unloaded_files_count bigint,
+    unloaded_files_size bigint, error_message text
+);
+CREATE OR REPLACE FUNCTION public.pg_last_unload_count() RETURNS bigint LANGUAGE sql STABLE AS
+    $$ SELECT coalesce(nullif(current_setting('{COUNT_SETTING}', true), '')::bigint, 0) $$;
+CREATE OR REPLACE FUNCTION public.pg_last_unload_id() RETURNS integer LANGUAGE sql STABLE AS
+    $$ SELECT coalesce(nullif(current_setting('{ID_SETTING}', true), '')::integer, -1) $$;
+GRANT SELECT ON public.stl_unload_log, public.sys_unload_history TO PUBLIC;
+"""
+
+_HISTORY_START = """
+INSERT INTO public.sys_unload_history (user_id, query_id, session_id, database_name, status, start_time,
+    file_format, compression_type, unloaded_location)
+VALUES (%(user_id)s, %(query_id)s, %(session_id)s, %(database)s, 'running', %(start)s, %(file_format)s,
+    %(compression)s, %(location)s)
+"""
+_HISTORY_END = """
+UPDATE public.sys_unload_history SET status = %(status)s, end_time = %(end)s,
+    duration = (extract(epoch FROM %(end)s - start_time) * 1000000)::bigint, unloaded_rows = %(rows)s,
+    unloaded_files_count = %(files)s, unloaded_files_size = %(size)s, error_message = %(error)s
+WHERE query_id = %(query_id)s
+"""
+_FILE_ROW = """
+INSERT INTO public.stl_unload_log (userid, query, slice, pid, path, start_time, end_time, line_count,
+    transfer_size, file_format)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+
+
+class Catalog:
+    def __init__(self, superuser_dsn: str | None) -> None:
+        self.dsn = superuser_dsn
+        self._lock = threading.Lock()
+        self._conns: dict[str, Any] = {}
+        self._local_ids = itertools.count(1)  # query ids when there is no catalog
+
+    @property
+    def enabled(self) -> bool:
+        return self.dsn is not None
+
+    def install(self, database: str | None = None) -> None:
+        """Create the catalog objects in `database` (the DSN's own by default) unless already done."""
+        if self.dsn is None:
+            return
+        with self._lock:
+            self._connection(database)
+
+    def next_query_id(self, database: str) -> int:
+        if self.dsn is None:
+            return next(self._local_ids)
+        rows = self._run(database, "SELECT nextval('public.redshift_unload_query_id')", ())
+        return int(rows[0][0]) if rows else next(self._local_ids)
+
+    def started(self, database: str, **fields: Any) -> None:
+        self._run(database, _HISTORY_START, {"database": database, **fields})
+
+    def ended(self, database: str, **fields: Any) -> None:
+        self._run(database, _HISTORY_END, fields)
+
+    def file_written(self, database: str, rows: list[tuple[Any, ...]]) -> None:
+        for row in rows:
+            self._run(database, _FILE_ROW, row)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._conns.values():
+                conn.close()
+            self._conns.clear()
+
+    def _run(self, database: str, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        if self.dsn is None:
+            return []
+        with self._lock:
+            try:
+                with self._connection(database).cursor() as cur:
+                    cur.execute(sql, params)
+                    return cur.fetchall() if cur.description else []
+            except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail an UNLOAD
+                log.warning("Redshift emulator could not record UNLOAD bookkeeping in %s: %s", database, exc)
+                self._conns.pop(database, None)
+                return []
+
+    def _connection(self, database: str | None) -> Any:
+        import psycopg2
+        from psycopg2.extensions import make_dsn, parse_dsn
+
+        assert self.dsn is not None
+        name = database or parse_dsn(self.dsn).get("dbname", "postgres")
+        conn = self._conns.get(name)
+        if conn is None or conn.closed:
+            conn = psycopg2.connect(make_dsn(self.dsn, dbname=name))
+            with conn, conn.cursor() as cur:
+                cur.execute(DDL)
+            conn.autocommit = True
+            self._conns[name] = conn
+        return conn
