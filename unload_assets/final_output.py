@@ -7,10 +7,19 @@ from __future__ import annotations
 
 from functools import partial
 
-from .final_state import SIZE, FinalizeError, Job, Output, copy_verified, object_metadata, verify
+from .final_state import (
+    SIZE,
+    FinalizeError,
+    Job,
+    Output,
+    copy_verified,
+    object_metadata,
+    stale_parts,
+    verify,
+)
 from .manifest import StagedFile, render_copy_manifest, s3_url
 from .part_names import manifest_key_for, part_key
-from .s3ops import first_line_length, head, write_multipart
+from .s3ops import delete_keys, first_line_length, head, write_multipart
 from .stitch import CombineImpossible, Piece, plan_combine
 
 
@@ -121,6 +130,12 @@ def write_parts(job: Job, entries: list[StagedFile], reason: str | None) -> Outp
         job.s3.delete_object(Bucket=job.bucket, Key=mkey)
         job.log(f"withdrew the previous {s3_url(job.bucket, mkey)} before overwriting its parts")
     parts = [(part_key(job.final_key, i), e) for i, e in enumerate(entries, start=1)]
+    # No manifest names them any more: parts beyond this run's count go before the commit, so that the
+    # manifest written below lists exactly the parts that exist, even if this run stops right after it.
+    extra = stale_parts(job, {k for k, _ in parts})
+    if extra:
+        delete_keys(job.s3, job.bucket, extra)
+        job.log(f"removed {len(extra)} part(s) beyond this run's {len(parts)}, left by an earlier run")
     meta = object_metadata(job, "parts", len(entries), reason)
     job.run([partial(copy_verified, job, e, k, meta) for k, e in parts])
     body = render_copy_manifest(job.bucket, [(k, e.size) for k, e in parts])

@@ -146,22 +146,26 @@ def committed(job: Job) -> Output | None:
     return Output([*objects, (mkey, size)], "parts", int(meta.get(STAGED, len(objects))), reason)
 
 
+def stale_parts(job: Job, keep: set[str]) -> list[str]:
+    """Parts of `final_key` (from any run, any digit count) that are not in `keep`."""
+    listed = list_keys(job.s3, job.bucket, part_listing_prefix(job.final_key))
+    return [k for k in listed if part_number(job.final_key, k) is not None and k not in keep]
+
+
 def delete_stale(job: Job, done: Output) -> None:
     """After `done` is verified: remove whatever else an earlier run left under this final name."""
-    keep = {key for key, _ in done.objects}
-    candidates = [
-        k
-        for k in list_keys(job.s3, job.bucket, part_listing_prefix(job.final_key))
-        if part_number(job.final_key, k) is not None and k not in keep
-    ]
+    candidates = stale_parts(job, {key for key, _ in done.objects})
     # Parts replace a single object and vice versa; HEAD first so nothing is reported (or, in a
     # versioned bucket, delete-marked) that was not there.
     other = job.final_key if done.mode == "parts" else manifest_key_for(job.final_key)
     if head(job.s3, job.bucket, other) is not None:
-        candidates.append(other)
+        # Alone and first: a DeleteObjects that fails halfway must not leave an old manifest listing
+        # parts that are already gone.
+        delete_keys(job.s3, job.bucket, [other])
+        job.log(f"removed {other}, left by an earlier run")
     if candidates:
         delete_keys(job.s3, job.bucket, candidates)
         job.log(
-            f"removed {len(candidates)} object(s) left by an earlier run: {', '.join(candidates[:5])}"
+            f"removed {len(candidates)} part(s) left by an earlier run: {', '.join(candidates[:5])}"
             + (" ..." if len(candidates) > 5 else "")
         )

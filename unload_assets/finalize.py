@@ -4,7 +4,9 @@
 1. The UNLOAD manifest is the only list of staged files, and it is deleted last.
 2. Final objects carry metadata naming the run's staging prefix (unique per run) and the size they must
    have; for parts, the `.manifest` written after every part is verified is the commit point.
-3. Stale final objects of earlier runs, then staging, are deleted only after the output is verified.
+3. Stale final objects of earlier runs, then staging, are deleted only after the output is verified;
+   the one exception is parts beyond the new count once the old `.manifest` is withdrawn (nothing
+   readable names them, and the new manifest must list exactly the parts that exist).
 4. A re-run that finds this run's committed output skips straight to cleanup; when the staging manifest
    is gone too, that committed output is the proof the work was done.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from .final_output import combine_blocker, produce
 from .final_state import FinalizeError, Job, Output, committed, content_type, delete_stale
@@ -131,7 +135,9 @@ def _delete_staging(job: Job, manifest: UnloadManifest, manifest_key: str) -> bo
     try:
         n = delete_keys(job.s3, job.bucket, [e.key for e in manifest.entries])
         delete_keys(job.s3, job.bucket, [manifest_key])
-    except OSError as exc:  # the output is delivered and verified: report the leftovers, don't fail
+    # The output is delivered and verified: report the leftovers (metadata and the staging_cleaned
+    # check), don't fail. S3 errors and dropped connections count as much as per-key errors (OSError).
+    except (OSError, ClientError, BotoCoreError) as exc:
         job.log(f"final output is complete, but deleting staging failed: {exc}")
         return False
     job.log(f"deleted {n} staged file(s) and the manifest under {s3_url(job.bucket, job.staging_prefix)}")

@@ -15,7 +15,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from .keys import DATE_VARIABLES, check_bucket_name, check_key_template, template_variables
+from .keys import DATE_VARIABLES, check_bucket_name, check_key_template, render_key, template_variables
 from .unload_sql import check_iam_role, option_conflicts, placeholder_names, sql_problems
 
 ENV_VAR = "UNLOAD_TARGETS_FILE"
@@ -252,6 +252,7 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 _TOP_LEVEL = ("defaults", "targets")
 _NOT_DEFAULTABLE = ("name", "sql", "key_template")
 _FIELDS = tuple(UnloadTarget.model_fields)
+_NESTED_FIELDS = {"partitioning": tuple(DailyPartitioning.model_fields)}  # what a nested field may be
 
 
 def _build(data: Any, report: _Report, source: Path) -> Catalogue | None:
@@ -277,6 +278,7 @@ def _build(data: Any, report: _Report, source: Path) -> Catalogue | None:
         report.add("targets", "expected a non-empty list of targets", report.line(data, "targets"))
         return None
     targets: list[UnloadTarget] = []
+    raws: list[dict[Any, Any]] = []  # each valid target's own mapping, for line numbers
     first_seen: dict[str, int | None] = {}
     for number, raw in enumerate(raw_targets, start=1):
         if not isinstance(raw, dict):
@@ -298,11 +300,29 @@ def _build(data: Any, report: _Report, source: Path) -> Catalogue | None:
             merged["tags"] = {**valid_defaults["tags"], **raw["tags"]}  # tags merge; other fields replace
         try:
             targets.append(UnloadTarget.model_validate(merged))
+            raws.append(raw)
         except ValidationError as exc:
             for field, message in _translate(exc):
                 line = report.line(raw, field) or report.line(defaults, field) or report.line(raw)
                 report.add(f"{where}, field {field!r}" if field else where, message, line)
+    _check_distinct_keys(targets, raws, report)
     return Catalogue(targets=targets, source=source, bucket=overrides.bucket, iam_role=overrides.iam_role)
+
+
+_SAMPLE_DAY = date(2026, 12, 31)
+
+
+def _check_distinct_keys(targets: list[UnloadTarget], raws: list[dict[Any, Any]], report: _Report) -> None:
+    # Two targets on one final key overwrite each other every morning, and each run's clean-up of an
+    # earlier run's parts would delete the other target's output.
+    first: dict[str, str] = {}
+    for target, raw in zip(targets, raws, strict=True):
+        day = _SAMPLE_DAY if target.partitioning.type == "daily" else None
+        key = render_key(target.key_template, target=target.name, partition_date=day)
+        if key in first and first[key] != target.name:
+            why = f"target {first[key]!r} writes the same object ({key}); give each target its own key"
+            report.add(f"target {target.name!r}, field 'key_template'", why, report.line(raw, "key_template"))
+        first.setdefault(key, target.name)
 
 
 def _check_defaults(defaults: dict[Any, Any], report: _Report) -> tuple[_Overrides, dict[Any, Any]]:
@@ -341,8 +361,9 @@ def _translate(exc: ValidationError, *, cross_field: bool = True) -> list[tuple[
         field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
         message = error["msg"].removeprefix("Value error, ")
         if kind == "extra_forbidden":
-            close = difflib.get_close_matches(str(loc[-1]), _FIELDS, n=1)
-            message = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(_FIELDS)}"
+            allowed = _NESTED_FIELDS.get(str(loc[0]), _FIELDS) if len(loc) > 1 else _FIELDS
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            message = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
             message = f"unknown field; {message}"
         elif kind == "missing":
             message = "is required"

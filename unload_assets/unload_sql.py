@@ -59,6 +59,8 @@ def sql_problems(sql: str) -> list[str]:
     """What makes `sql` unusable as the SELECT of an UNLOAD, found without parsing it."""
     if _too_long(sql):  # first, and alone: scanning megabytes of text only to refuse it is slow
         return ["is too long: the UNLOAD statement would exceed Redshift's 16 MB limit"]
+    if "\0" in sql:  # psycopg2 refuses it at run time, where the op would retry a hopeless statement
+        return ["contains a NUL character (\\0), which no Redshift statement can hold"]
     tokens, placeholders, found = _scan(sql)
     problems = list(found)
     unknown = sorted({match.group(1) for match in placeholders} - set(PLACEHOLDERS))
@@ -231,6 +233,10 @@ def option_conflicts(target: UnloadTarget) -> list[tuple[str, str]]:
             problems.append((name, refused))
     if target.delimiter is not None and target.delimiter in "\n\r\0":
         problems.append(("delimiter", "a line break or NUL can't be the delimiter"))
+    elif target.delimiter is not None and not target.delimiter.isascii():
+        problems.append(("delimiter", f"{target.delimiter!r}: Redshift takes one ASCII character"))
+    if target.null_as is not None and "\0" in target.null_as:
+        problems.append(("null_as", "a NUL character can't be part of a Redshift statement"))
     if target.format == "csv" and target.delimiter == '"':
         problems.append(("delimiter", "'\"' is the CSV quote character"))
     return problems

@@ -89,7 +89,8 @@ def test_missing_file_names_the_path_and_the_env_var(tmp_path, monkeypatch):
 def test_defaults_apply_and_targets_override_them(tmp_path):
     defaults = {"format": "json", "owners": ["a@example.com"], "tags": {"team": "fin", "tier": "1"},
                 "bucket": "exports-bucket", "iam_role": ROLE}  # fmt: skip
-    own = SNAPSHOT | {"name": "own", "format": "text", "owners": ["team:crm"], "tags": {"tier": "2"}}
+    own = SNAPSHOT | {"name": "own", "key_template": "exports/own.txt", "format": "text",
+                      "owners": ["team:crm"], "tags": {"tier": "2"}}  # fmt: skip
     catalogue = load_catalogue(write(tmp_path, [SNAPSHOT, own], defaults))
     snap, own_target = catalogue.targets
     assert (snap.format, snap.owners, snap.tags) == ("json", ["a@example.com"], {"team": "fin", "tier": "1"})
@@ -304,7 +305,7 @@ def test_iam_role_overrides_refused(tmp_path, role, message):
 
 
 def test_a_bad_default_is_reported_once_not_per_target(tmp_path):
-    targets = [SNAPSHOT | {"name": f"t{i}"} for i in range(5)]
+    targets = [SNAPSHOT | {"name": f"t{i}", "key_template": f"exports/t{i}.csv"} for i in range(5)]
     assert problems(write(tmp_path, targets, {"compression": "rar"})) == [
         "unload_targets.yaml: defaults, field 'compression': Input should be 'none', 'gzip', 'bzip2' or"
         " 'zstd' (got 'rar') (line 2)"

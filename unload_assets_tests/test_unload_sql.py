@@ -304,7 +304,8 @@ def test_location_must_be_s3():
         build_unload(target(), partition_date=DAY, location="/tmp/x/", auth=UnloadAuth(iam_role=ROLE))
 
 
-@given(text=st.text())
+# NUL is the one character no statement can carry (psycopg2 refuses it); the catalogue refuses it too.
+@given(text=st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\0")))
 def test_any_literal_survives_quoting(text):
     """Whatever a string literal in the select holds reaches Redshift intact, placeholders included."""
     literal = quote_literal(text)  # how the text is written inside the select

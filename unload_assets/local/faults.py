@@ -1,0 +1,230 @@
+"""A fault-injecting HTTP proxy on loopback in front of the local S3 server.
+
+Point a client at `FaultProxy.endpoint_url` (e.g. `AWS_ENDPOINT_URL_S3`) and every request is forwarded
+to the real S3 server, except those a `Rule` picks: they get an S3-style 500 `InternalError`, a TCP reset
+(before or after S3 saw the request), or a slow answer. Rules pick requests by S3 operation, path or any
+predicate on method, query, headers and body, skip the first matches (to hit "the Nth UploadPartCopy")
+and fire for a seeded random fraction. `injected` counts what was done, per kind and operation.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+from .postgres import free_port
+
+Kind = Literal["error", "reset", "reset_after", "slow"]
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "te", "upgrade", "proxy-connection"}
+_OWN_HEADERS = {"content-length", "server", "date"}  # written by this proxy's send_response
+_ERROR_BODY = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an'
+    " internal error. Please try again.</Message><RequestId>FAULT{n:08d}</RequestId></Error>"
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # without the query string
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
+    body: bytes = field(default=b"", repr=False)  # e.g. the keys a DeleteObjects names
+
+    @property
+    def operation(self) -> str:
+        """The S3 API operation, told apart the way S3 itself does (method, sub-resource, copy header)."""
+        q, copy = self.query, "x-amz-copy-source" in self.headers
+        if self.method == "PUT" and "uploadId" in q:
+            return "UploadPartCopy" if copy else "UploadPart"
+        if self.method == "PUT":
+            return "CopyObject" if copy else ("PutObject" if self.path.count("/") > 1 else "CreateBucket")
+        if self.method == "POST":
+            return "DeleteObjects" if "delete" in q else ("CreateMultipartUpload" if "uploads" in q else
+                                                          "CompleteMultipartUpload")  # fmt: skip
+        if self.method == "DELETE":
+            return "AbortMultipartUpload" if "uploadId" in q else "DeleteObject"
+        if self.method == "HEAD":
+            return "HeadObject" if self.path.count("/") > 1 else "HeadBucket"
+        return "GetObject" if self.path.strip("/").count("/") else "ListObjects"
+
+
+@dataclass
+class Rule:
+    """Inject `kind` into requests that match; `skip` matches pass first, then at most `times` are hit."""
+
+    kind: Kind
+    operation: str | None = None  # e.g. "UploadPartCopy", see `Request.operation`
+    path_contains: str | None = None
+    predicate: Callable[[Request], bool] | None = None  # anything else: method, query, headers, body
+    fraction: float = 1.0
+    skip: int = 0
+    times: int | None = None
+    delay: float = 0.5  # seconds, for "slow"
+    # Called in the proxy's thread before the fault is applied, while the client waits for its answer:
+    # the moment to look at what a reader would see, or to kill the client.
+    on_inject: Callable[[Request], None] | None = None
+    seed: int = 0
+    matched: int = 0
+    fired: int = 0
+    _random: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+
+    def picks(self, request: Request) -> bool:
+        if (
+            (self.operation and request.operation != self.operation)
+            or (self.path_contains and self.path_contains not in request.path)
+            or (self.predicate and not self.predicate(request))
+        ):
+            return False
+        self.matched += 1
+        if self.matched <= self.skip or (self.times is not None and self.fired >= self.times):
+            return False
+        # Drawn for every eligible request, so which ones fire depends only on the seed and the order.
+        if self._random.random() >= self.fraction:
+            return False
+        self.fired += 1
+        return True
+
+
+class FaultProxy:
+    def __init__(self, upstream_url: str, *, port: int = 0) -> None:
+        parts = urlsplit(upstream_url)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.port = port or free_port()
+        self.rules: list[Rule] = []
+        self.injected: Counter[str] = Counter()  # "<kind> <operation>" -> count
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def total_injected(self) -> int:
+        return sum(self.injected.values())
+
+    def inject(self, kind: Kind, **selection: object) -> Rule:
+        rule = Rule(kind, **selection)  # type: ignore[arg-type]
+        with self._lock:
+            self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        """Drop every rule (counts are kept: they are the test's report)."""
+        with self._lock:
+            self.rules.clear()
+
+    def start(self) -> FaultProxy:
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), type("_Bound", (_Handler,), {"proxy": self}))
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _decide(self, request: Request) -> Rule | None:
+        with self._lock:
+            for rule in self.rules:
+                if rule.picks(request):
+                    self.injected[f"{rule.kind} {request.operation}"] += 1
+                    return rule
+        return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    proxy: FaultProxy
+    protocol_version = "HTTP/1.1"  # keep-alive, as boto3's connection pool expects
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # quiet: one line per S3 request would drown the test output
+
+    def _body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                pass  # trailers
+            return b"".join(chunks)
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _handle(self) -> None:
+        url = urlsplit(self.path)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        request = Request(self.command, url.path, parse_qs(url.query, True), headers, self._body())
+        rule = self.proxy._decide(request)
+        kind = rule.kind if rule else None
+        if rule and rule.on_inject:
+            rule.on_inject(request)
+        if kind == "reset":
+            return self._reset()
+        if kind == "error":
+            return self._error()
+        if kind == "slow":
+            time.sleep(rule.delay)  # type: ignore[union-attr]
+        status, reason, reply_headers, reply = self._forward(headers, request.body)
+        if kind == "reset_after":
+            return self._reset()  # S3 did the work; the client never hears of it
+        self.send_response(status, reason)
+        for name, value in reply_headers:
+            if name.lower() not in _HOP_BY_HOP | _OWN_HEADERS:
+                self.send_header(name, value)
+        length = next((v for n, v in reply_headers if n.lower() == "content-length"), None)
+        self.send_header("Content-Length", length if self.command == "HEAD" and length else str(len(reply)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(reply)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
+
+    def _forward(self, headers: dict[str, str], body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        conn = http.client.HTTPConnection(*self.proxy.upstream, timeout=120)
+        try:
+            sent = {k: v for k, v in headers.items() if k not in _HOP_BY_HOP}
+            sent["content-length"] = str(len(body))
+            conn.request(self.command, self.path, body=body, headers=sent)
+            response = conn.getresponse()
+            return response.status, response.reason, response.getheaders(), response.read()
+        finally:
+            conn.close()
+
+    def _error(self) -> None:
+        data = _ERROR_BODY.format(n=self.proxy.total_injected).encode()
+        self.send_response(500, "Internal Server Error")
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", "0" if self.command == "HEAD" else str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _reset(self) -> None:
+        # SO_LINGER 0: close() sends RST instead of FIN, which is what a dropped connection looks like.
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()

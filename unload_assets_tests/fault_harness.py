@@ -1,0 +1,190 @@
+"""The S3 fault tests' bookkeeping: what a reader of a target's final keys sees, judged strictly.
+
+A target's rows carry their generation in a `gen` column, `<name>:<row count>`. A reader sees the
+output through the single object (`rows.csv`) or through the COPY manifest (`rows.csv.manifest` and
+its parts). Each view that exists must be ONE generation with every row exactly once; a manifest must
+list exactly the parts that exist, with their sizes. Anything else (a mix, a missing or extra part, a
+torn object) fails. `Harness` runs the jobs, checks those views while faults are pending and after
+every run, and re-executes failed runs from failure.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+import psycopg2
+
+from unload_assets.local.faults import FaultProxy, Request
+
+BUCKET = "unload-local"
+HEADER = ["id", "payload", "gen"]
+VIEW = {"fcombine": "object", "fparts": "manifest"}  # how each test target is read
+
+
+@dataclass
+class Views:
+    complete: dict[str, str] = field(default_factory=dict)  # "object" / "manifest" -> generation
+    parts_without_manifest: int = 0  # parts of an output being rewritten (its manifest withdrawn)
+
+
+def _generation(data: bytes, where: str) -> str:
+    rows = list(csv.reader(io.StringIO(data.decode(), newline="")))
+    if rows and rows[0] == HEADER:
+        rows = rows[1:]
+    gens = {row[2] for row in rows}
+    assert len(gens) == 1, f"{where}: rows of generations {sorted(gens)} mixed"
+    gen = gens.pop()
+    count = int(gen.rsplit(":", 1)[1])
+    ids = sorted(int(row[0]) for row in rows)
+    assert ids == list(range(1, count + 1)), f"{where}: {len(ids)} rows, not each of 1..{count} once"
+    return gen
+
+
+def _body(s3: Any, key: str) -> bytes:
+    return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def views(s3: Any, target: str, judged: dict[tuple[str, ...], str] | None = None) -> Views:
+    """The views of `target`'s output; `judged` remembers generations by ETags, to read each state once."""
+    judged = {} if judged is None else judged
+    folder = f"exports/faults/{target}/"
+    listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=folder).get("Contents", [])
+    sizes = {o["Key"]: o["Size"] for o in listing}
+    etags = {o["Key"]: o["ETag"] for o in listing}
+    final, manifest = folder + "rows.csv", folder + "rows.csv.manifest"
+    parts = {k for k in sizes if ".part-" in k}
+    found = Views()
+    if final in sizes:
+        seen = (final, etags[final])
+        judged[seen] = judged.get(seen) or _generation(_body(s3, final), final)
+        found.complete["object"] = judged[seen]
+    if manifest not in sizes:
+        found.parts_without_manifest = len(parts)
+        return found
+    entries = json.loads(_body(s3, manifest))["entries"]
+    listed = {e["url"].split("/", 3)[3]: e["meta"]["content_length"] for e in entries}
+    assert parts == set(listed), f"{manifest} lists {sorted(listed)}, the folder has {sorted(parts)}"
+    for key, size in listed.items():
+        assert sizes[key] == size, f"{key}: {sizes[key]} bytes, the manifest says {size}"
+    seen = (manifest, *(etags[k] for k in (manifest, *listed)))
+    if seen not in judged:
+        judged[seen] = _generation(b"".join(_body(s3, key) for key in listed), manifest)
+    found.complete["manifest"] = judged[seen]
+    return found
+
+
+class Harness:
+    def __init__(
+        self,
+        proxy: FaultProxy,
+        instance: dg.DagsterInstance,
+        dsn: str,
+        s3: Any,
+        jobs: dict[str, Callable[[], dg.JobDefinition]],
+        rows: int,
+    ) -> None:
+        self.jobs = jobs  # target -> module-level job function (`reconstructable` needs one)
+        self.rows = rows  # a generation's row count unless told otherwise
+        self.proxy, self.instance, self.dsn, self.s3 = proxy, instance, dsn, s3
+        self.current: dict[str, str] = {}  # target -> generation of its complete output
+        self.verified = self.runs = 0
+        self.problems: list[str] = []  # assertion failures inside the proxy's threads
+        self.judged: dict[tuple[str, ...], str] = {}  # generations of output states already read
+
+    def generation(self, target: str, name: str, rows: int | None = None) -> str:
+        """The rows the next run of `target` unloads: `rows` of them, labelled `<name>:<rows>`."""
+        rows = rows or self.rows
+        gen = f"{name}:{rows}"
+        with psycopg2.connect(self.dsn) as conn, conn.cursor() as cur:
+            cur.execute(
+                "insert into public.fault_gen values (%s, %s, %s)"
+                " on conflict (target) do update set gen = excluded.gen, nrows = excluded.nrows",
+                (target, gen, rows),
+            )
+        return gen
+
+    def run(self, target: str, *, from_failure: str | None = None) -> dg.ExecuteJobResult:
+        self.runs += 1
+        options = dg.ReexecutionOptions.from_failure(from_failure, self.instance) if from_failure else None
+        with dg.execute_job(
+            dg.reconstructable(self.jobs[target]), instance=self.instance, reexecution_options=options
+        ) as result:
+            return result
+
+    def listing(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def staging_left(self, target: str) -> list[str]:
+        return self.listing(f"_staging/{target}/")
+
+    def look(self, target: str, allowed: set[str]) -> Views:
+        found = views(self.s3, target, self.judged)
+        assert set(found.complete.values()) <= allowed, (target, found, allowed)
+        self.verified += len(found.complete)
+        return found
+
+    def watch(self, target: str, new: str) -> Callable[[Request], None]:
+        """`on_inject` hook: judge the final output while the faulted request is pending."""
+        allowed = {self.current[target], new}
+
+        def hook(request: Request) -> None:
+            try:
+                self.look(target, allowed)
+            except Exception as exc:  # noqa: BLE001 - reported by `settle`, not lost in a server thread
+                self.problems.append(f"during a fault on {request.operation}: {exc!r}")
+
+        return hook
+
+    def settle(self, target: str, result: dg.ExecuteJobResult, new: str) -> dg.ExecuteJobResult:
+        """After a run: no problem seen mid-run; a failed run left old or new; re-execute until done."""
+        assert not self.problems, self.problems
+        self.proxy.clear()
+        if not result.success:
+            self.look(target, {self.current[target], new})
+            result = self.run(target, from_failure=result.run_id)
+        assert result.success
+        found = self.look(target, {new})
+        assert found.complete == {VIEW[target]: new} and not found.parts_without_manifest, found
+        checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        assert checks == {"final_objects_present": True, "has_rows": True, "staging_cleaned": True}
+        self.current[target] = new
+        return result
+
+
+def create_tables(dsn: str, rows: int) -> None:
+    """`fault_rows` (~280 bytes a row) and `fault_gen`, which says what each target's next run unloads."""
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("drop table if exists public.fault_rows, public.fault_gen")
+        cur.execute(
+            "create table public.fault_rows as"
+            " select g as id, repeat(md5(g::text), 8) as payload from generate_series(1, %s) g",
+            (rows,),
+        )
+        cur.execute("create table public.fault_gen (target text primary key, gen text, nrows int)")
+
+
+def wait_for_child(pid: int, timeout: float) -> int:
+    """The child's exit status; a child that hangs (a lock inherited mid-use by fork) fails the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"the forked run worker did not reach its DeleteObjects within {timeout:.0f}s")
+
+
+def step_retries(result: dg.ExecuteJobResult) -> list[str]:
+    return [e.step_key or "" for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]

@@ -1,0 +1,231 @@
+"""S3 misbehaving under UNLOAD and the rename: 500s, resets, lost answers, slow replies, a killed worker.
+
+The project's S3 client (AWS_ENDPOINT_URL_S3) and a second Redshift emulator (its UNLOAD writes) both
+go through a `FaultProxy`. Each run writes a new generation of the same rows; `fault_harness` judges what
+a reader sees at the final keys: one generation, complete, or nothing (a parts output whose manifest is
+withdrawn while its parts are rewritten). That is checked while the writer waits on every injected fault
+and after every run; a failed run is then re-executed from failure and must complete the new output.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+
+from unload_assets.assets import asset_key_for
+from unload_assets.definitions import build_definitions
+from unload_assets.local.emulator.proxy import RedshiftEmulator
+from unload_assets.local.faults import FaultProxy
+
+from .fault_harness import BUCKET, Harness, create_tables, step_retries, wait_for_child
+
+pytestmark = pytest.mark.stack
+
+ROWS = 45_000  # ~12 MB of CSV in 6 MB files: two pieces big enough for UploadPartCopy, and a small one
+TARGET = """
+  - name: {name}
+    description: S3 fault test target
+    sql: |
+      select r.id, r.payload, g.gen from public.fault_rows r
+      join public.fault_gen g on g.target = '{name}' and r.id <= g.nrows order by r.id
+    key_template: exports/faults/{name}/rows.csv
+    format: csv
+    header: {header}
+    max_file_size_mb: 6
+    on_split: {on_split}
+"""
+CATALOGUE = (
+    "targets:"
+    + TARGET.format(name="fcombine", header="true", on_split="combine")
+    + TARGET.format(name="fparts", header="false", on_split="parts")
+)
+
+
+def _job(target: str) -> dg.JobDefinition:
+    # In-process executor: a run costs ~2 s, and the worker is this process (or a fork of it).
+    defs = build_definitions(os.environ["FAULT_CATALOGUE"])
+    job = dg.define_asset_job(
+        f"{target}_job", selection=[asset_key_for(target)], executor_def=dg.in_process_executor
+    )
+    defs = dg.Definitions(
+        assets=defs.assets, asset_checks=defs.asset_checks, resources=defs.resources, jobs=[job]
+    )
+    return defs.resolve_job_def(f"{target}_job")
+
+
+# Module level so `reconstructable` can rebuild them for re-execution from failure.
+def fcombine_job() -> dg.JobDefinition:
+    return _job("fcombine")
+
+
+def fparts_job() -> dg.JobDefinition:
+    return _job("fparts")
+
+
+JOBS = {"fcombine": fcombine_job, "fparts": fparts_job}
+
+
+@pytest.fixture(scope="module")
+def harness(local_stack, stack_env, tmp_path_factory) -> Iterator[Harness]:
+    dsn = local_stack.postgres.dsn()
+    create_tables(dsn, ROWS)
+    workdir = tmp_path_factory.mktemp("faults")
+    (workdir / "home").mkdir()
+    (workdir / "catalogue.yaml").write_text(CATALOGUE)
+    with (
+        FaultProxy(local_stack.s3.endpoint_url) as proxy,
+        RedshiftEmulator(
+            pg_host="127.0.0.1",
+            pg_port=local_stack.postgres.port,
+            s3_endpoint_url=proxy.endpoint_url,  # UNLOAD's own writes go through the proxy too
+            listen_port=0,
+            superuser_dsn=local_stack.postgres.dsn(superuser=True),
+        ) as emulator,
+        pytest.MonkeyPatch.context() as env,
+        dg.instance_for_test(temp_dir=str(workdir / "home")) as instance,
+    ):
+        env.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint_url)
+        env.setenv("REDSHIFT_PORT", str(emulator.port))
+        env.setenv("FAULT_CATALOGUE", str(workdir / "catalogue.yaml"))
+        harness = Harness(proxy, instance, dsn, local_stack.s3.client(), JOBS, ROWS)
+        for target in JOBS:  # the previous complete output that the faults must not damage
+            harness.current[target] = gen = harness.generation(target, "first")
+            harness.settle(target, harness.run(target), gen)
+        yield harness
+        for prefix in ("exports/faults/", "_staging/fcombine/", "_staging/fparts/"):  # shared S3 server
+            keys = [{"Key": k} for k in harness.listing(prefix)]
+            if keys:
+                harness.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys})
+        print(
+            f"\nS3 faults injected: {proxy.total_injected} {dict(proxy.injected)}\n"
+            f"runs: {harness.runs}; final-output views verified complete: {harness.verified}"
+        )
+
+
+@pytest.mark.parametrize("target", ["fcombine", "fparts"])
+def test_random_faults_on_every_request(harness, target):
+    # Seeded 500s, resets before and after S3 acted, and slow answers, on UNLOAD's writes and the rename.
+    new = harness.generation(target, "random", rows=ROWS - 5_000)  # 3 pieces -> 2
+    hook = harness.watch(target, new)
+    for seed, (kind, fraction) in enumerate(
+        [("error", 0.06), ("reset", 0.03), ("reset_after", 0.03), ("slow", 0.05)]
+    ):
+        harness.proxy.inject(kind, fraction=fraction, seed=seed, delay=0.05, on_inject=hook)
+    before = harness.proxy.total_injected
+    harness.settle(target, harness.run(target), new)
+    assert harness.proxy.total_injected - before >= 3
+
+
+def test_complete_multipart_failing_a_whole_attempt_is_healed_by_the_op_retry(harness):
+    new = harness.generation("fcombine", "cmu-fails")
+    rule = harness.proxy.inject(
+        "error",
+        operation="CompleteMultipartUpload",
+        path_contains="/exports/",
+        times=6,  # every boto attempt of the first rename attempt
+        on_inject=harness.watch("fcombine", new),
+    )
+    result = harness.settle("fcombine", harness.run("fcombine"), new)
+    assert rule.fired == 6 and step_retries(result) == ["s3__fcombine.rename_fcombine"]
+
+
+def test_the_nth_upload_part_copy_reset_is_healed_by_the_op_retry(harness):
+    new = harness.generation("fcombine", "copy-reset")
+    # Part 2's UploadPartCopy is reset through all 6 boto attempts: the first rename attempt fails.
+    rule = harness.proxy.inject(
+        "reset",
+        operation="UploadPartCopy",
+        predicate=lambda r: r.query.get("partNumber") == ["2"],
+        times=6,
+        on_inject=harness.watch("fcombine", new),
+    )
+    result = harness.settle("fcombine", harness.run("fcombine"), new)
+    assert rule.fired == 6 and step_retries(result) == ["s3__fcombine.rename_fcombine"]
+
+
+def test_a_lost_complete_multipart_answer(harness):
+    new = harness.generation("fcombine", "cmu-lost")
+    # S3 completes the upload but the answer never arrives; boto's retry then finds no such upload.
+    rule = harness.proxy.inject(
+        "reset_after", operation="CompleteMultipartUpload", path_contains="/exports/", times=1
+    )
+    harness.settle("fcombine", harness.run("fcombine"), new)
+    assert rule.fired == 1
+
+
+def test_staging_delete_failing_after_delivery_leaves_a_flagged_leftover(harness):
+    new = harness.generation("fcombine", "staging-stays")
+    rule = harness.proxy.inject(
+        "error", operation="DeleteObjects", predicate=lambda r: b"_staging/" in r.body
+    )
+    result = harness.run("fcombine")
+    harness.proxy.clear()
+    assert result.success and rule.fired == 6  # delivered: the run does not fail over its clean-up
+    assert harness.look("fcombine", {new}).complete == {"object": new}
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks == {"final_objects_present": True, "has_rows": True, "staging_cleaned": False}
+    [event] = result.get_asset_materialization_events()
+    assert event.materialization.metadata["staging_cleaned"].value is False
+    leftovers = harness.staging_left("fcombine")
+    assert leftovers and all(result.run_id in key for key in leftovers)
+    harness.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in leftovers]})
+    harness.current["fcombine"] = new
+
+
+def test_unload_writes_failing_fail_the_run_before_anything_final(harness):
+    old, new = harness.current["fparts"], harness.generation("fparts", "unload-fails")
+    # The second staged file's writes fail (UNLOAD's own S3 client retries, then gives up).
+    rule = harness.proxy.inject(
+        "error",
+        path_contains="/_staging/fparts/",
+        predicate=lambda r: r.method == "PUT" and r.path.endswith("001"),
+    )
+    result = harness.run("fparts")
+    assert not result.success and rule.fired >= 3
+    assert harness.look("fparts", {old}).complete == {"manifest": old}
+    harness.settle("fparts", result, new)
+    assert harness.staging_left("fparts") == []
+
+
+def test_deletes_failing_while_parts_shrink_fail_the_run_cleanly(harness):
+    new = harness.generation("fparts", "shrink", rows=ROWS - 5_000)  # 3 parts -> 2
+    rule = harness.proxy.inject("error", operation="DeleteObjects", on_inject=harness.watch("fparts", new))
+    result = harness.run("fparts")
+    assert not result.success and rule.fired == 4 * 6  # every boto attempt of every op attempt
+    harness.settle("fparts", result, new)
+
+
+def test_run_worker_killed_between_verified_copy_and_staging_delete(harness):
+    # A real SIGKILL of the process running the run (forked, so it starts in milliseconds), sent while
+    # its DeleteObjects of the staged files is on the wire; the instance then marks the run failed, as
+    # run monitoring does for a dead worker, and the run is re-executed from failure.
+    new = harness.generation("fparts", "killed")
+    worker: list[int] = []
+    rule = harness.proxy.inject(
+        "reset",
+        operation="DeleteObjects",
+        predicate=lambda r: b"_staging/" in r.body,
+        times=1,
+        on_inject=lambda _: os.kill(worker[0], signal.SIGKILL),
+    )
+    ref = harness.instance.get_ref()
+    pid = os.fork()
+    if pid == 0:  # the run worker
+        try:
+            with dg.DagsterInstance.from_ref(ref) as instance:
+                dg.execute_job(dg.reconstructable(fparts_job), instance=instance)
+        finally:
+            os._exit(0)
+    worker.append(pid)
+    status = wait_for_child(pid, timeout=120)
+    assert rule.fired == 1 and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    run = harness.instance.get_runs(limit=1)[0]
+    assert run.status == dg.DagsterRunStatus.STARTED  # nobody told Dagster: the worker just vanished
+    assert harness.look("fparts", {new}).complete == {"manifest": new}  # copied, verified, committed
+    assert len(harness.staging_left("fparts")) >= 2
+    harness.instance.report_run_failed(run, message="run worker killed (SIGKILL)")
+    harness.settle("fparts", harness.run("fparts", from_failure=run.run_id), new)
