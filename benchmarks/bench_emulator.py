@@ -43,7 +43,10 @@ while True:
 
 def s3_client(endpoint: str):
     return boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id=LOCAL_KEY_ID, aws_secret_access_key=LOCAL_SECRET,
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=LOCAL_KEY_ID,
+        aws_secret_access_key=LOCAL_SECRET,
         region_name=REGION,
     )
 
@@ -51,7 +54,8 @@ def s3_client(endpoint: str):
 def start_moto(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     client = s3_client(f"http://127.0.0.1:{port}")
     for _ in range(100):
@@ -65,11 +69,25 @@ def start_moto(port: int) -> subprocess.Popen[bytes]:
 
 def start_emulator(cluster: PostgresCluster, s3_endpoint: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": LOCAL_KEY_ID, "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET,
-           "AWS_DEFAULT_REGION": REGION}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": LOCAL_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET,
+        "AWS_DEFAULT_REGION": REGION,
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-c", EMULATOR, str(cluster.port), s3_endpoint, str(port), cluster.dsn(superuser=True)],
-        stdout=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-c",
+            EMULATOR,
+            str(cluster.port),
+            s3_endpoint,
+            str(port),
+            cluster.dsn(superuser=True),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc, port
@@ -83,12 +101,20 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def run_emulator(cluster: PostgresCluster, port: int, prefix: str) -> tuple[int, float]:
-    conn = psycopg2.connect(host="127.0.0.1", port=port, user=cluster.user, password=cluster.password,
-                            dbname=cluster.database, sslmode="disable")
+    conn = psycopg2.connect(
+        host="127.0.0.1",
+        port=port,
+        user=cluster.user,
+        password=cluster.password,
+        dbname=cluster.database,
+        sslmode="disable",
+    )
     conn.autocommit = True
     with conn.cursor() as cur:
         started = time.perf_counter()
-        cur.execute(f"UNLOAD ('{SELECT}') TO 's3://{BUCKET}/{prefix}/' IAM_ROLE default CSV GZIP PARALLEL OFF")
+        cur.execute(
+            f"UNLOAD ('{SELECT}') TO 's3://{BUCKET}/{prefix}/' IAM_ROLE default CSV GZIP PARALLEL OFF"
+        )
         seconds = time.perf_counter() - started
         cur.execute("select pg_last_unload_count()")
         rows = cur.fetchone()[0]  # type: ignore[index]
@@ -102,8 +128,9 @@ def run_floor(cluster: PostgresCluster, s3_endpoint: str, workdir: Path) -> floa
     dsn = f"host=127.0.0.1 port={cluster.port} dbname={cluster.database} user={cluster.user}"
     started = time.perf_counter()
     with target.open("wb") as out:
-        psql = subprocess.Popen(["psql", dsn, "-c", f"\\copy ({SELECT}) to stdout csv"], stdout=subprocess.PIPE,
-                                env=env)
+        psql = subprocess.Popen(
+            ["psql", dsn, "-c", f"\\copy ({SELECT}) to stdout csv"], stdout=subprocess.PIPE, env=env
+        )
         subprocess.run(["gzip", "-c"], stdin=psql.stdout, stdout=out, check=True)
         assert psql.wait() == 0
     s3_client(s3_endpoint).upload_file(str(target), BUCKET, "floor/floor.csv.gz")
@@ -126,7 +153,9 @@ def measure(cluster: PostgresCluster, s3_endpoint: str, workdir: Path, rows: int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rss-rows", type=int, default=0, help="also measure peak RSS at this many rows")
     args = parser.parse_args()
@@ -146,14 +175,21 @@ def main() -> None:
     emu_rate = main_run["rows"] / main_run["emu_s"]
     floor_rate = main_run["rows"] / main_run["floor_s"]
     print(f"{'method':<34} {'rows':>11} {'seconds':>8} {'rows/s':>10} {'peak RSS':>9}")
-    print(f"{'emulator UNLOAD CSV GZIP PAR OFF':<34} {main_run['rows']:>11,} {main_run['emu_s']:>8.2f} "
-          f"{emu_rate:>10,.0f} {main_run['rss_mb']:>7.0f}MB")
-    print(f"{'floor psql | gzip + boto3 upload':<34} {main_run['rows']:>11,} {main_run['floor_s']:>8.2f} "
-          f"{floor_rate:>10,.0f}")
+    print(
+        f"{'emulator UNLOAD CSV GZIP PAR OFF':<34} {main_run['rows']:>11,} {main_run['emu_s']:>8.2f} "
+        f"{emu_rate:>10,.0f} {main_run['rss_mb']:>7.0f}MB"
+    )
+    print(
+        f"{'floor psql | gzip + boto3 upload':<34} {main_run['rows']:>11,} {main_run['floor_s']:>8.2f} "
+        f"{floor_rate:>10,.0f}"
+    )
     print(f"ratio emulator/floor throughput: {emu_rate / floor_rate:.2f}x (target >= 0.7x)")
     if big:
-        print(f"{'emulator at ' + format(big['rows'], ',') + ' rows':<34} {big['rows']:>11,} {big['emu_s']:>8.2f} "
-              f"{big['rows'] / big['emu_s']:>10,.0f} {big['rss_mb']:>7.0f}MB (target < 200 MB)")
+        label = f"emulator at {big['rows']:,} rows"
+        print(
+            f"{label:<34} {big['rows']:>11,} {big['emu_s']:>8.2f} "
+            f"{big['rows'] / big['emu_s']:>10,.0f} {big['rss_mb']:>7.0f}MB (target < 200 MB)"
+        )
 
 
 if __name__ == "__main__":

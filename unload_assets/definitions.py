@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 from datetime import date
 from pathlib import Path
@@ -86,5 +88,13 @@ def build_definitions(catalogue_path: str | Path | None = None) -> dg.Definition
 
 
 @dg.definitions
+@functools.cache  # Dagster calls this twice per load (discovery, then the repository)
 def defs() -> dg.Definitions:
-    return build_definitions()
+    # Building 1000 targets allocates millions of long-lived objects; with the collector running,
+    # full collections over that growing heap were about a third of the load time.
+    gc.disable()
+    try:
+        return build_definitions()
+    finally:
+        gc.enable()
+        gc.freeze()
