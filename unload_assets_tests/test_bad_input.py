@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -143,10 +142,8 @@ def _write(tmp_path: Path, document: Any) -> Path:
 def test_each_bad_catalogue_fails_with_one_line_naming_target_and_field(tmp_path, document, spec, message):
     where = None if spec is None else located(spec)
     path = _write(tmp_path, document)
-    started = time.perf_counter()
     with pytest.raises(CatalogueError) as caught:
         load_catalogue(path)
-    assert time.perf_counter() - started < 1.0  # hostile input must not make loading slow either
     header, *lines = str(caught.value).splitlines()
     if where is None:  # the file itself: the one line names it
         assert not lines and str(path) in header and message in header, header

@@ -98,10 +98,8 @@ def test_cancel_request_reaches_the_backend(emulator, pg_cluster):
     # deadlock against an emulator running in this same process.
     proc = _psql(emulator, pg_cluster, "select pg_sleep(20)")
     time.sleep(1.0)
-    started = time.monotonic()
     proc.send_signal(signal.SIGINT)  # psql sends a CancelRequest on a new connection
-    _, err = proc.communicate(timeout=10)
-    assert time.monotonic() - started < 5
+    _, err = proc.communicate(timeout=10)  # well before the 20 s sleep could end by itself
     assert "canceling statement due to user request" in err
 
 
@@ -227,20 +225,17 @@ def test_two_clients_unload_at_once_while_a_third_queries(emulator, pg_cluster, 
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
-    started = time.monotonic()
     for t in threads:
         t.start()
     third = connect(emulator, pg_cluster)
     time.sleep(0.2)
-    answered = time.monotonic()
     assert one(third, "select 5") == (5,)
-    assert time.monotonic() - answered < 0.5  # the event loop is not blocked by the UNLOADs
+    # Answered while the UNLOADs (1.2 s of pg_sleep each) are still running: the loop is not blocked.
+    assert all(t.is_alive() for t in threads)
     for t in threads:
         t.join()
-    elapsed = time.monotonic() - started
     third.close()
     assert not errors
-    assert elapsed < 2.3  # 1.2 s each, run side by side
     assert emulator.peak_concurrent_unloads >= 2
     assert keys(s3_server, to) == ["a/000", "b/000"]
 

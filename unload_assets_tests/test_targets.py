@@ -1,4 +1,3 @@
-import time
 from datetime import date
 from pathlib import Path
 
@@ -320,7 +319,7 @@ def test_cross_field_problem_from_a_default_is_reported_on_the_target(tmp_path):
     ]
 
 
-def test_thousand_targets_load_quickly(tmp_path):
+def test_thousand_targets_load(tmp_path):
     targets = [
         DAILY | {
             "name": f"t_{i}",
@@ -331,8 +330,6 @@ def test_thousand_targets_load_quickly(tmp_path):
         for i in range(1000)
     ]  # fmt: skip
     path = write(tmp_path, targets, {"format": "csv", "owners": ["team:data-engineering"]})
-    started = time.perf_counter()
+    # How fast is measured by benchmarks/bench_load.py; here: all of them load, in order.
     catalogue = load_catalogue(path)
-    elapsed = time.perf_counter() - started
-    assert len(catalogue.targets) == 1000
-    assert elapsed < 1.0, f"loading 1000 targets took {elapsed:.2f}s"
+    assert [t.name for t in catalogue.targets] == [f"t_{i}" for i in range(1000)]
