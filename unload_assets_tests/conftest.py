@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from unload_assets.local.emulator.proxy import RedshiftEmulator
 from unload_assets.local.postgres import PostgresCluster
 from unload_assets.local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION, S3Server
 from unload_assets.local.stack import LocalStack
@@ -36,6 +37,21 @@ def s3_server() -> Iterator[S3Server]:
     server = S3Server(bucket="unload-test").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def emulator(pg_cluster, s3_server) -> Iterator[RedshiftEmulator]:
+    """A Redshift emulator (4 slices) in front of the session's PostgreSQL, writing to its S3 server."""
+    emu = RedshiftEmulator(
+        pg_host="127.0.0.1",
+        pg_port=pg_cluster.port,
+        s3_endpoint_url=s3_server.endpoint_url,
+        listen_port=0,
+        slices=4,
+        superuser_dsn=pg_cluster.dsn(superuser=True),
+    ).start()
+    yield emu
+    emu.stop()
 
 
 @pytest.fixture(scope="session")

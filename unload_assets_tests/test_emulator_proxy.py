@@ -15,35 +15,11 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from unload_assets.local.emulator.proxy import RedshiftEmulator
 from unload_assets.sqltext import quote_literal
 
+from .emulator_helpers import connect
+
 PSQL = "/usr/bin/psql"
-
-
-@pytest.fixture(scope="module")
-def emulator(pg_cluster, s3_server):
-    emu = RedshiftEmulator(
-        pg_host="127.0.0.1",
-        pg_port=pg_cluster.port,
-        s3_endpoint_url=s3_server.endpoint_url,
-        listen_port=0,
-        superuser_dsn=pg_cluster.dsn(superuser=True),
-    ).start()
-    yield emu
-    emu.stop()
-
-
-def connect(emulator, pg_cluster, autocommit: bool = True):
-    conn = psycopg2.connect(
-        host="127.0.0.1",
-        port=emulator.port,
-        dbname=pg_cluster.database,
-        user=pg_cluster.user,
-        password=pg_cluster.password,
-    )
-    conn.autocommit = autocommit
-    return conn
 
 
 @pytest.fixture

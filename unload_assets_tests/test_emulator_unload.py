@@ -22,6 +22,8 @@ import zstandard
 from unload_assets.local.emulator.proxy import RedshiftEmulator
 from unload_assets.sqltext import quote_literal
 
+from .emulator_helpers import connect
+
 AWKWARD_ROWS = [
     (1, 'say "hi", ok', "plain", Decimal("1.50"), 0.25, "2024-01-31", "2024-01-31 10:11:12.5", True),
     (2, "back\\slash | pipe", "", Decimal("-3.00"), None, None, None, False),
@@ -39,20 +41,6 @@ AWKWARD_TEXT = (
 
 
 @pytest.fixture(scope="module")
-def emulator(pg_cluster, s3_server):
-    emu = RedshiftEmulator(
-        pg_host="127.0.0.1",
-        pg_port=pg_cluster.port,
-        s3_endpoint_url=s3_server.endpoint_url,
-        listen_port=0,
-        slices=4,
-        superuser_dsn=pg_cluster.dsn(superuser=True),
-    ).start()
-    yield emu
-    emu.stop()
-
-
-@pytest.fixture(scope="module")
 def pg(pg_cluster):
     """A direct PostgreSQL connection (the reference), with the module's tables."""
     conn = psycopg2.connect(pg_cluster.dsn())
@@ -65,18 +53,6 @@ def pg(pg_cluster):
         cur.executemany("insert into emu_awkward values (%s,%s,%s,%s,%s,%s,%s,%s)", AWKWARD_ROWS)
     yield conn
     conn.close()
-
-
-def connect(emulator, pg_cluster):
-    conn = psycopg2.connect(
-        host="127.0.0.1",
-        port=emulator.port,
-        dbname=pg_cluster.database,
-        user=pg_cluster.user,
-        password=pg_cluster.password,
-    )
-    conn.autocommit = True
-    return conn
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 import zstandard
 
 from unload_assets.finalize import FinalizeError, SplitRefused, finalize
-from unload_assets_tests.test_finalize_staging import (
+from unload_assets_tests.finalize_helpers import (
     CallWatch,
     MiB,
     body,

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from unload_assets_tests.test_finalize_staging import (
+from unload_assets_tests.finalize_helpers import (
     CallWatch,
     Crash,
     MiB,
