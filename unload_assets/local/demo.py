@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ..schedules import DAILY_JOB, UNPARTITIONED_JOB
-from .devserver import DagsterDev, DagsterDevError
+from .devserver import DagsterDev, DagsterDevError, stop_process_group
 from .postgres import free_port
 
 ROOT = Path.cwd()
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         print("Stopping dagster dev and the local stack ...", flush=True)
         dev.stop()
-        _stop(stack)
+        stop_process_group(stack, timeout=60)
 
 
 def _start_stack(rows: int, webserver_url: str) -> subprocess.Popen[bytes]:
@@ -77,22 +76,13 @@ def _start_stack(rows: int, webserver_url: str) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 240
     while not (STATE / "ready").exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            _stop(proc)
+            stop_process_group(proc, timeout=60)
             raise SystemExit(
                 f"The local stack did not start; see {log}:\n{log.read_text(errors='replace')[-3000:]}"
             )
         time.sleep(0.3)
     print(_indent(log.read_text(errors="replace").split("Ready.")[0].strip()), flush=True)
     return proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _morning_runs(dev: DagsterDev, env: dict[str, str]) -> bool:
@@ -156,8 +146,10 @@ def _print_slack(env: dict[str, str], *, already: int, expected: int, timeout: f
 
 
 def _read_env(path: Path) -> dict[str, str]:
-    lines = [line for line in path.read_text().splitlines() if "=" in line and not line.startswith("#")]
-    return dict(line.split("=", 1) for line in lines)  # type: ignore[misc]
+    # The same reader `dagster dev` uses for `.env`, so both see the same values.
+    from dotenv import dotenv_values
+
+    return {key: value for key, value in dotenv_values(path).items() if value is not None}
 
 
 def _indent(text: str) -> str:

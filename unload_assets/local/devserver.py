@@ -50,6 +50,18 @@ class DagsterDevError(RuntimeError):
     pass
 
 
+def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM the child's process group (started with start_new_session), SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class DagsterDev:
     """`dagster dev -w workspace.yaml` run from `project_dir` (where `.env` is read from)."""
 
@@ -95,14 +107,8 @@ class DagsterDev:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc is not None:
+            stop_process_group(proc)
 
     def __enter__(self) -> DagsterDev:
         return self.start()

@@ -18,10 +18,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
+from .loopback import LoopbackServer
 from .postgres import free_port
 
 Kind = Literal["error", "reset", "reset_after", "slow"]
@@ -107,7 +108,7 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.injected: Counter[str] = Counter()  # "<kind> <operation>" -> count
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -129,16 +130,14 @@ class FaultProxy:
             self.rules.clear()
 
     def start(self) -> FaultProxy:
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), type("_Bound", (_Handler,), {"proxy": self}))
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self._server = server
+        self._server = LoopbackServer(
+            self.port, type("_Bound", (_Handler,), {"proxy": self}), name="s3-faults"
+        )
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
     def __enter__(self) -> FaultProxy:

@@ -17,11 +17,12 @@ import json
 import threading
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from .loopback import LoopbackServer
 from .postgres import free_port
 
 TEAM_ID, USER_ID, BOT_ID = "T0STANDIN", "U0STANDIN", "B0STANDIN"
@@ -45,8 +46,7 @@ class SlackStandIn:
         self._last_ts_us = 0
         self._fail_count, self._fail_status = 0, 500
         self._fail_retry_after: int | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LoopbackServer | None = None
         self._load_history()
 
     @property
@@ -57,22 +57,13 @@ class SlackStandIn:
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> SlackStandIn:
         handler = type("_BoundHandler", (_Handler,), {"standin": self})
-        self._server = server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
-        server.daemon_threads = True
-        # A short poll interval keeps stop() (shutdown waits for one poll) fast in tests.
-        poll = {"poll_interval": 0.05}
-        self._thread = threading.Thread(target=server.serve_forever, kwargs=poll, name="slack", daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(self.port, handler, name="slack")
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     def __enter__(self) -> SlackStandIn:
         return self.start()
