@@ -9,8 +9,9 @@ client gets control again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from unload_assets.local.emulator import wire
 
@@ -36,20 +37,35 @@ class BackendSession:
         writer: asyncio.StreamWriter,
         forward: Callable[[bytes], None],
         status: bytes,
+        cancel: Callable[[], Awaitable[None]],
     ) -> None:
         self.stream = stream
         self.writer = writer
         self.forward = forward  # raw bytes to the client (notices, notifications)
         self.status = status  # transaction status from the last ReadyForQuery: I, T or E
+        self.cancel = cancel  # sends PostgreSQL a CancelRequest for this session
+        self.busy = False  # a statement was sent and its ReadyForQuery not read yet
+
+    def _send(self, request: bytes) -> None:
+        self.busy = True
+        self.writer.write(request)
+
+    async def settle(self) -> None:
+        """After the proxy abandoned a statement midway: cancel it and read up to its ReadyForQuery."""
+        if not self.busy:
+            return
+        await self.cancel()
+        with contextlib.suppress(BackendError):
+            await self._until_ready()
 
     async def query(self, sql: str) -> list[list[bytes | None]]:
         """Run `sql` (simple protocol) and return the data rows of its first result set."""
-        self.writer.write(wire.query(sql))
+        self._send(wire.query(sql))
         return await self._until_ready()
 
     async def describe(self, sql: str) -> list[wire.Column] | None:
         """The result columns of `sql` without running it; None when it returns no rows."""
-        self.writer.write(wire.parse_describe_sync(sql))
+        self._send(wire.parse_describe_sync(sql))
         columns: list[wire.Column] | None = None
 
         def on_description(kind: int, payload: bytes) -> None:
@@ -66,7 +82,7 @@ class BackendSession:
         One CopyData message is one row, so the batches split only between rows. The loop below is the
         emulator's hot path: it touches each row once and keeps no more than a network read in memory.
         """
-        self.writer.write(wire.query(sql))
+        self._send(wire.query(sql))
         await self._until_copy_out()
         stream = self.stream
         if binary:
@@ -144,6 +160,7 @@ class BackendSession:
             kind, payload = await self.stream.read()
             if kind == ord("Z"):
                 self.status = payload[:1]
+                self.busy = False
                 break
             if kind == ord("D"):
                 if results == 0:

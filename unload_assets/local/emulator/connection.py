@@ -15,6 +15,7 @@ import struct
 
 from unload_assets.local.emulator import executor, wire
 from unload_assets.local.emulator.backend import BackendSession
+from unload_assets.local.emulator.faults import ConnectionDropped
 from unload_assets.local.emulator.parser import is_unload
 from unload_assets.local.emulator.session import Session
 from unload_assets.local.emulator.startup import cancel_packet, send_cancel, start_session
@@ -184,21 +185,30 @@ class ClientConnection:
         await asyncio.gather(self._pump, return_exceptions=True)
         self._pump = None
         assert self.backend is not None
-        backend = BackendSession(self.backend, self.backend_writer, self.client_writer.write, self.status)
+        backend = BackendSession(
+            self.backend, self.backend_writer, self.client_writer.write, self.status, self._cancel_backend
+        )
         task = asyncio.create_task(executor.unload(self.services, backend, self.session, sql))
         try:
             await self._watch_client(task)
         except (ClientGone, asyncio.CancelledError):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            if self.key:
-                await send_cancel(self.pg_address, cancel_packet(self.key))
+            await self._cancel_backend()
             raise
-        response = task.result()
+        try:
+            response = task.result()
+        except ConnectionDropped:
+            self.client_writer.transport.abort()  # no answer, no goodbye: the client sees a dead socket
+            raise
         self.status = backend.status
         self.client_writer.write(response)
         await self.client_writer.drain()
         self._pump = asyncio.create_task(self._pump_backend())
+
+    async def _cancel_backend(self) -> None:
+        if self.key:
+            await send_cancel(self.pg_address, cancel_packet(self.key))
 
     async def _watch_client(self, task: asyncio.Task) -> None:
         """Wait for `task`, keeping what the client sends meanwhile; `ClientGone` if it disconnects."""

@@ -5,19 +5,24 @@ describe the query (names and types, nothing executed); stream `COPY (...) TO ST
 then put the settings back and record pg_last_unload_count/id. Any failure aborts the uploads, deletes
 the files already written and leaves no manifest; the client gets an ErrorResponse and, if it was in a
 transaction block, that transaction is aborted as Redshift would abort it.
+
+The session's `statement_timeout` covers the UNLOAD as a whole (S3 writes included), as on Redshift;
+tests can make an UNLOAD stall or drop its connection through `Services.faults` (see `faults.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from unload_assets.local.emulator import manifest, wire
 from unload_assets.local.emulator.backend import BackendError, BackendSession
 from unload_assets.local.emulator.catalog import COUNT_SETTING, ID_SETTING, Catalog
 from unload_assets.local.emulator.columns import ColumnInfo
 from unload_assets.local.emulator.command import UnloadCommand, UnloadError
+from unload_assets.local.emulator.faults import ConnectionDropped, UnloadFault, UnloadFaults
 from unload_assets.local.emulator.lanes import Lanes
 from unload_assets.local.emulator.parser import parse_unload
 from unload_assets.local.emulator.s3out import S3Target, put_args, s3_message
@@ -28,6 +33,12 @@ from unload_assets.local.emulator.writers import FileResult, Output, utcnow
 
 ABORTED = "current transaction is aborted, commands ignored until end of transaction block"
 FILE_FORMATS = {"text": "Text", "csv": "Text", "json": "JSON", "parquet": "Parquet"}
+QUERY_CANCELED = "57014"
+T = TypeVar("T")
+
+
+class StatementTimeout(Exception):
+    pass
 
 
 @dataclass
@@ -40,8 +51,9 @@ class Services:
     io_pool: Any  # part uploads
     zip_pool: Any  # gzip pieces (never waits on anything, so it cannot deadlock the lanes)
     slices: int
-    active: int = 0
-    peak: int = 0
+    faults: UnloadFaults = field(default_factory=UnloadFaults)
+    active: int = 0  # UNLOADs in flight
+    peak: int = 0  # the most UNLOADs ever in flight at once
 
 
 async def unload(services: Services, backend: BackendSession, session: Session, sql: str) -> bytes:
@@ -74,6 +86,7 @@ class UnloadRun:
         self.lanes: Lanes | None = None
         self.output: Output | None = None
         self.query_id = -1
+        self.fault: UnloadFault | None = None
 
     async def run(self) -> bytes:
         catalog, db = self.services.catalog, self.session.database
@@ -81,15 +94,14 @@ class UnloadRun:
         try:
             await self.settings.save()
             await asyncio.to_thread(catalog.started, db, **self._history_start())
-            select = await self._describe()
-            plan = Plan.build(self.cmd, select, self.columns)
-            await asyncio.to_thread(self._prepare_target)
-            rows = await self._stream(plan)
-            files = await self._publish(plan)
+            rows, files = await self._within_timeout(self._execute())
             await asyncio.to_thread(self._log_success, rows, files)
             await self.settings.restore({COUNT_SETTING: rows, ID_SETTING: self.query_id})
         except asyncio.CancelledError:  # the client went away mid-UNLOAD
             await self._clean_up("UNLOAD cancelled: the client disconnected")
+            raise
+        except ConnectionDropped:
+            await self._clean_up("UNLOAD aborted: the connection dropped (injected fault)")
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes an ErrorResponse
             return await self._fail(exc)
@@ -99,6 +111,41 @@ class UnloadRun:
             + wire.command_complete("UNLOAD")
             + wire.ready_for_query(self.backend.status)
         )
+
+    async def _execute(self) -> tuple[int, list[FileResult]]:
+        select = await self._describe()
+        plan = Plan.build(self.cmd, select, self.columns)
+        await asyncio.to_thread(self._prepare_target)
+        rows = await self._stream(plan)
+        await self._misbehave()
+        return rows, await self._publish(plan)
+
+    async def _within_timeout(self, work: Coroutine[Any, Any, T]) -> T:
+        """`work`, cancelled with the statement on the backend if it outlasts the session's timeout."""
+        if self.settings.statement_timeout is None:
+            return await work
+        task = asyncio.ensure_future(work)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.settings.statement_timeout)
+        finally:
+            if not task.done():  # the timeout, or the client went away (this coroutine was cancelled)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if task in done:
+            return task.result()
+        await self.backend.settle()
+        raise StatementTimeout
+
+    async def _misbehave(self) -> None:
+        """A fault a test asked for, once the data files are written and the manifest is not."""
+        self.fault = self.services.faults.take(self.cmd.to)
+        if self.fault is None:
+            return
+        if self.fault.on_fire is not None:
+            await asyncio.to_thread(self.fault.on_fire, self.fault)
+        if self.fault.action == "drop":
+            raise ConnectionDropped("the connection dropped mid-UNLOAD (injected fault)")
+        await asyncio.sleep(self.fault.seconds)
 
     async def _describe(self) -> str:
         """Settle the query text and its columns; the text to run."""
@@ -179,7 +226,8 @@ class UnloadRun:
     async def _clean_up(self, error: str) -> None:
         if self.lanes is not None:
             await self.lanes.settle()
-        await asyncio.to_thread(self.target.abort_all)
+        keep = self.fault is not None and self.fault.leave_files  # a cluster may leave its files behind
+        await asyncio.to_thread(self.target.abort_all, keep_completed=keep)
         await asyncio.to_thread(
             self.services.catalog.ended,
             self.session.database,
@@ -193,7 +241,12 @@ class UnloadRun:
         )
 
     async def _fail(self, exc: Exception) -> bytes:
-        if isinstance(exc, BackendError):
+        if isinstance(exc, StatementTimeout) or (
+            isinstance(exc, BackendError) and exc.fields.get("C") == QUERY_CANCELED
+        ):
+            # Redshift's words for a statement_timeout (or a cancel), whichever part of UNLOAD it hit.
+            fields = {"C": QUERY_CANCELED, "M": f"Query ({self.query_id}) canceled on user's request"}
+        elif isinstance(exc, BackendError):
             # Positions point into the statement the proxy sent, not into the client's UNLOAD.
             fields = {k: v for k, v in exc.fields.items() if k not in ("P", "q", "p")}
         elif isinstance(exc, UnloadError):

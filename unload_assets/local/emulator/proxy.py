@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from unload_assets.local.emulator.catalog import Catalog
 from unload_assets.local.emulator.connection import ClientConnection
 from unload_assets.local.emulator.executor import Services
+from unload_assets.local.emulator.faults import UnloadFaults
 from unload_assets.local.emulator.wire import STREAM_LIMIT
 
 _STOP_TIMEOUT = 30.0
@@ -57,6 +58,7 @@ class RedshiftEmulator:
         self.slices = slices
         self.superuser_dsn = superuser_dsn
         self.port = listen_port
+        self.faults = UnloadFaults()  # tests: make the next UNLOADs drop their connection or stall
         self._services: Services | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -66,7 +68,12 @@ class RedshiftEmulator:
 
     @property
     def peak_concurrent_unloads(self) -> int:
+        """The most UNLOADs this emulator has had in flight at once since it started (or was reset)."""
         return self._services.peak if self._services is not None else 0
+
+    def reset_peak(self) -> None:
+        if self._services is not None:
+            self._services.peak = self._services.active
 
     def start(self) -> RedshiftEmulator:
         """Install the catalog, start listening; returns once clients can connect."""
@@ -79,6 +86,7 @@ class RedshiftEmulator:
             io_pool=ThreadPoolExecutor(32, thread_name_prefix="unload-upload"),
             zip_pool=ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="unload-gzip"),
             slices=self.slices,
+            faults=self.faults,
         )
         self._ready.clear()
         self._thread = threading.Thread(target=self._run, name="redshift-emulator", daemon=True)

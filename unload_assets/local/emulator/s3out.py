@@ -73,11 +73,11 @@ class S3Target:
             if keys:  # a page holds at most 1000 keys, DeleteObjects' limit
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": keys, "Quiet": True})
 
-    def abort_all(self) -> None:
+    def abort_all(self, *, keep_completed: bool = False) -> None:
         """Abort open uploads and delete what this UNLOAD completed. Best effort: keeps going on errors."""
         with self._lock:
             uploads, self._open = dict(self._open), {}
-            done, self._done = list(self._done), []
+            done, self._done = ([] if keep_completed else list(self._done)), []
         # Cleanup must try every upload and object, whatever fails on the way.
         for key, stream in uploads.items():
             with contextlib.suppress(Exception):

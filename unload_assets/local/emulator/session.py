@@ -28,15 +28,18 @@ class Settings:
         self.backend = backend
         self.saved: dict[str, str] = {}
         self.user_id: int | None = None
+        self.statement_timeout: float | None = None  # seconds; the session's, for the UNLOAD as a whole
 
     async def save(self) -> None:
         rows = await self.backend.query(
             "SELECT current_setting('standard_conforming_strings'), current_setting('escape_string_warning'),"
-            " (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)"
+            " (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user),"
+            " (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'statement_timeout')"
         )
-        scs, esw, oid = (value.decode() if value is not None else "" for value in rows[0])
+        scs, esw, oid, timeout_ms = (value.decode() if value is not None else "" for value in rows[0])
         self.saved = {"standard_conforming_strings": scs, "escape_string_warning": esw}
         self.user_id = int(oid) if oid else None
+        self.statement_timeout = int(timeout_ms or 0) / 1000 or None
 
     async def literals(self, *, standard: bool) -> None:
         """Read string literals as PostgreSQL does (standard) or as Redshift does (backslash escapes)."""
