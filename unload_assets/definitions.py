@@ -42,6 +42,15 @@ def _optional_secret(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.getenv(name) else None
 
 
+def _positive_seconds(name: str) -> int | None:
+    raw = os.getenv(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) == 0:
+        raise ValueError(f"{name} must be a whole number of seconds above 0 (or unset), not {raw!r}")
+    return int(raw)
+
+
 def build_resources(catalogue: Catalogue) -> dict[str, object]:
     return {
         "redshift": RedshiftUnloadResource(
@@ -51,6 +60,7 @@ def build_resources(catalogue: Catalogue) -> dict[str, object]:
             password=dg.EnvVar("REDSHIFT_PASSWORD"),
             database=dg.EnvVar("REDSHIFT_DATABASE"),
             sslmode=os.getenv("REDSHIFT_SSLMODE", "require"),
+            statement_timeout_seconds=_positive_seconds("REDSHIFT_STATEMENT_TIMEOUT_SECONDS"),
         ),
         "s3": S3Resource(endpoint_url=os.getenv("AWS_ENDPOINT_URL_S3") or None),
         "unload_settings": UnloadSettings(

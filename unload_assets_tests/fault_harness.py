@@ -18,16 +18,62 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import dagster as dg
 import psycopg2
 
-from unload_assets.local.faults import FaultProxy, Request
+from unload_assets.assets import asset_key_for
+from unload_assets.definitions import build_definitions
 
 BUCKET = "unload-local"
 HEADER = ["id", "payload", "gen"]
 VIEW = {"fcombine": "object", "fparts": "manifest"}  # how each test target is read
+TARGET = """
+  - name: {name}
+    description: fault test target
+    sql: |
+      select r.id, r.payload, g.gen from public.fault_rows r
+      join public.fault_gen g on g.target = '{name}' and r.id <= g.nrows order by r.id
+    key_template: exports/faults/{name}/rows.csv
+    format: csv
+    header: {header}
+    max_file_size_mb: 6
+    on_split: {on_split}
+"""
+CATALOGUE = (
+    "targets:"
+    + TARGET.format(name="fcombine", header="true", on_split="combine")
+    + TARGET.format(name="fparts", header="false", on_split="parts")
+)
+
+
+class Faults(Protocol):
+    def clear(self) -> None: ...
+
+
+def _job(target: str) -> dg.JobDefinition:
+    # In-process executor: a run costs ~2 s, and the worker is this process (or a fork of it).
+    defs = build_definitions(os.environ["FAULT_CATALOGUE"])
+    job = dg.define_asset_job(
+        f"{target}_job", selection=[asset_key_for(target)], executor_def=dg.in_process_executor
+    )
+    defs = dg.Definitions(
+        assets=defs.assets, asset_checks=defs.asset_checks, resources=defs.resources, jobs=[job]
+    )
+    return defs.resolve_job_def(f"{target}_job")
+
+
+# Module level so `reconstructable` can rebuild them for re-execution from failure.
+def fcombine_job() -> dg.JobDefinition:
+    return _job("fcombine")
+
+
+def fparts_job() -> dg.JobDefinition:
+    return _job("fparts")
+
+
+JOBS = {"fcombine": fcombine_job, "fparts": fparts_job}
 
 
 @dataclass
@@ -83,18 +129,9 @@ def views(s3: Any, target: str, judged: dict[tuple[str, ...], str] | None = None
 
 
 class Harness:
-    def __init__(
-        self,
-        proxy: FaultProxy,
-        instance: dg.DagsterInstance,
-        dsn: str,
-        s3: Any,
-        jobs: dict[str, Callable[[], dg.JobDefinition]],
-        rows: int,
-    ) -> None:
-        self.jobs = jobs  # target -> module-level job function (`reconstructable` needs one)
+    def __init__(self, faults: Faults, instance: dg.DagsterInstance, dsn: str, s3: Any, rows: int) -> None:
         self.rows = rows  # a generation's row count unless told otherwise
-        self.proxy, self.instance, self.dsn, self.s3 = proxy, instance, dsn, s3
+        self.faults, self.instance, self.dsn, self.s3 = faults, instance, dsn, s3
         self.current: dict[str, str] = {}  # target -> generation of its complete output
         self.verified = self.runs = 0
         self.problems: list[str] = []  # assertion failures inside the proxy's threads
@@ -116,7 +153,7 @@ class Harness:
         self.runs += 1
         options = dg.ReexecutionOptions.from_failure(from_failure, self.instance) if from_failure else None
         with dg.execute_job(
-            dg.reconstructable(self.jobs[target]), instance=self.instance, reexecution_options=options
+            dg.reconstructable(JOBS[target]), instance=self.instance, reexecution_options=options
         ) as result:
             return result
 
@@ -133,11 +170,11 @@ class Harness:
         self.verified += len(found.complete)
         return found
 
-    def watch(self, target: str, new: str) -> Callable[[Request], None]:
-        """`on_inject` hook: judge the final output while the faulted request is pending."""
+    def watch(self, target: str, new: str) -> Callable[[Any], None]:
+        """`on_inject`/`on_fire` hook: judge the final output while the fault is pending."""
         allowed = {self.current[target], new}
 
-        def hook(request: Request) -> None:
+        def hook(request: Any) -> None:
             try:
                 self.look(target, allowed)
             except Exception as exc:  # noqa: BLE001 - reported by `settle`, not lost in a server thread
@@ -148,7 +185,7 @@ class Harness:
     def settle(self, target: str, result: dg.ExecuteJobResult, new: str) -> dg.ExecuteJobResult:
         """After a run: no problem seen mid-run; a failed run left old or new; re-execute until done."""
         assert not self.problems, self.problems
-        self.proxy.clear()
+        self.faults.clear()
         if not result.success:
             self.look(target, {self.current[target], new})
             result = self.run(target, from_failure=result.run_id)

@@ -1,5 +1,8 @@
 """SQL that broke the tools we replace, run through the statement builder, the emulator and the rename."""
 
+import os
+import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -9,7 +12,9 @@ import dagster as dg
 import psycopg2
 import pytest
 
+from unload_assets.definitions import build_definitions
 from unload_assets.resources import RedshiftUnloadResource, TransientRedshiftError
+from unload_assets.targets import PACKAGED_CATALOGUE
 
 from .pipeline_helpers import csv_rows, get_bytes, materialisation_metadata, materialise, write_catalogue
 
@@ -156,3 +161,33 @@ def test_connection_errors_stay_retryable(stack_env):
 
     with pytest.raises(TransientRedshiftError, match="Could not connect"):
         _resource(stack_env, port=free_port(), connect_timeout=2).unload("select 1", redacted="select 1")
+
+
+def test_connections_keep_alive_through_a_long_silent_unload(stack_env):
+    conn = _resource(stack_env).connect()
+    try:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        try:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+        finally:
+            sock.close()
+    finally:
+        conn.close()
+
+
+def test_the_statement_timeout_cancels_the_unload_and_stays_retryable(stack_env, local_stack):
+    local_stack.emulator.faults.inject("stall", seconds=30, to_contains="s3://unload-local/timeout-test/")
+    sql = "UNLOAD ('select 1') TO 's3://unload-local/timeout-test/' IAM_ROLE default"
+    try:
+        with pytest.raises(TransientRedshiftError, match=r"57014.*canceled on user's request"):
+            _resource(stack_env, statement_timeout_seconds=1).unload(sql, redacted=sql)
+    finally:
+        local_stack.emulator.faults.clear()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "soon"])
+def test_a_bad_statement_timeout_names_the_variable(monkeypatch, value):
+    monkeypatch.setenv("REDSHIFT_STATEMENT_TIMEOUT_SECONDS", value)
+    with pytest.raises(ValueError, match=f"REDSHIFT_STATEMENT_TIMEOUT_SECONDS .* not '{re.escape(value)}'"):
+        build_definitions(PACKAGED_CATALOGUE)

@@ -16,57 +16,23 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from unload_assets.assets import asset_key_for
-from unload_assets.definitions import build_definitions
 from unload_assets.local.emulator.proxy import RedshiftEmulator
 from unload_assets.local.faults import FaultProxy
 
-from .fault_harness import BUCKET, Harness, create_tables, step_retries, wait_for_child
+from .fault_harness import (
+    BUCKET,
+    CATALOGUE,
+    JOBS,
+    Harness,
+    create_tables,
+    fparts_job,
+    step_retries,
+    wait_for_child,
+)
 
 pytestmark = pytest.mark.stack
 
 ROWS = 45_000  # ~12 MB of CSV in 6 MB files: two pieces big enough for UploadPartCopy, and a small one
-TARGET = """
-  - name: {name}
-    description: S3 fault test target
-    sql: |
-      select r.id, r.payload, g.gen from public.fault_rows r
-      join public.fault_gen g on g.target = '{name}' and r.id <= g.nrows order by r.id
-    key_template: exports/faults/{name}/rows.csv
-    format: csv
-    header: {header}
-    max_file_size_mb: 6
-    on_split: {on_split}
-"""
-CATALOGUE = (
-    "targets:"
-    + TARGET.format(name="fcombine", header="true", on_split="combine")
-    + TARGET.format(name="fparts", header="false", on_split="parts")
-)
-
-
-def _job(target: str) -> dg.JobDefinition:
-    # In-process executor: a run costs ~2 s, and the worker is this process (or a fork of it).
-    defs = build_definitions(os.environ["FAULT_CATALOGUE"])
-    job = dg.define_asset_job(
-        f"{target}_job", selection=[asset_key_for(target)], executor_def=dg.in_process_executor
-    )
-    defs = dg.Definitions(
-        assets=defs.assets, asset_checks=defs.asset_checks, resources=defs.resources, jobs=[job]
-    )
-    return defs.resolve_job_def(f"{target}_job")
-
-
-# Module level so `reconstructable` can rebuild them for re-execution from failure.
-def fcombine_job() -> dg.JobDefinition:
-    return _job("fcombine")
-
-
-def fparts_job() -> dg.JobDefinition:
-    return _job("fparts")
-
-
-JOBS = {"fcombine": fcombine_job, "fparts": fparts_job}
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +57,7 @@ def harness(local_stack, stack_env, tmp_path_factory) -> Iterator[Harness]:
         env.setenv("AWS_ENDPOINT_URL_S3", proxy.endpoint_url)
         env.setenv("REDSHIFT_PORT", str(emulator.port))
         env.setenv("FAULT_CATALOGUE", str(workdir / "catalogue.yaml"))
-        harness = Harness(proxy, instance, dsn, local_stack.s3.client(), JOBS, ROWS)
+        harness = Harness(proxy, instance, dsn, local_stack.s3.client(), ROWS)
         for target in JOBS:  # the previous complete output that the faults must not damage
             harness.current[target] = gen = harness.generation(target, "first")
             harness.settle(target, harness.run(target), gen)
@@ -114,15 +80,15 @@ def test_random_faults_on_every_request(harness, target):
     for seed, (kind, fraction) in enumerate(
         [("error", 0.06), ("reset", 0.03), ("reset_after", 0.03), ("slow", 0.05)]
     ):
-        harness.proxy.inject(kind, fraction=fraction, seed=seed, delay=0.05, on_inject=hook)
-    before = harness.proxy.total_injected
+        harness.faults.inject(kind, fraction=fraction, seed=seed, delay=0.05, on_inject=hook)
+    before = harness.faults.total_injected
     harness.settle(target, harness.run(target), new)
-    assert harness.proxy.total_injected - before >= 3
+    assert harness.faults.total_injected - before >= 3
 
 
 def test_complete_multipart_failing_a_whole_attempt_is_healed_by_the_op_retry(harness):
     new = harness.generation("fcombine", "cmu-fails")
-    rule = harness.proxy.inject(
+    rule = harness.faults.inject(
         "error",
         operation="CompleteMultipartUpload",
         path_contains="/exports/",
@@ -136,7 +102,7 @@ def test_complete_multipart_failing_a_whole_attempt_is_healed_by_the_op_retry(ha
 def test_the_nth_upload_part_copy_reset_is_healed_by_the_op_retry(harness):
     new = harness.generation("fcombine", "copy-reset")
     # Part 2's UploadPartCopy is reset through all 6 boto attempts: the first rename attempt fails.
-    rule = harness.proxy.inject(
+    rule = harness.faults.inject(
         "reset",
         operation="UploadPartCopy",
         predicate=lambda r: r.query.get("partNumber") == ["2"],
@@ -150,7 +116,7 @@ def test_the_nth_upload_part_copy_reset_is_healed_by_the_op_retry(harness):
 def test_a_lost_complete_multipart_answer(harness):
     new = harness.generation("fcombine", "cmu-lost")
     # S3 completes the upload but the answer never arrives; boto's retry then finds no such upload.
-    rule = harness.proxy.inject(
+    rule = harness.faults.inject(
         "reset_after", operation="CompleteMultipartUpload", path_contains="/exports/", times=1
     )
     harness.settle("fcombine", harness.run("fcombine"), new)
@@ -159,11 +125,11 @@ def test_a_lost_complete_multipart_answer(harness):
 
 def test_staging_delete_failing_after_delivery_leaves_a_flagged_leftover(harness):
     new = harness.generation("fcombine", "staging-stays")
-    rule = harness.proxy.inject(
+    rule = harness.faults.inject(
         "error", operation="DeleteObjects", predicate=lambda r: b"_staging/" in r.body
     )
     result = harness.run("fcombine")
-    harness.proxy.clear()
+    harness.faults.clear()
     assert result.success and rule.fired == 6  # delivered: the run does not fail over its clean-up
     assert harness.look("fcombine", {new}).complete == {"object": new}
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
@@ -179,7 +145,7 @@ def test_staging_delete_failing_after_delivery_leaves_a_flagged_leftover(harness
 def test_unload_writes_failing_fail_the_run_before_anything_final(harness):
     old, new = harness.current["fparts"], harness.generation("fparts", "unload-fails")
     # The second staged file's writes fail (UNLOAD's own S3 client retries, then gives up).
-    rule = harness.proxy.inject(
+    rule = harness.faults.inject(
         "error",
         path_contains="/_staging/fparts/",
         predicate=lambda r: r.method == "PUT" and r.path.endswith("001"),
@@ -193,7 +159,7 @@ def test_unload_writes_failing_fail_the_run_before_anything_final(harness):
 
 def test_deletes_failing_while_parts_shrink_fail_the_run_cleanly(harness):
     new = harness.generation("fparts", "shrink", rows=ROWS - 5_000)  # 3 parts -> 2
-    rule = harness.proxy.inject("error", operation="DeleteObjects", on_inject=harness.watch("fparts", new))
+    rule = harness.faults.inject("error", operation="DeleteObjects", on_inject=harness.watch("fparts", new))
     result = harness.run("fparts")
     assert not result.success and rule.fired == 4 * 6  # every boto attempt of every op attempt
     harness.settle("fparts", result, new)
@@ -205,7 +171,7 @@ def test_run_worker_killed_between_verified_copy_and_staging_delete(harness):
     # run monitoring does for a dead worker, and the run is re-executed from failure.
     new = harness.generation("fparts", "killed")
     worker: list[int] = []
-    rule = harness.proxy.inject(
+    rule = harness.faults.inject(
         "reset",
         operation="DeleteObjects",
         predicate=lambda r: b"_staging/" in r.body,

@@ -11,10 +11,14 @@ import psycopg2
 import psycopg2.errors
 from dagster import Failure, MetadataValue
 from dagster_aws.redshift import RedshiftClientResource
+from pydantic import Field
 
 # SQLSTATE classes worth another try: connection failures (08), cancels and timeouts (57),
 # resource exhaustion (53), serialisation/deadlock (40). Everything else is the statement's fault.
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "57", "53", "40")
+# A long UNLOAD sends nothing back until it ends: TCP keepalives stop a NAT or firewall from forgetting
+# the idle connection, and tell a dead cluster from a slow one (after idle + count x interval seconds).
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 15, "keepalives_count": 4}
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,12 @@ class RedshiftUnloadResource(RedshiftClientResource):
     `unload()` runs both statements on one connection and only ever logs the redacted text.
     """
 
+    statement_timeout_seconds: int | None = Field(
+        default=None,
+        description="Cancel an UNLOAD that runs longer (Redshift's statement_timeout, for the session); "
+        "the op then retries it. None: the cluster's own limits apply.",
+    )
+
     def unload(
         self,
         sql: str,
@@ -56,22 +66,12 @@ class RedshiftUnloadResource(RedshiftClientResource):
         log = log or logging.getLogger(__name__)
         log.info(f"Running on {self.host}:{self.port}/{self.database}:\n{redacted}")
         started = time.monotonic()
-        try:
-            conn = psycopg2.connect(
-                host=self.host,
-                port=self.port,
-                user=self.user,
-                password=self.password,
-                dbname=self.database,
-                connect_timeout=self.connect_timeout,
-                sslmode=self.sslmode,
-                application_name="unload_assets",
-            )
-        except psycopg2.OperationalError as exc:
-            raise _connect_error(exc, f"{self.host}:{self.port}", secrets) from None
+        conn = self.connect(secrets)
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
+                if self.statement_timeout_seconds:
+                    cur.execute(f"SET statement_timeout TO {int(self.statement_timeout_seconds) * 1000}")
                 cur.execute(sql)
                 cur.execute("select pg_last_unload_count(), pg_last_unload_id()")
                 row = cur.fetchone()
@@ -81,6 +81,23 @@ class RedshiftUnloadResource(RedshiftClientResource):
             raise _classify(exc, redacted, secrets) from None
         finally:
             conn.close()
+
+    def connect(self, secrets: Iterable[str | None] = ()) -> psycopg2.extensions.connection:
+        """A new connection with TCP keepalives; a refused login is a `Failure`, anything else transient."""
+        try:
+            return psycopg2.connect(
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                password=self.password,
+                dbname=self.database,
+                connect_timeout=self.connect_timeout,
+                sslmode=self.sslmode,
+                application_name="unload_assets",
+                **KEEPALIVES,
+            )
+        except psycopg2.OperationalError as exc:
+            raise _connect_error(exc, f"{self.host}:{self.port}", tuple(secrets)) from None
 
 
 # Refusals that another attempt cannot fix: wrong credentials, unknown user or database.
@@ -106,7 +123,8 @@ def _classify(exc: psycopg2.Error, redacted: str, secrets: tuple[str | None, ...
     )
     if transient or code[:2] in _TRANSIENT_SQLSTATE_CLASSES:
         return TransientRedshiftError(
-            f"Redshift connection problem during UNLOAD ({code or 'no SQLSTATE'}): {message}"
+            f"UNLOAD did not finish: connection lost, cancelled or out of capacity "
+            f"({code or 'no SQLSTATE'}): {message}"
         )
     # `from None` above and a fresh exception here: psycopg2's own exception may carry the statement.
     return Failure(

@@ -1,0 +1,104 @@
+"""Redshift misbehaving under UNLOAD: a dropped connection, a statement timeout.
+
+The stack's emulator is told to drop the connection, or to stall until the session's statement_timeout
+(`REDSHIFT_STATEMENT_TIMEOUT_SECONDS`) cancels it, right after it has written the data files and before
+the manifest: the worst moment, with partial output in staging. The unload op must be retried with
+backoff into a fresh staging folder, nothing partial may reach the final keys (judged by `fault_harness`
+while the fault fires and after the run), and the previous output stays until the new one is complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+
+from .fault_harness import BUCKET, CATALOGUE, Harness, create_tables
+
+pytestmark = pytest.mark.stack
+
+ROWS = 30_000  # ~8 MB of CSV in 6 MB files: two staged files per UNLOAD
+TIMEOUT_SECONDS = 1
+
+
+@pytest.fixture(scope="module")
+def harness(local_stack, stack_env, tmp_path_factory) -> Iterator[Harness]:
+    dsn = local_stack.postgres.dsn()
+    create_tables(dsn, ROWS)
+    workdir = tmp_path_factory.mktemp("redshift-faults")
+    (workdir / "catalogue.yaml").write_text(CATALOGUE)
+    faults = local_stack.emulator.faults
+    with (
+        pytest.MonkeyPatch.context() as env,
+        dg.instance_for_test(temp_dir=str(workdir)) as instance,
+    ):
+        env.setenv("FAULT_CATALOGUE", str(workdir / "catalogue.yaml"))
+        env.setenv("REDSHIFT_STATEMENT_TIMEOUT_SECONDS", str(TIMEOUT_SECONDS))
+        harness = Harness(faults, instance, dsn, local_stack.s3.client(), ROWS)
+        for target in ("fcombine", "fparts"):  # the previous complete output the faults must not damage
+            harness.current[target] = gen = harness.generation(target, "first")
+            harness.settle(target, harness.run(target), gen)
+        yield harness
+        faults.clear()
+        for prefix in ("exports/faults/", "_staging/fcombine/", "_staging/fparts/"):  # shared S3 server
+            keys = [{"Key": k} for k in harness.listing(prefix)]
+            if keys:
+                harness.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys})
+        print(
+            f"\nRedshift faults injected: {faults.total_injected}; runs: {harness.runs}; "
+            f"final-output views verified complete: {harness.verified}"
+        )
+
+
+def _partial_staging_seen(harness: Harness, target: str, new: str) -> tuple[list[list[str]], object]:
+    """An `on_fire` hook: the final output is judged, and what UNLOAD has staged so far is recorded."""
+    seen: list[list[str]] = []
+    judge = harness.watch(target, new)
+
+    def hook(fault) -> None:
+        judge(fault)
+        seen.append(harness.staging_left(target))
+
+    return seen, hook
+
+
+def _retries(result: dg.ExecuteJobResult) -> list[tuple[str, float, str]]:
+    """(step, seconds it waited, the error behind it, causes included) for every retry in the run."""
+    retries = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_UP_FOR_RETRY":
+            data = event.event_specific_data
+            text, error = "", data.error
+            while error is not None:
+                text, error = text + error.message, error.cause
+            retries.append((event.step_key or "", float(data.seconds_to_wait or 0), text))
+    return retries
+
+
+@pytest.mark.parametrize("target", ["fparts", "fcombine"])
+def test_a_dropped_connection_then_a_timeout_are_retried_with_backoff(harness, target):
+    new = harness.generation(target, "redshift-faults", rows=ROWS - 5_000)
+    seen, hook = _partial_staging_seen(harness, target, new)
+    where = f"_staging/{target}/"
+    drop = harness.faults.inject("drop", to_contains=where, on_fire=hook)
+    stall = harness.faults.inject("stall", seconds=60, to_contains=where, on_fire=hook)
+    result = harness.settle(target, harness.run(target), new)
+
+    assert drop.fired == 1 and stall.fired == 1
+    # Each fault hit after the data files were written and before the manifest: partial staging.
+    assert [len(keys) for keys in seen] == [2, 2]
+    assert all(not key.endswith("manifest") for keys in seen for key in keys)
+    assert all(f"/{result.run_id}/attempt-{n}/" in seen[n][0] for n in (0, 1))
+    unload_step = f"s3__{target}.unload_{target}"
+    retries = _retries(result)
+    assert [step for step, _, _ in retries] == [unload_step, unload_step]
+    (_, first_wait, first_error), (_, second_wait, second_error) = retries
+    assert "server closed the connection unexpectedly" in first_error
+    assert "57014" in second_error and "canceled on user's request" in second_error
+    # RetryPolicy(delay=2, EXPONENTIAL, PLUS_MINUS jitter): 2 +- 2 s, then 6 +- 2 s.
+    assert 0 <= first_wait <= 4 <= second_wait <= 8
+    # The successful attempt started by removing both failed attempts' partial files (settle() has
+    # already checked that staging is empty and the new output complete).
+    logs = [entry.user_message for entry in harness.instance.all_logs(result.run_id)]
+    assert any("left by an earlier attempt of this run" in message for message in logs)
