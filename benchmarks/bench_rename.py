@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from unload_assets.finalize import finalize  # noqa: E402
+from unload_assets.finalize_lock import lock_key_for  # noqa: E402
 from unload_assets.local.postgres import free_port  # noqa: E402
 from unload_assets.local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION  # noqa: E402
 
@@ -78,9 +79,10 @@ def stage(s3: Any, count: int, size: int) -> tuple[str, list[str]]:
 
 
 def run_finalize(s3: Any, prefix: str, keys: list[str], workers: int) -> int:
+    final_key = f"exports/{prefix[-9:]}sales.txt"
     result = finalize(s3, bucket=BUCKET, staging_prefix=prefix, manifest_key=prefix + "manifest",
-                      final_key=f"exports/{prefix[-9:]}sales.txt", on_split="combine", fmt="text",
-                      compression=None, header=False, workers=workers)  # fmt: skip
+                      final_key=final_key, lock_key=lock_key_for("_staging", final_key), on_split="combine",
+                      fmt="text", compression=None, header=False, workers=workers)  # fmt: skip
     assert result.mode == "combine" and result.staging_cleaned
     return result.client_bytes
 

@@ -9,6 +9,8 @@
    readable names them, and the new manifest must list exactly the parts that exist).
 4. A re-run that finds this run's committed output skips straight to cleanup; when the staging manifest
    is gone too, that committed output is the proof the work was done.
+5. All of that runs under a lease lock in S3 (`finalize_lock`): two runs of the same final key, even
+   from different deployments, take turns instead of interleaving their writes and deletes.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .final_output import combine_blocker, produce
 from .final_state import FinalizeError, Job, Output, committed, content_type, delete_stale
+from .finalize_lock import FinalizeBusy, FinalKeyLock, final_key_lock
 from .manifest import ManifestNotFound, StagedFile, UnloadManifest, read_manifest, s3_url
 from .part_names import part_key
 from .s3ops import MAX_COPY_OBJECT, Traffic, delete_keys
@@ -28,6 +31,7 @@ from .stitch import MAX_PART, MIN_PART
 
 __all__ = [
     "FinalObject",
+    "FinalizeBusy",
     "FinalizeError",
     "FinalizeResult",
     "SplitRefused",
@@ -71,6 +75,7 @@ def finalize(
     staging_prefix: str,
     manifest_key: str,
     final_key: str,
+    lock_key: str,
     on_split: str,
     fmt: str,
     compression: str | None,
@@ -83,8 +88,10 @@ def finalize(
 ) -> FinalizeResult:
     """Copy the staged files the UNLOAD manifest lists to `final_key`, verify, then delete staging.
 
-    The size knobs exist so tests can reach the multipart paths with small objects; `workers` bounds
-    the parallel part copies (1 gives a deterministic call order).
+    Holds the lock object `lock_key` (owner: this run's staging prefix) throughout; FinalizeBusy if
+    another run holds it too long (a retry then waits again). The size knobs exist so tests can reach
+    the multipart paths with small objects; `workers` bounds the parallel part copies (1 gives a
+    deterministic call order).
     """
     if on_split not in ON_SPLIT or fmt not in FORMATS or compression not in COMPRESSIONS:
         raise ValueError(f"unsupported on_split={on_split!r}, fmt={fmt!r}, compression={compression!r}")
@@ -93,6 +100,22 @@ def finalize(
         ctype=content_type(fmt, compression), traffic=Traffic(), log=log, max_copy=max_copy_size,
         min_part=min_part_size, max_part=max_part_size, workers=workers,
     )  # fmt: skip
+    with final_key_lock(
+        s3, bucket=bucket, lock_key=lock_key, final_key=final_key, owner=staging_prefix, log=log
+    ) as lock:
+        return _finalize_locked(job, lock, manifest_key, on_split, fmt, compression, header)
+
+
+def _finalize_locked(
+    job: Job,
+    lock: FinalKeyLock,
+    manifest_key: str,
+    on_split: str,
+    fmt: str,
+    compression: str | None,
+    header: bool,
+) -> FinalizeResult:
+    s3, bucket, final_key, staging_prefix = job.s3, job.bucket, job.final_key, job.staging_prefix
     try:
         manifest = read_manifest(s3, bucket, manifest_key)
     except ManifestNotFound:
@@ -102,7 +125,7 @@ def finalize(
                 f"no UNLOAD manifest at {s3_url(bucket, manifest_key)} and no output of that run at "
                 f"{s3_url(bucket, final_key)}: did the UNLOAD (with MANIFEST) run for this staging prefix?"
             ) from None
-        log(f"{s3_url(bucket, final_key)} was already finalized from {staging_prefix}; nothing to do")
+        job.log(f"{s3_url(bucket, final_key)} was already finalized from {staging_prefix}; nothing to do")
         return _result(done, job, staging_cleaned=True)
     entries = manifest.entries
     outside = [e.key for e in entries if not e.key.startswith(staging_prefix)]
@@ -118,7 +141,8 @@ def finalize(
     if done is None:
         done = produce(job, entries, on_split=on_split, fmt=fmt, compression=compression, header=header)
     else:
-        log(f"an earlier attempt already committed {s3_url(bucket, final_key)}; resuming at cleanup")
+        job.log(f"an earlier attempt already committed {s3_url(bucket, final_key)}; resuming at cleanup")
+    lock.check()  # a lease that lapsed mid-way: another run may be writing now, so delete nothing
     delete_stale(job, done)
     return _result(done, job, staging_cleaned=_delete_staging(job, manifest, manifest_key))
 

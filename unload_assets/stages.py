@@ -10,6 +10,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from .finalize import FinalizeResult, SplitRefused, finalize
+from .finalize_lock import lock_key_for
 from .keys import render_key
 from .resources import RedshiftUnloadResource, UnloadSettings
 from .s3ops import delete_keys, list_keys
@@ -24,6 +25,7 @@ class StagedUnload:
     bucket: str
     staging_prefix: str  # key prefix of this attempt's staging folder, ending in '/'
     manifest_key: str
+    lock_key: str  # the lock object `finalize` holds; under staging, unseen by readers of the final prefix
     rows: int
     query_id: int
     seconds: float
@@ -73,10 +75,12 @@ def run_unload(
         log=context.log,  # type: ignore[arg-type]
     )
     context.log.info(f"UNLOAD wrote {outcome.rows} rows to {location} in {outcome.seconds:.1f}s")
+    final_key = render_key(target.key_template, target=target.name, partition_date=day)
     return StagedUnload(
         bucket=bucket,
         staging_prefix=key_prefix,
         manifest_key=key_prefix + "manifest",
+        lock_key=lock_key_for(settings.staging_key_prefix(), final_key),
         rows=outcome.rows,
         query_id=outcome.query_id,
         seconds=outcome.seconds,
@@ -97,6 +101,7 @@ def rename_staged(
             staging_prefix=staged.staging_prefix,
             manifest_key=staged.manifest_key,
             final_key=final_key,
+            lock_key=staged.lock_key,
             on_split=target.on_split,
             fmt=target.format,
             compression=None if target.compression == "none" else target.compression,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unload_assets.finalize import FinalizeResult, finalize
+from unload_assets.finalize_lock import lock_key_for
 
 MiB = 1024 * 1024
 SUFFIX = {None: "", "gzip": ".gz", "bzip2": ".bz2", "zstd": ".zst"}
@@ -84,6 +85,7 @@ def run(s3: Any, bucket: str, staged: Staged, final_key: str, **kw: Any) -> Fina
         staging_prefix=staged.prefix,
         manifest_key=staged.manifest_key,
         final_key=final_key,
+        lock_key=lock_key_for("_staging", final_key),
         **options,
     )
 

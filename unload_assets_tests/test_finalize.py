@@ -268,6 +268,7 @@ def test_missing_manifest_without_output_is_an_error(s3, bucket, out):
             staging_prefix="_staging/none/",
             manifest_key="_staging/none/manifest",
             final_key=out + "n.csv",
+            lock_key=f"_staging/_locks/{out}n.csv.lock",
             on_split="combine",
             fmt="csv",
             compression=None,
