@@ -39,6 +39,17 @@ def s3_server() -> Iterator[S3Server]:
     server.stop()
 
 
+@pytest.fixture()
+def s3(s3_server):
+    """A client of the session's S3 server."""
+    return s3_server.client()
+
+
+@pytest.fixture()
+def bucket(s3_server) -> str:
+    return s3_server.bucket
+
+
 @pytest.fixture(scope="module")
 def emulator(pg_cluster, s3_server) -> Iterator[RedshiftEmulator]:
     """A Redshift emulator (4 slices) in front of the session's PostgreSQL, writing to its S3 server."""

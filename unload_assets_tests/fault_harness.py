@@ -157,6 +157,19 @@ class Harness:
         ) as result:
             return result
 
+    def prime(self) -> None:
+        """A first complete output of every target: the previous output the faults must not damage."""
+        for target in JOBS:
+            self.current[target] = gen = self.generation(target, "first")
+            self.settle(target, self.run(target), gen)
+
+    def remove_outputs(self) -> None:
+        """Delete what the fault tests wrote (the S3 server is shared by the whole session)."""
+        for prefix in ("exports/faults/", *(f"_staging/{target}/" for target in JOBS)):
+            keys = [{"Key": k} for k in self.listing(prefix)]
+            if keys:
+                self.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys})
+
     def listing(self, prefix: str) -> list[str]:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
         return [o["Key"] for page in pages for o in page.get("Contents", [])]

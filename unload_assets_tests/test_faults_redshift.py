@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from .fault_harness import BUCKET, CATALOGUE, Harness, create_tables
+from .fault_harness import CATALOGUE, Harness, create_tables
 
 pytestmark = pytest.mark.stack
 
@@ -36,15 +36,10 @@ def harness(local_stack, stack_env, tmp_path_factory) -> Iterator[Harness]:
         env.setenv("FAULT_CATALOGUE", str(workdir / "catalogue.yaml"))
         env.setenv("REDSHIFT_STATEMENT_TIMEOUT_SECONDS", str(TIMEOUT_SECONDS))
         harness = Harness(faults, instance, dsn, local_stack.s3.client(), ROWS)
-        for target in ("fcombine", "fparts"):  # the previous complete output the faults must not damage
-            harness.current[target] = gen = harness.generation(target, "first")
-            harness.settle(target, harness.run(target), gen)
+        harness.prime()  # the previous complete output that the faults must not damage
         yield harness
         faults.clear()
-        for prefix in ("exports/faults/", "_staging/fcombine/", "_staging/fparts/"):  # shared S3 server
-            keys = [{"Key": k} for k in harness.listing(prefix)]
-            if keys:
-                harness.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys})
+        harness.remove_outputs()
         print(
             f"\nRedshift faults injected: {faults.total_injected}; runs: {harness.runs}; "
             f"final-output views verified complete: {harness.verified}"

@@ -22,7 +22,6 @@ from unload_assets.local.faults import FaultProxy
 from .fault_harness import (
     BUCKET,
     CATALOGUE,
-    JOBS,
     Harness,
     create_tables,
     fparts_job,
@@ -58,14 +57,9 @@ def harness(local_stack, stack_env, tmp_path_factory) -> Iterator[Harness]:
         env.setenv("REDSHIFT_PORT", str(emulator.port))
         env.setenv("FAULT_CATALOGUE", str(workdir / "catalogue.yaml"))
         harness = Harness(proxy, instance, dsn, local_stack.s3.client(), ROWS)
-        for target in JOBS:  # the previous complete output that the faults must not damage
-            harness.current[target] = gen = harness.generation(target, "first")
-            harness.settle(target, harness.run(target), gen)
+        harness.prime()  # the previous complete output that the faults must not damage
         yield harness
-        for prefix in ("exports/faults/", "_staging/fcombine/", "_staging/fparts/"):  # shared S3 server
-            keys = [{"Key": k} for k in harness.listing(prefix)]
-            if keys:
-                harness.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": keys})
+        harness.remove_outputs()
         print(
             f"\nS3 faults injected: {proxy.total_injected} {dict(proxy.injected)}\n"
             f"runs: {harness.runs}; final-output views verified complete: {harness.verified}"

@@ -26,16 +26,6 @@ from unload_assets_tests.finalize_helpers import (
 
 
 @pytest.fixture()
-def s3(s3_server):
-    return s3_server.client()
-
-
-@pytest.fixture()
-def bucket(s3_server) -> str:
-    return s3_server.bucket
-
-
-@pytest.fixture()
 def out() -> str:
     """A fresh final-key folder per test (the S3 server is shared by the session)."""
     return f"exports/{uuid.uuid4().hex}/"

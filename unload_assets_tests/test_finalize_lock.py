@@ -30,16 +30,6 @@ FAST = {"poll": (0.02, 0.1)}
 
 
 @pytest.fixture()
-def s3(s3_server):
-    return s3_server.client()
-
-
-@pytest.fixture()
-def bucket(s3_server) -> str:
-    return s3_server.bucket
-
-
-@pytest.fixture()
 def key() -> str:
     return f"_staging/_locks/exports/{uuid.uuid4().hex}/sales.csv.lock"
 
