@@ -57,16 +57,20 @@ class Lane:
 
     async def submit(self, item: Any) -> None:
         """Hand `item` to the writer once the previous batch is done (errors surface here)."""
-        if self._job is not None:
-            await self._job
+        await self._wait()
         self._job = asyncio.get_running_loop().run_in_executor(self.pool, self.writer.write, item)
 
     async def finish(self) -> None:
         await self.flush()
-        if self._job is not None:
-            await self._job
+        await self._wait()
         self._job = asyncio.get_running_loop().run_in_executor(self.pool, self.writer.close)
-        await self._job
+        await self._wait()
+
+    async def _wait(self) -> None:
+        # Shielded: a cancelled UNLOAD must not mark the job done while its thread still writes (it may
+        # be opening a multipart upload); `settle` then waits for the thread itself.
+        if self._job is not None:
+            await asyncio.shield(self._job)
 
     async def settle(self) -> None:
         """Wait for the batch in flight, ignoring its outcome (cleanup after a failure)."""
