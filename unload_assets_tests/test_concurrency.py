@@ -66,7 +66,8 @@ def test_fifty_targets_never_exceed_the_redshift_pool(local_stack, stack_env, tm
     assert materialised == {asset_key_for(f"many_{n:02d}") for n in range(TARGETS)}
     s3 = local_stack.s3.client()
     delivered = [
-        get_bytes(s3, BUCKET, f"exports/many/{n:02d}.csv").decode().splitlines() for n in range(TARGETS)
+        list(csv.reader(io.StringIO(get_bytes(s3, BUCKET, f"exports/many/{n:02d}.csv").decode(), newline="")))
+        for n in range(TARGETS)
     ]
     with psycopg2.connect(local_stack.postgres.dsn()) as conn, conn.cursor() as cur:
         cur.execute(f"select mod(sale_id, {TARGETS}), count(*) from public.sales group by 1")
