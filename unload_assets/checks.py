@@ -102,17 +102,27 @@ def _materialization_checked(
     Not simply the asset's latest: with runs side by side (a backfill, a re-run next to the schedule)
     that may be another partition's or another run's.
     """
-    records = context.instance.get_records_for_run(
-        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
-    ).records
-    for record in reversed(records):
-        if record.asset_materialization is not None and record.asset_materialization.asset_key == key:
-            return record.asset_materialization
+    instance, run_id = context.instance, context.run.run_id
     partition = context.run.tags.get("dagster/partition")
-    found = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
-    ).records
-    return found[0].asset_materialization if found else None
+    records_filter = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
+    # Newest first, by the asset key's index: this run's record is among the first unless other runs
+    # materialised the key since. Older than the run itself, it cannot be this run's. (Reading the run's
+    # own materialisations instead would read every target's in a 1000-target run, once per check.)
+    run = instance.get_run_record_by_id(run_id)
+    since = run.create_timestamp.timestamp() if run is not None else 0.0
+    latest: dg.AssetMaterialization | None = None
+    cursor: str | None = None
+    while True:
+        page = instance.fetch_materializations(records_filter, limit=50, cursor=cursor)
+        for record in page.records:
+            latest = latest or record.asset_materialization
+            if record.run_id == run_id:
+                return record.asset_materialization
+            if record.timestamp < since:
+                return latest
+        if not page.has_more:
+            return latest
+        cursor = page.cursor
 
 
 def _objects_present(

@@ -3,9 +3,13 @@
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import dagster as dg
 import psycopg2
 import pytest
 
+from unload_assets.assets import asset_key_for
+from unload_assets.checks import CHECKS
+from unload_assets.definitions import build_definitions
 from unload_assets.targets import PACKAGED_CATALOGUE
 
 from .pipeline_helpers import (
@@ -198,3 +202,33 @@ def test_on_split_fail_leaves_previous_output_untouched(local_stack, stack_env, 
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "wide_guarded" in failure.step_failure_data.error.message
     assert s3.head_object(Bucket="unload-local", Key=key)["ETag"] == before
+
+
+def test_checks_alone_judge_the_materialisation_of_their_partition(local_stack, stack_env):
+    # A checks-only run has no materialisation of its own: it must judge its partition's latest one,
+    # not the asset's latest (another day), and say so when the partition was never materialised.
+    day = yesterday()
+    other = (datetime.fromisoformat(day) - timedelta(days=1)).date().isoformat()
+    never = (datetime.fromisoformat(day) - timedelta(days=2)).date().isoformat()
+    key = asset_key_for("sales_data")
+    defs = build_definitions(PACKAGED_CATALOGUE)
+    checks_only = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks_for_assets(key))
+    job = dg.Definitions(
+        assets=defs.assets, asset_checks=defs.asset_checks, resources=defs.resources, jobs=[checks_only]
+    ).resolve_job_def("checks_only")
+    with dg.instance_for_test() as instance:
+        materialise(PACKAGED_CATALOGUE, "sales_data", partition=day, instance=instance)
+        materialise(PACKAGED_CATALOGUE, "sales_data", partition=other, instance=instance)  # the latest
+        judged = job.execute_in_process(tags={"dagster/partition": day}, instance=instance)
+        evaluations = {c.check_name: c for c in judged.get_asset_check_evaluations()}
+        assert {name: c.passed for name, c in evaluations.items()} == {
+            "final_objects_present": True,
+            "has_rows": True,
+            "staging_cleaned": True,
+        }
+        assert evaluations["has_rows"].metadata["partition"].value == day
+        missing = job.execute_in_process(tags={"dagster/partition": never}, instance=instance)
+        assert {
+            c.check_name: (c.passed, c.metadata["reason"].value)
+            for c in missing.get_asset_check_evaluations()
+        } == dict.fromkeys(CHECKS, (False, "never materialised"))
