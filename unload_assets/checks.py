@@ -25,6 +25,8 @@ CHECKS = {
     "final_objects_present": "Final objects exist with the recorded sizes.",
     "has_rows": "The UNLOAD wrote at least one row (warns).",
     "staging_cleaned": "No staged file is left behind.",
+    "one_object": "The final key holds the whole output as one object, not a manifest of parts (warns; "
+    "targets with on_split: combine).",
 }
 # can_subset: each check's output is optional, so one check can run without the others.
 _CHECK_OUT = dg.Out(is_required=False)
@@ -32,7 +34,11 @@ _CHECK_OUT = dg.Out(is_required=False)
 
 def build_unload_checks(target: UnloadTarget) -> dg.AssetChecksDefinition:
     key = asset_key_for(target.name)
-    specs = [dg.AssetCheckSpec(name, asset=key, description=why) for name, why in CHECKS.items()]
+    specs = [
+        dg.AssetCheckSpec(name, asset=key, description=why)
+        for name, why in CHECKS.items()
+        if name != "one_object" or target.on_split == "combine"
+    ]
     input_name = f"s3_{target.name}"  # the name `@multi_asset_check` gives the checked asset's input
 
     def compute(
@@ -61,8 +67,9 @@ def _evaluate(
 ) -> Iterator[dg.AssetCheckResult]:
     key = asset_key_for(target.name)
     materialization = _materialization_checked(context, key)
+    names = [n for n in CHECKS if n != "one_object" or target.on_split == "combine"]
     if materialization is None:
-        for name in CHECKS:
+        for name in names:
             yield dg.AssetCheckResult(
                 asset_key=key, check_name=name, passed=False, metadata={"reason": "never materialised"}
             )
@@ -92,6 +99,25 @@ def _evaluate(
         metadata={"rows": rows, "partition": str(metadata.get("partition"))},
     )
     yield _staging_cleaned(key, client, str(metadata.get("staging_prefix", "")))
+    if "one_object" in names:
+        yield _one_object(key, metadata)
+
+
+def _one_object(key: dg.AssetKey, metadata: dict[str, Any]) -> dg.AssetCheckResult:
+    """Warns when `combine` had to deliver parts (Parquet): readers of the final key find a manifest."""
+    how = str(metadata.get("finalized_as", ""))
+    parts = how.startswith("parts")
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name="one_object",
+        passed=not parts,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "finalized_as": how,
+            "read_from": str(metadata.get("s3_uri", "")),
+            **({"reason": "the final key holds a manifest of parts, not the file"} if parts else {}),
+        },
+    )
 
 
 def _materialization_checked(

@@ -20,7 +20,7 @@ from .final_state import (
 from .manifest import StagedFile, render_copy_manifest, s3_url
 from .part_names import manifest_key_for, part_key
 from .s3ops import delete_keys, first_line_length, head, write_multipart
-from .stitch import CombineImpossible, Piece, plan_combine
+from .stitch import CombineImpossible, PartSpec, Piece, plan_combine, plan_with_opening
 
 
 def combine_blocker(fmt: str, compression: str | None, header: bool) -> str | None:
@@ -33,9 +33,21 @@ def combine_blocker(fmt: str, compression: str | None, header: bool) -> str | No
 
 
 def produce(
-    job: Job, entries: list[StagedFile], *, on_split: str, fmt: str, compression: str | None, header: bool
+    job: Job,
+    entries: list[StagedFile],
+    *,
+    on_split: str,
+    fmt: str,
+    compression: str | None,
+    header: bool,
+    opening: bytes | None = None,
 ) -> Output:
-    """The final output for `entries` (on_split="fail" with several entries is refused by the caller)."""
+    """The final output for `entries` (on_split="fail" with several entries is refused by the caller).
+
+    `opening`: the header member the rename writes on top (the staged files carry no header).
+    """
+    if opening is not None:
+        return write_opened(job, entries, opening)
     if not entries and fmt == "parquet":
         return write_parts(job, entries, "no rows, and an empty object is not a valid Parquet file")
     if len(entries) <= 1:
@@ -100,13 +112,34 @@ def write_combined(job: Job, entries: list[StagedFile], header: bool) -> Output:
     skips = _header_skips(job, entries) if header else [0] * len(entries)
     pieces = [Piece(e.size, skip) for e, skip in zip(entries, skips, strict=True)]
     plan = plan_combine(pieces, pin_first=header, min_part=job.min_part, max_part=job.max_part)
+    return _write_stitched(job, entries, plan, [e.key for e in entries], "combine")
+
+
+def write_opened(job: Job, entries: list[StagedFile], opening: bytes) -> Output:
+    """`opening` (the header member), then every staged file, as ONE object at the final key.
+
+    Also for one staged file, or none (zero rows: the object is the header line alone).
+    """
+    pieces = [Piece(e.size) for e in entries]
+    try:
+        plan = plan_with_opening(len(opening), pieces, min_part=job.min_part, max_part=job.max_part)
+    except CombineImpossible as exc:  # files without their header can't become parts either
+        where = s3_url(job.bucket, job.final_key)
+        raise FinalizeError(f"cannot write {where} as one object: {exc}") from None
+    mode = "combine" if len(entries) > 1 else "single"
+    return _write_stitched(job, entries, plan, [opening, *(e.key for e in entries)], mode)
+
+
+def _write_stitched(
+    job: Job, entries: list[StagedFile], plan: list[PartSpec], sources: list[str | bytes], mode: str
+) -> Output:
     expected = sum(p.size for p in plan)
-    meta = {**object_metadata(job, "combine", len(entries), None), SIZE: str(expected)}
+    meta = {**object_metadata(job, mode, len(entries), None), SIZE: str(expected)}
     write_multipart(
         job.s3,
         bucket=job.bucket,
         dest_key=job.final_key,
-        sources=[e.key for e in entries],
+        sources=sources,
         plan=plan,
         metadata=meta,
         content_type=job.ctype,
@@ -114,12 +147,12 @@ def write_combined(job: Job, entries: list[StagedFile], header: bool) -> Output:
         workers=job.workers,
     )
     verify(job, job.final_key, expected)
-    copies = sum(p.is_copy for p in plan)
+    copies = sum(p.is_copy and isinstance(sources[p.segments[0].piece], str) for p in plan)
     job.log(
-        f"combined {len(entries)} staged files into {s3_url(job.bucket, job.final_key)} ({expected:,} B): "
+        f"stitched {len(entries)} staged file(s) into {s3_url(job.bucket, job.final_key)} ({expected:,} B): "
         f"{copies} server-side part(s), {len(plan) - copies} uploaded; {job.traffic.bytes:,} B via client"
     )
-    return Output([(job.final_key, expected)], "combine", len(entries), None)
+    return Output([(job.final_key, expected)], mode, len(entries), None)
 
 
 def write_parts(job: Job, entries: list[StagedFile], reason: str | None) -> Output:

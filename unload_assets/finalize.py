@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .final_output import combine_blocker, produce
 from .final_state import FinalizeError, Job, Output, committed, content_type, delete_stale
 from .finalize_lock import FinalizeBusy, FinalKeyLock, final_key_lock
+from .header import HeaderStyle, column_names, compressed_member
 from .manifest import ManifestNotFound, StagedFile, UnloadManifest, read_manifest, s3_url
 from .part_names import part_key
 from .s3ops import MAX_COPY_OBJECT, Traffic, delete_keys
@@ -80,6 +81,7 @@ def finalize(
     fmt: str,
     compression: str | None,
     header: bool,
+    header_style: HeaderStyle | None = None,
     log: Callable[[str], None] = lambda m: None,
     max_copy_size: int = MAX_COPY_OBJECT,
     min_part_size: int = MIN_PART,
@@ -92,9 +94,15 @@ def finalize(
     another run holds it too long (a retry then waits again). The size knobs exist so tests can reach
     the multipart paths with small objects; `workers` bounds the parallel part copies (1 gives a
     deterministic call order).
+
+    `header`: every staged file starts with a header line (UNLOAD ran with HEADER). `header_style`
+    instead: the staged files carry none, and the final object opens with a header line in that style,
+    built from the manifest's schema (see `header.header_by_rename`); combine only.
     """
     if on_split not in ON_SPLIT or fmt not in FORMATS or compression not in COMPRESSIONS:
         raise ValueError(f"unsupported on_split={on_split!r}, fmt={fmt!r}, compression={compression!r}")
+    if header_style is not None and (header or on_split != "combine" or header_style.fmt != fmt):
+        raise ValueError("header_style is for combining headerless csv/text files (header=False, combine)")
     job = Job(
         s3=s3, bucket=bucket, final_key=final_key, staging_prefix=staging_prefix,
         ctype=content_type(fmt, compression), traffic=Traffic(), log=log, max_copy=max_copy_size,
@@ -103,7 +111,7 @@ def finalize(
     with final_key_lock(
         s3, bucket=bucket, lock_key=lock_key, final_key=final_key, owner=staging_prefix, log=log
     ) as lock:
-        return _finalize_locked(job, lock, manifest_key, on_split, fmt, compression, header)
+        return _finalize_locked(job, lock, manifest_key, on_split, fmt, compression, header, header_style)
 
 
 def _finalize_locked(
@@ -114,6 +122,7 @@ def _finalize_locked(
     fmt: str,
     compression: str | None,
     header: bool,
+    header_style: HeaderStyle | None,
 ) -> FinalizeResult:
     s3, bucket, final_key, staging_prefix = job.s3, job.bucket, job.final_key, job.staging_prefix
     try:
@@ -139,7 +148,16 @@ def _finalize_locked(
         )
     done = committed(job)
     if done is None:
-        done = produce(job, entries, on_split=on_split, fmt=fmt, compression=compression, header=header)
+        opening = None
+        if header_style is not None:
+            try:
+                names = column_names(manifest.schema)
+            except ValueError as exc:
+                raise FinalizeError(f"{s3_url(bucket, manifest_key)}: {exc}") from None
+            opening = compressed_member(header_style.line(names), compression)
+        done = produce(
+            job, entries, on_split=on_split, fmt=fmt, compression=compression, header=header, opening=opening
+        )
     else:
         job.log(f"an earlier attempt already committed {s3_url(bucket, final_key)}; resuming at cleanup")
     lock.check()  # a lease that lapsed mid-way: another run may be writing now, so delete nothing

@@ -39,6 +39,7 @@ class Delivery:
     uris: tuple[str, ...]
     rows: int | None = None
     bytes: int | None = None
+    parts_note: str | None = None  # set when the first URI is a manifest of parts, not the file
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,22 @@ def delivery_from_metadata(target: str, meta: dict[str, Any]) -> Delivery:
     others = [f"s3://{bucket}/{o['key']}" for o in meta.get("final_objects") or [] if isinstance(o, dict)]
     uris = tuple(dict.fromkeys([u for u in [primary, *others] if u]))  # primary first, no repeats
     rows, size = meta.get("rows"), meta.get("bytes")
+    how = str(meta.get("finalized_as") or "")
     return Delivery(
         target=str(meta.get("target") or target),
         partition=str(meta.get("partition") or "unpartitioned"),
         uris=uris,
         rows=rows if isinstance(rows, int) else None,
         bytes=size if isinstance(size, int) else None,
+        parts_note=_parts_note(how) if how.startswith("parts") else None,
+    )
+
+
+def _parts_note(finalized_as: str) -> str:
+    # "parts (fell back: parquet cannot be combined: ...)" -> why, for the reader of the final key.
+    why = finalized_as.partition("(fell back: ")[2].rstrip(")")
+    return "delivered as parts: the first address is a manifest of parts, not the file" + (
+        f" ({why})" if why else ""
     )
 
 
@@ -144,7 +155,9 @@ def _delivery_line(d: Delivery) -> str:
     rows = "? rows" if d.rows is None else f"{d.rows:,} rows"
     shown = " ".join(f"`{_esc(u)}`" for u in d.uris[:_URIS_PER_TARGET])
     more = f" (+{len(d.uris) - _URIS_PER_TARGET} more)" if len(d.uris) > _URIS_PER_TARGET else ""
-    return f"• *{_esc(d.target)}* {_esc(d.partition)} · {rows} · {format_bytes(d.bytes)}\n   {shown}{more}"
+    note = f"\n   _{_esc(d.parts_note)}_" if d.parts_note else ""
+    head = f"• *{_esc(d.target)}* {_esc(d.partition)} · {rows} · {format_bytes(d.bytes)}"
+    return f"{head}\n   {shown}{more}{note}"
 
 
 def _untouched_line(u: Untouched) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .stitch import MAX_PART, PartSpec, plan_copy
+from .stitch import MAX_PART, PartSpec, Segment, plan_copy
 
 MAX_COPY_OBJECT = 5 * 1024**3  # CopyObject refuses sources above 5 GiB
 DELETE_BATCH = 1000  # DeleteObjects limit
@@ -81,14 +81,15 @@ def write_multipart(
     *,
     bucket: str,
     dest_key: str,
-    sources: Sequence[str],
+    sources: Sequence[str | bytes],
     plan: Sequence[PartSpec],
     metadata: Mapping[str, str],
     content_type: str,
     traffic: Traffic,
     workers: int = 8,
 ) -> None:
-    """Assemble `dest_key` from `plan` (segment piece i = `sources[i]`). An empty plan writes an empty object.
+    """Assemble `dest_key` from `plan` (segment piece i = `sources[i]`: an object key, or bytes the client
+    already holds). An empty plan writes an empty object.
 
     On any error the upload is aborted, so no invisible half-upload keeps costing storage; a crashed
     process leaves one behind, which the bucket's AbortIncompleteMultipartUpload lifecycle rule removes.
@@ -104,19 +105,18 @@ def write_multipart(
     common = {"Bucket": bucket, "Key": dest_key, "UploadId": upload_id}
 
     def part(number: int, spec: PartSpec) -> dict[str, Any]:
-        if spec.is_copy:
+        source = sources[spec.segments[0].piece]
+        if spec.is_copy and isinstance(source, str):
             seg = spec.segments[0]
             resp = s3.upload_part_copy(
                 **common,
                 PartNumber=number,
-                CopySource={"Bucket": bucket, "Key": sources[seg.piece]},
+                CopySource={"Bucket": bucket, "Key": source},
                 CopySourceRange=f"bytes={seg.start}-{seg.end - 1}",
             )
             return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
         # Many tiny slice files are common (PARALLEL ON, few rows): fetch them concurrently.
-        reads = [
-            partial(read_range, s3, bucket, sources[s.piece], s.start, s.end, traffic) for s in spec.segments
-        ]
+        reads = [partial(_segment_bytes, s3, bucket, sources[s.piece], s, traffic) for s in spec.segments]
         body = b"".join(run_jobs(reads, workers))
         resp = s3.upload_part(**common, PartNumber=number, Body=body)
         traffic.add(len(body))
@@ -130,6 +130,12 @@ def write_multipart(
         with contextlib.suppress(Exception):  # the original error is the one to report
             s3.abort_multipart_upload(**common)
         raise
+
+
+def _segment_bytes(s3: Any, bucket: str, source: str | bytes, seg: Segment, traffic: Traffic) -> bytes:
+    if isinstance(source, bytes):
+        return source[seg.start : seg.end]
+    return read_range(s3, bucket, source, seg.start, seg.end, traffic)
 
 
 def copy_any_size(

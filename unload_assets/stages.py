@@ -11,6 +11,7 @@ from dagster_aws.s3 import S3Resource
 
 from .finalize import FinalizeResult, SplitRefused, finalize
 from .finalize_lock import lock_key_for
+from .header import HeaderStyle, header_by_rename
 from .keys import render_key
 from .resources import RedshiftUnloadResource, UnloadSettings
 from .s3ops import delete_keys, list_keys
@@ -93,6 +94,8 @@ def rename_staged(
 ) -> dg.Output[list[str]]:
     day = partition_date(context, target)
     final_key = render_key(target.key_template, target=target.name, partition_date=day)
+    by_rename = header_by_rename(fmt=target.format, header=target.header, on_split=target.on_split)
+    style = HeaderStyle(target.format, target.delimiter, target.addquotes) if by_rename else None
     started = time.monotonic()
     try:
         result = finalize(
@@ -105,7 +108,8 @@ def rename_staged(
             on_split=target.on_split,
             fmt=target.format,
             compression=None if target.compression == "none" else target.compression,
-            header=target.header,
+            header=target.header and not by_rename,
+            header_style=style,
             log=context.log.info,
         )
     except SplitRefused as exc:
@@ -144,6 +148,8 @@ def _metadata(
         "staging_cleaned": result.staging_cleaned,
         "unload_seconds": dg.MetadataValue.float(round(staged.seconds, 3)),
         "rename_seconds": dg.MetadataValue.float(round(rename_seconds, 3)),
+        # Object data that passed through the worker (the rest was copied server-side).
+        "rename_client_bytes": dg.MetadataValue.int(result.client_bytes),
         "redshift_query_id": dg.MetadataValue.int(staged.query_id),
         "statement": dg.MetadataValue.md(f"```sql\n{staged.redacted_statement}\n```"),
         "target": target.name,

@@ -16,6 +16,11 @@ Ordering rule (`plan_combine`):
    piece small: small pieces go first as one group; if they total < 5 MiB, the group borrows the head
    of the first big piece (the only case where big-piece bytes pass through the client: < 10 MiB).
 A piece's bytes always stay contiguous and in order, so compressed members are never interleaved.
+
+`plan_with_opening` puts a small piece the client holds (the header member the rename writes) in front
+of such a plan: it joins the first uploaded part, or borrows the head of the first copied range so that
+the opening part still reaches 5 MiB. Client bytes stay below one minimum part, or below two when the
+first copied range is shorter than 10 MiB and is not the last (its rest could not stand alone).
 """
 
 from __future__ import annotations
@@ -163,3 +168,43 @@ def plan_combine(
 def plan_copy(size: int, *, max_part: int = MAX_PART) -> list[PartSpec]:
     """Ranges for copying one object of `size` bytes with UploadPartCopy (piece index 0)."""
     return _ranges(Segment(0, 0, size), max_part) if size else []
+
+
+def plan_with_opening(
+    opening: int,
+    pieces: Sequence[Piece],
+    *,
+    min_part: int = MIN_PART,
+    max_part: int = MAX_PART,
+    max_parts: int = MAX_PARTS,
+) -> list[PartSpec]:
+    """Parts for `opening` bytes (piece 0, held by the client) followed by `pieces` (pieces 1..n).
+
+    The pieces keep the order `plan_combine` gives them; the opening always comes first.
+    """
+    if opening <= 0:
+        raise ValueError("the opening must hold at least one byte")
+    head = Segment(0, 0, opening)
+    plan = [
+        PartSpec(tuple(Segment(s.piece + 1, s.start, s.end) for s in part.segments))
+        for part in plan_combine(pieces, min_part=min_part, max_part=max_part, max_parts=max_parts)
+    ]
+    if not plan:
+        return [PartSpec((head,))]
+    first, rest = plan[0], plan[1:]
+    if not first.is_copy:  # an uploaded part takes the opening in
+        opened = [PartSpec((head, *first.segments)), *rest]
+    elif opening >= min_part:  # an opening of a full part stands alone
+        opened = [PartSpec((head,)), *plan]
+    else:
+        seg = first.segments[0]
+        take = min_part - opening
+        if take >= seg.length or (rest and seg.length - take < min_part):
+            take = seg.length  # what would remain is too short to stand alone as a middle part
+        opened = [PartSpec((head, Segment(seg.piece, seg.start, seg.start + take)))]
+        if take < seg.length:
+            opened.append(PartSpec((Segment(seg.piece, seg.start + take, seg.end),)))
+        opened += rest
+    if len(opened) > max_parts:
+        raise CombineImpossible(f"combining needs {len(opened)} multipart parts, S3 allows {max_parts}")
+    return opened

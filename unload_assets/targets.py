@@ -108,6 +108,7 @@ class UnloadTarget(BaseModel):
     header: bool = False
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] | None = None
     null_as: str | None = None
+    addquotes: bool = False  # text only: every field in double quotes
     parallel: bool = False
     max_file_size_mb: Annotated[float, Field(ge=5, le=6348.8)] | None = None  # 6348.8 MB = 6.2 GB
     on_split: Literal["combine", "parts", "fail"] = "combine"

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
+from .header import header_by_rename
 from .keys import check_bucket_name, check_key
 from .sqltext import SqlTextError, Token, has_outer_limit, quote_literal, tokenize
 
@@ -218,9 +219,14 @@ _OPTION_WORDS = {
     "header": "HEADER",
     "delimiter": "DELIMITER",
     "null_as": "NULL AS",
+    "addquotes": "ADDQUOTES",
     "compression": "GZIP/BZIP2/ZSTD",
 }
-_REFUSED_WITH = {"parquet": tuple(_OPTION_WORDS), "json": ("header", "delimiter", "null_as")}
+_REFUSED_WITH = {
+    "parquet": tuple(_OPTION_WORDS),
+    "json": ("header", "delimiter", "null_as", "addquotes"),
+    "csv": ("addquotes",),  # CSV quotes fields itself
+}
 
 
 def option_conflicts(target: UnloadTarget) -> list[tuple[str, str]]:
@@ -246,8 +252,11 @@ def _options(target: UnloadTarget) -> list[str]:
     options = [] if target.format == "text" else [f"FORMAT {target.format.upper()}"]
     if target.compression != "none":
         options.append(target.compression.upper())
-    if target.header:
+    # With `combine`, the rename writes the header line once on top of the joined files instead.
+    if target.header and not header_by_rename(fmt=target.format, header=True, on_split=target.on_split):
         options.append("HEADER")
+    if target.addquotes:
+        options.append("ADDQUOTES")
     if target.delimiter is not None:
         options.append(f"DELIMITER {quote_literal(target.delimiter)}")
     if target.null_as is not None:

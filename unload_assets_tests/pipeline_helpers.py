@@ -79,6 +79,6 @@ def query_as_text(dsn: str, sql: str) -> list[list[str]]:
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(f"select * from ({sql}) q")
         names = [d.name for d in cur.description]
-        cols = ", ".join(f'q."{n}"::text' for n in names)
+        cols = ", ".join('q."' + n.replace('"', '""') + '"::text' for n in names)
         cur.execute(f"select {cols} from ({sql}) q")
         return [["" if v is None else v for v in row] for row in cur.fetchall()]

@@ -7,13 +7,16 @@ each crash point the state readers can see must be sane, and a second `finalize`
 
 from __future__ import annotations
 
+import gzip
 import json
+import random
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from unload_assets.header import HeaderStyle
 from unload_assets_tests.finalize_helpers import (
     CallWatch,
     Crash,
@@ -33,6 +36,13 @@ def _combine_pieces() -> list[bytes]:
     return [HEAD + sized(5 * MiB + 10, 1), HEAD + csv_rows(0, 20), HEAD + csv_rows(20, 5)]
 
 
+def _gzip_pieces() -> list[bytes]:
+    # Headerless gzip members as UNLOAD without HEADER writes them; the first is above 5 MiB, so the
+    # header member borrows its head and the rest is copied server-side.
+    noise = random.Random(7).randbytes(5 * MiB + 10)
+    return [gzip.compress(noise, 1, mtime=0), gzip.compress(csv_rows(0, 20), mtime=0)]
+
+
 # name -> (pieces of the earlier run, its on_split, new pieces, new options, the new final bytes)
 SCENARIOS: dict[str, tuple[list[bytes], str, Callable[[], list[bytes]], dict[str, Any]]] = {
     "combine with header over old parts": (
@@ -40,6 +50,18 @@ SCENARIOS: dict[str, tuple[list[bytes], str, Callable[[], list[bytes]], dict[str
         "parts",
         _combine_pieces,
         {"header": True},
+    ),
+    "gzip, header written by the rename, over old parts": (
+        [b"o1\n", b"o2\n", b"o3\n"],
+        "parts",
+        _gzip_pieces,
+        {"compression": "gzip", "header_style": HeaderStyle("csv")},
+    ),
+    "header written by the rename over an old object": (
+        [b"o1\n", b"o2\n"],
+        "combine",
+        lambda: [csv_rows(0, 20), csv_rows(20, 5)],
+        {"header_style": HeaderStyle("csv")},
     ),
     "parts over more old parts": (
         [b"o1\n", b"o2\n", b"o3\n", b"o4\n"],
@@ -59,7 +81,7 @@ SCENARIOS: dict[str, tuple[list[bytes], str, Callable[[], list[bytes]], dict[str
 def _setup(s3: Any, bucket: str, old: list[bytes], old_split: str, new: list[bytes]) -> tuple[str, Any]:
     final = f"exports/{uuid.uuid4().hex}/sales.csv"
     run(s3, bucket, stage(s3, bucket, old), final, on_split=old_split)
-    return final, stage(s3, bucket, new)
+    return final, stage(s3, bucket, new, verbose=True)  # as the product always unloads
 
 
 def _output(s3: Any, bucket: str, final: str) -> dict[str, bytes]:

@@ -85,7 +85,12 @@ def test_sales_data_for_one_day_equals_the_query(local_stack, stack_env, s3):
     assert "IAM_ROLE" in meta["statement"] and "MANIFEST VERBOSE" in meta["statement"]
     assert list_final(s3, "unload-local", "_staging/sales_data/") == {}
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"final_objects_present": True, "has_rows": True, "staging_cleaned": True}
+    assert checks == {
+        "final_objects_present": True,
+        "has_rows": True,
+        "staging_cleaned": True,
+        "one_object": True,
+    }
 
 
 def test_unpartitioned_snapshot(local_stack, stack_env, s3):
@@ -181,13 +186,18 @@ def test_parts_with_manifest_and_rerun_with_fewer_parts(local_stack, stack_env, 
     assert sorted(rows) == wide_expected(local_stack)
 
 
-def test_header_with_compression_falls_back_to_parts(local_stack, stack_env, wide_table, s3, tmp_path):
-    result = materialise(
-        split_catalogue(tmp_path, "fallback", compression="gzip", header=True), "wide_fallback"
+def test_header_with_compression_is_one_object(local_stack, stack_env, wide_table, s3, tmp_path):
+    # Each gzip file would carry its own header inside its stream: UNLOAD runs without HEADER and the
+    # rename writes the one header line on top (test_one_file covers every format and compression).
+    result = materialise(split_catalogue(tmp_path, "onegz", compression="gzip", header=True), "wide_onegz")
+    meta = materialisation_metadata(result, "wide_onegz")
+    assert meta["staged_files"] >= 2 and meta["finalized_as"] == "combine"
+    assert list(list_final(s3, "unload-local", "exports/wide/onegz/")) == ["exports/wide/onegz/wide.csv.gz"]
+    got_header, rows = csv_rows(
+        decompress(get_bytes(s3, "unload-local", "exports/wide/onegz/wide.csv.gz"), "gzip").decode(),
+        header=True,
     )
-    meta = materialisation_metadata(result, "wide_fallback")
-    assert meta["finalized_as"].startswith("parts (fell back")
-    assert meta["s3_uri"] == "s3://unload-local/exports/wide/fallback/wide.csv.gz.manifest"
+    assert got_header == ["id", "payload", "maybe"] and sorted(rows) == wide_expected(local_stack)
 
 
 def test_on_split_fail_leaves_previous_output_untouched(local_stack, stack_env, wide_table, s3, tmp_path):
@@ -225,6 +235,7 @@ def test_checks_alone_judge_the_materialisation_of_their_partition(local_stack, 
             "final_objects_present": True,
             "has_rows": True,
             "staging_cleaned": True,
+            "one_object": True,
         }
         assert evaluations["has_rows"].metadata["partition"].value == day
         missing = job.execute_in_process(tags={"dagster/partition": never}, instance=instance)

@@ -14,8 +14,10 @@ from unload_assets.stitch import (
     MiB,
     PartSpec,
     Piece,
+    Segment,
     plan_combine,
     plan_copy,
+    plan_with_opening,
 )
 
 GB = 1000**3
@@ -143,3 +145,45 @@ def test_borrowing_takes_the_whole_big_piece_when_the_rest_could_not_stand_alone
         [(0, 0, 1000), (1, 0, MIN_PART + 10)],
         [(2, 0, 6 * MiB)],
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    opening=st.integers(1, 3 * MIN),
+    pieces=st.lists(st.builds(Piece, st.integers(0, 60)), max_size=8),
+    max_part=st.integers(3 * MIN, 1000),
+)
+def test_opening_invariants(opening, pieces, max_part):
+    """The header member opens the object; the pieces follow whole, in plan_combine's order; S3's rules
+    hold; client bytes of the pieces stay under one minimum part, or two when the first copied range
+    could not leave a valid rest behind."""
+    plan = plan_with_opening(opening, pieces, min_part=MIN, max_part=max_part)
+    assert plan[0].segments[0] == Segment(0, 0, opening)
+    assert all(p.size >= MIN for p in plan[:-1]) and all(p.size > 0 for p in plan)
+    flat = [s for p in plan for s in p.segments]
+    assert [s.piece for s in flat].count(0) == 1
+    shifted = [Segment(s.piece - 1, s.start, s.end) for s in flat[1:]]
+    combined = [s for p in plan_combine(pieces, min_part=MIN, max_part=max_part) for s in p.segments]
+    # The same bytes in the same order as without the opening (a copied range may be cut in two).
+    assert [(s.piece, b) for s in shifted for b in range(s.start, s.end)] == [
+        (s.piece, b) for s in combined for b in range(s.start, s.end)
+    ]
+    through_client = sum(s.length for p in plan if not p.is_copy for s in p.segments if s.piece != 0)
+    uploaded_anyway = sum(
+        p.size for p in plan_combine(pieces, min_part=MIN, max_part=max_part) if not p.is_copy
+    )
+    assert through_client <= uploaded_anyway + 2 * MIN
+
+
+def test_opening_borrows_the_head_of_a_big_first_file():
+    plan = plan_with_opening(100, [Piece(20 * MiB), Piece(6 * MiB)])
+    assert [[(s.piece, s.start, s.end) for s in p.segments] for p in plan] == [
+        [(0, 0, 100), (1, 0, MIN_PART - 100)],
+        [(1, MIN_PART - 100, 20 * MiB)],
+        [(2, 0, 6 * MiB)],
+    ]
+
+
+def test_opening_alone_for_zero_rows():
+    assert plan_with_opening(9, []) == [PartSpec((Segment(0, 0, 9),))]
+    assert plan_with_opening(9, [Piece(0)]) == [PartSpec((Segment(0, 0, 9),))]

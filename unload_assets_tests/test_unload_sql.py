@@ -43,9 +43,27 @@ STATEMENT_CASES = [
     pytest.param(
         {"format": "csv", "compression": "gzip", "header": True, "key_template": "x/{date}.csv.gz"},
         UnloadAuth(iam_role=ROLE),
+        # combine (the default): the rename writes the header line once, so UNLOAD writes none
+        [SELECT_DAY, f"TO '{TO}'", f"IAM_ROLE '{ROLE}'",
+         "FORMAT CSV", "GZIP", "PARALLEL OFF", "MANIFEST VERBOSE"],
+        id="csv-gzip-header-combine",
+    ),
+    pytest.param(
+        {"format": "csv", "compression": "gzip", "header": True, "key_template": "x/{date}.csv.gz",
+         "on_split": "parts"},
+        UnloadAuth(iam_role=ROLE),
+        # parts: every part keeps its own header, as COPY ... IGNOREHEADER 1 expects
         [SELECT_DAY, f"TO '{TO}'", f"IAM_ROLE '{ROLE}'",
          "FORMAT CSV", "GZIP", "HEADER", "PARALLEL OFF", "MANIFEST VERBOSE"],
-        id="csv-gzip-header-role",
+        id="csv-gzip-header-parts",
+    ),
+    pytest.param(
+        {"format": "text", "header": True, "addquotes": True, "delimiter": "~",
+         "key_template": "x/{date}.txt", "on_split": "fail"},
+        UnloadAuth(iam_role=ROLE),
+        [SELECT_DAY, f"TO '{TO}'", f"IAM_ROLE '{ROLE}'",
+         "HEADER", "ADDQUOTES", "DELIMITER '~'", "PARALLEL OFF", "MANIFEST VERBOSE"],
+        id="text-header-addquotes-fail",
     ),
     pytest.param(
         {"format": "text", "delimiter": "|", "null_as": "\\N", "sql": "select 'O''Brien' as n",
@@ -280,6 +298,12 @@ def test_staging_prefix_refuses(overrides, message):
         ({"format": "json", "null_as": "NULL"}, "field 'null_as': FORMAT JSON"),
         ({"delimiter": "\n"}, "field 'delimiter': a line break"),
         ({"format": "csv", "delimiter": '"'}, "CSV quote character"),
+        (
+            {"format": "csv", "addquotes": True},
+            "field 'addquotes': FORMAT CSV can't be combined with ADDQUOTES",
+        ),
+        ({"format": "json", "addquotes": True}, "field 'addquotes': FORMAT JSON"),
+        ({"format": "parquet", "addquotes": True}, "field 'addquotes': FORMAT PARQUET"),
     ],
 )
 def test_refused_option_combinations(fields, message):
