@@ -30,9 +30,14 @@ _UNLOAD_RETRY = dg.RetryPolicy(
 _RENAME_RETRY = dg.RetryPolicy(
     max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
+# The unload op's output (what the rename op needs) is pickled to S3 under the staging prefix, never to
+# a worker's disk; the asset's own output is Nothing (its value is the metadata), so no IO manager runs.
+HANDOFF_IO_MANAGER = "handoff_io_manager"
 # Built once and shared by every op: Dagster resolves an In's or Out's type each time one is made.
 NOTHING_IN = dg.In(dg.Nothing)
-_STAGED_IN, _STAGED_OUT, _URIS_OUT = dg.In(StagedUnload), dg.Out(StagedUnload), dg.Out(list[str])
+_STAGED_IN = dg.In(StagedUnload)
+_STAGED_OUT = dg.Out(StagedUnload, io_manager_key=HANDOFF_IO_MANAGER)
+_DELIVERED_OUT = dg.Out(dg.Nothing)
 # What `kinds=` on an asset decorator writes: one tag per kind.
 _KIND_TAGS = {f"dagster/kind/{kind}": "" for kind in KINDS}
 
@@ -41,6 +46,11 @@ log = logging.getLogger(__name__)
 
 def asset_key_for(target_name: str) -> dg.AssetKey:
     return dg.AssetKey(["s3", target_name])
+
+
+def handoff_prefix(staging_prefix: str) -> str:
+    """Where the handoff pickles live: `<staging>/_dagster/storage/<run id>/<step>/result`."""
+    return "/".join(p for p in (staging_prefix.strip("/"), "_dagster") if p)
 
 
 def upstream_key(schema: str, table: str) -> dg.AssetKey:
@@ -153,7 +163,7 @@ def _unload_op(target: UnloadTarget, input_names: list[str]) -> dg.OpDefinition:
 
 
 def _rename_op(target: UnloadTarget) -> dg.OpDefinition:
-    def compute(context: dg.OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[dg.Output[list[str]]]:
+    def compute(context: dg.OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[dg.Output[None]]:
         yield rename_staged(context, target, inputs["staged"], s3=resource(context, "s3"))
 
     return dg.OpDefinition(
@@ -161,7 +171,7 @@ def _rename_op(target: UnloadTarget) -> dg.OpDefinition:
         name=f"rename_{target.name}",
         description=f"Finalise the staged files of '{target.name}' under '{target.key_template}'.",
         ins={"staged": _STAGED_IN},
-        outs={"result": _URIS_OUT},
+        outs={"result": _DELIVERED_OUT},
         required_resource_keys={"s3"},
         retry_policy=_RENAME_RETRY,
         tags={"kind": "s3"},

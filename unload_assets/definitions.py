@@ -9,9 +9,9 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
+from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
-from .assets import build_unload_asset, external_table_specs
+from .assets import HANDOFF_IO_MANAGER, build_unload_asset, external_table_specs, handoff_prefix
 from .checks import build_unload_checks
 from .resources import RedshiftUnloadResource, UnloadSettings
 from .resources.slack import UnloadSlackResource
@@ -52,6 +52,9 @@ def _positive_seconds(name: str) -> int | None:
 
 
 def build_resources(catalogue: Catalogue) -> dict[str, object]:
+    s3 = S3Resource(endpoint_url=os.getenv("AWS_ENDPOINT_URL_S3") or None)
+    bucket = catalogue.bucket or dg.EnvVar("UNLOAD_BUCKET")
+    staging = os.getenv("UNLOAD_STAGING_PREFIX", "_staging")
     return {
         "redshift": RedshiftUnloadResource(
             host=dg.EnvVar("REDSHIFT_HOST"),
@@ -62,10 +65,15 @@ def build_resources(catalogue: Catalogue) -> dict[str, object]:
             sslmode=os.getenv("REDSHIFT_SSLMODE", "require"),
             statement_timeout_seconds=_positive_seconds("REDSHIFT_STATEMENT_TIMEOUT_SECONDS"),
         ),
-        "s3": S3Resource(endpoint_url=os.getenv("AWS_ENDPOINT_URL_S3") or None),
+        "s3": s3,
+        # The unload op's handoff to the rename op lives in S3, beside the staged files: a step, a retry
+        # or a re-execution from failure may run on a machine (a pod) that never saw the first attempt.
+        HANDOFF_IO_MANAGER: S3PickleIOManager(
+            s3_resource=s3, s3_bucket=bucket, s3_prefix=handoff_prefix(staging)
+        ),
         "unload_settings": UnloadSettings(
-            bucket=catalogue.bucket or dg.EnvVar("UNLOAD_BUCKET"),
-            staging_prefix=os.getenv("UNLOAD_STAGING_PREFIX", "_staging"),
+            bucket=bucket,
+            staging_prefix=staging,
             iam_role=catalogue.iam_role or os.getenv("UNLOAD_IAM_ROLE") or None,
             access_key_id=_optional_secret("UNLOAD_ACCESS_KEY_ID"),
             secret_access_key=_optional_secret("UNLOAD_SECRET_ACCESS_KEY"),

@@ -29,6 +29,8 @@ from . import notify
 from .resources.slack import NotDelivered, UnloadSlackResource
 
 ANNOUNCED_TAG = "unload_assets/slack_announced"  # value: the Slack message ts (proof, and where to look)
+# Re-executions copy their parent's tags: this one names the run the announcement was for.
+ANNOUNCED_RUN_TAG = "unload_assets/slack_announced_run"
 CHANNEL_TAG = "unload_assets/slack_channel"
 UNLOAD_KEY_PREFIX = "s3"  # unload assets are s3/<target> (assets.asset_key_for)
 LOOKBACK = timedelta(hours=24)
@@ -130,7 +132,9 @@ def announce(
             break
         sent.append(run_id)
         try:  # nothing between the post and this write: it is the window where a crash duplicates
-            instance.add_run_tags(run_id, {ANNOUNCED_TAG: ts, CHANNEL_TAG: channel_id})
+            instance.add_run_tags(
+                run_id, {ANNOUNCED_TAG: ts, ANNOUNCED_RUN_TAG: run_id, CHANNEL_TAG: channel_id}
+            )
         except Exception as exc:  # Slack has it: remember in the cursor so it is never re-posted
             cursor.untagged[run_id] = ts
             stop = f"could not tag run {run_id[:8]} as announced ({type(exc).__name__}); will retry the tag"
@@ -153,12 +157,22 @@ def _pending(
     for record in instance.get_run_records(filters):
         run = record.dagster_run
         ended = record.end_time or record.update_timestamp.timestamp()
-        if ANNOUNCED_TAG in run.tags or run.run_id in cursor.untagged or ended < since:
+        if _announced(run) or run.run_id in cursor.untagged or ended < since:
             continue
         reading = _read(instance, run.run_id)
         if reading.deliveries or (status == dg.DagsterRunStatus.FAILURE and reading.planned):
             found.append((ended, record, reading))
     return [(record, reading) for _, record, reading in sorted(found, key=lambda f: f[0])]
+
+
+def _announced(run: dg.DagsterRun) -> bool:
+    """Announced in its own right: a re-execution inherits its parent's announcement tags (the parent
+    failed and was announced; the re-execution's outcome is news). Tags written before the run tag
+    existed count for runs that are no re-execution."""
+    if ANNOUNCED_TAG not in run.tags:
+        return False
+    owner = run.tags.get(ANNOUNCED_RUN_TAG)
+    return owner == run.run_id if owner else run.parent_run_id is None
 
 
 def _read(instance: dg.DagsterInstance, run_id: str) -> _Reading:
@@ -248,7 +262,7 @@ def _untouched(
 def _retag(instance: dg.DagsterInstance, cursor: Cursor, now: float) -> None:
     for run_id, ts in list(cursor.untagged.items()):
         try:
-            instance.add_run_tags(run_id, {ANNOUNCED_TAG: ts})
+            instance.add_run_tags(run_id, {ANNOUNCED_TAG: ts, ANNOUNCED_RUN_TAG: run_id})
             del cursor.untagged[run_id]
         except Exception:
             if float(ts or 0) < now - 2 * LOOKBACK.total_seconds():

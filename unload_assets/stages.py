@@ -21,7 +21,8 @@ from .unload_sql import build_unload, staging_prefix
 
 @dataclass(frozen=True)
 class StagedUnload:
-    """What the unload op hands to the rename op (persisted by the IO manager for re-execution)."""
+    """What the unload op hands to the rename op: pickled to S3 by the handoff IO manager, so that a retry
+    or a re-execution from failure on another machine finds it."""
 
     bucket: str
     staging_prefix: str  # key prefix of this attempt's staging folder, ending in '/'
@@ -91,7 +92,7 @@ def run_unload(
 
 def rename_staged(
     context: dg.OpExecutionContext, target: UnloadTarget, staged: StagedUnload, *, s3: S3Resource
-) -> dg.Output[list[str]]:
+) -> dg.Output[None]:
     day = partition_date(context, target)
     final_key = render_key(target.key_template, target=target.name, partition_date=day)
     by_rename = header_by_rename(fmt=target.format, header=target.header, on_split=target.on_split)
@@ -115,8 +116,7 @@ def rename_staged(
     except SplitRefused as exc:
         raise dg.Failure(description=f"Target '{target.name}': {exc}", allow_retries=False) from None
     seconds = time.monotonic() - started
-    uris = [f"s3://{staged.bucket}/{obj.key}" for obj in result.objects]
-    return dg.Output(uris, metadata=_metadata(target, staged, result, final_key, day, seconds))
+    return dg.Output(None, metadata=_metadata(target, staged, result, final_key, day, seconds))
 
 
 def _metadata(

@@ -1,6 +1,7 @@
 """A run whose rename step dies between the verified copy and the staging delete, then re-executed."""
 
 import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -102,6 +103,14 @@ def test_reexecution_after_crashes_between_copy_and_delete(local_stack, stack_en
         assert not first.success and len(crash_log.read_text().splitlines()) == 4
         assert s3.list_objects_v2(Bucket="unload-local", Prefix="_staging/crashy/").get("KeyCount", 0) >= 2
         final = get_bytes(s3, "unload-local", "exports/crashy/sales.csv")
+        # The handoff from the unload op sits in S3, not on this machine: the re-execution below runs
+        # with the first run's local artifact storage gone, as in a fresh pod.
+        handoff = f"_staging/_dagster/storage/{first.run_id}/s3__crashy.unload_crashy/result"
+        assert s3.head_object(Bucket="unload-local", Key=handoff)["ContentLength"] > 0
+        local = tmp_path / "home" / "storage"
+        # (Compute logs are the instance's business: S3ComputeLogManager in production, see deploy/.)
+        assert [p for p in local.rglob("*") if p.is_file() and "compute_logs" not in p.parts] == []
+        shutil.rmtree(local, ignore_errors=True)
 
         with dg.execute_job(
             job,

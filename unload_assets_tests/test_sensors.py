@@ -297,6 +297,25 @@ def test_scheduled_job_runs_are_announced_with_their_trigger(
     assert "daily_unloads" in message["text"] and "schedule daily_unloads_at_0900" in message["text"]
 
 
+def test_inherited_announcement_tags_do_not_silence_a_run(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    # A re-execution copies its parent's tags, the parent's announcement included: the re-execution
+    # must still be announced once, on its own account (found by the production-shape test).
+    parent = _materialize(instance, [_daily("sales")], "2025-11-21")
+    daemon = Daemon(instance)
+    assert daemon.tick(slack).startswith("Announced 1 of 1")
+    parent_tags = instance.get_run_by_id(parent).tags  # type: ignore[union-attr]
+    assert parent_tags[sensors.ANNOUNCED_RUN_TAG] == parent
+    child = _materialize(instance, [_daily("sales")], "2025-11-21")
+    inherited = {k: v for k, v in parent_tags.items() if k.startswith("unload_assets/")}
+    instance.add_run_tags(child, inherited)
+    assert daemon.tick(slack) == f"Announced 1 of 1 run(s) ({child[:8]})."
+    assert instance.get_run_by_id(child).tags[sensors.ANNOUNCED_RUN_TAG] == child  # type: ignore[union-attr]
+    assert daemon.tick(slack) == "Nothing to announce."
+    assert len(standin.messages()) == 2
+
+
 def test_a_failed_tag_write_is_kept_in_the_cursor_and_never_reposted(
     instance: dg.DagsterInstance,
     standin: SlackStandIn,

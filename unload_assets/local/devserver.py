@@ -43,6 +43,14 @@ mutation Launch($params: ExecutionParams!) {
     ... on PipelineNotFoundError { message }
   }
 }"""
+_REEXECUTE = """
+mutation Reexecute($params: ReexecutionParams!) {
+  launchRunReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 
 
@@ -62,64 +70,16 @@ def stop_process_group(proc: subprocess.Popen[bytes], timeout: float = 30) -> No
         proc.wait()
 
 
-class DagsterDev:
-    """`dagster dev -w workspace.yaml` run from `project_dir` (where `.env` is read from)."""
+class WebserverClient:
+    """The GraphQL calls the UI makes, against a webserver at `url` (`dagster dev` or `dagster-webserver`)."""
 
-    def __init__(
-        self,
-        *,
-        project_dir: Path,
-        dagster_home: Path,
-        log_file: Path,
-        port: int = 0,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        self.project_dir = project_dir
-        self.dagster_home = dagster_home
-        self.log_file = log_file
-        self.port = port or free_port()
-        self.env = {**os.environ, **(env or {}), "DAGSTER_HOME": str(dagster_home)}
-        self._proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, url: str, log_file: Path) -> None:
+        self._url, self.log_file = url, log_file
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._url
 
-    # ---- lifecycle -----------------------------------------------------------------------
-    def start(self, timeout: float = 180) -> DagsterDev:
-        self.dagster_home.mkdir(parents=True, exist_ok=True)
-        (self.dagster_home / "dagster.yaml").touch()
-        dagster = str(Path(sys.executable).parent / "dagster")
-        cmd = [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)]
-        handle = self.log_file.open("wb")
-        # Its own process group: stop() ends the webserver, the daemon and the code servers together.
-        self._proc = subprocess.Popen(
-            cmd,
-            cwd=self.project_dir,
-            env=self.env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._wait("the webserver", lambda: self._ping(), timeout)
-        self._wait("the code location", self._location_loaded, timeout)
-        return self
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            stop_process_group(proc)
-
-    def __enter__(self) -> DagsterDev:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    # ---- GraphQL -------------------------------------------------------------------------
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
         request = urllib.request.Request(
@@ -150,6 +110,14 @@ class DagsterDev:
             raise DagsterDevError(f"Launching {job_name} failed: {result}")
         return str(result["run"]["runId"])
 
+    def reexecute(self, parent_run_id: str, strategy: str = "FROM_FAILURE") -> str:
+        """The UI's "Re-execute from failure" (or ALL_STEPS / FROM_ASSET_FAILURE); returns the new run id."""
+        params = {"parentRunId": parent_run_id, "strategy": strategy}
+        result = self.graphql(_REEXECUTE, {"params": params})["launchRunReexecution"]
+        if result["__typename"] != "LaunchRunSuccess":
+            raise DagsterDevError(f"Re-executing {parent_run_id} failed: {result}")
+        return str(result["run"]["runId"])
+
     def wait_for_run(
         self, run_id: str, *, timeout: float = 300, on_step: Callable[[str, str], None] | None = None
     ) -> str:
@@ -170,15 +138,14 @@ class DagsterDev:
         entries = self.graphql(_WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"]
         return str(entries[0]["name"])
 
-    # ---- internals -----------------------------------------------------------------------
-    def _ping(self) -> bool:
+    def ping(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/server_info", timeout=5):
                 return True
         except (OSError, urllib.error.URLError):
             return False
 
-    def _location_loaded(self) -> bool:
+    def location_loaded(self) -> bool:
         for entry in self.graphql(_WORKSPACE_QUERY)["workspaceOrError"].get("locationEntries", []):
             error = entry.get("locationOrLoadError") or {}
             if error.get("__typename") == "PythonError":
@@ -189,6 +156,61 @@ class DagsterDev:
                 return True
         return False
 
+
+class DagsterDev(WebserverClient):
+    """`dagster dev -w workspace.yaml` run from `project_dir` (where `.env` is read from)."""
+
+    def __init__(
+        self,
+        *,
+        project_dir: Path,
+        dagster_home: Path,
+        log_file: Path,
+        port: int = 0,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.project_dir = project_dir
+        self.dagster_home = dagster_home
+        self.port = port or free_port()
+        super().__init__(f"http://127.0.0.1:{self.port}", log_file)
+        self.env = {**os.environ, **(env or {}), "DAGSTER_HOME": str(dagster_home)}
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def start(self, timeout: float = 180) -> DagsterDev:
+        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        (self.dagster_home / "dagster.yaml").touch()
+        dagster = str(Path(sys.executable).parent / "dagster")
+        cmd = [dagster, "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)]
+        handle = self.log_file.open("wb")
+        # Its own process group: stop() ends the webserver, the daemon and the code servers together.
+        self._proc = subprocess.Popen(
+            cmd,
+            cwd=self.project_dir,
+            env=self.env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait("the webserver", self.ping, timeout)
+        self._wait("the code location", self.location_loaded, timeout)
+        return self
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            stop_process_group(proc)
+
+    def __enter__(self) -> DagsterDev:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # ---- internals -----------------------------------------------------------------------
     def _wait(self, what: str, check: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -1,0 +1,149 @@
+"""The production shape on one machine: PostgreSQL instance storage and separate Dagster processes.
+
+Each process (the gRPC code server, the webserver, the daemon, a Celery worker) starts in an empty
+working directory of its own, with a DAGSTER_HOME that holds only `deploy/dagster.yaml`, as pods would.
+Nothing passes between them but PostgreSQL and S3.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg2
+
+from unload_assets.local.devserver import DagsterDevError, WebserverClient, stop_process_group
+from unload_assets.local.postgres import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+DEPLOY_YAML = REPO / "deploy" / "dagster.yaml"
+BIN = Path(sys.executable).parent
+
+
+def create_database(superuser_dsn: str, name: str, owner: str) -> None:
+    conn = psycopg2.connect(superuser_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f'drop database if exists "{name}"')
+        cur.execute(f'create database "{name}" owner "{owner}"')
+    conn.close()
+
+
+class Service:
+    """One long-running process in its own empty folder and process group."""
+
+    def __init__(self, name: str, root: Path, args: list[str], env: dict[str, str]) -> None:
+        self.name, self.args = name, args
+        self.dir = root / name
+        self.dir.mkdir(parents=True)
+        self.home = self.dir / ".dagster_home"  # inside the folder, so deleting the folder deletes all
+        self.home.mkdir()
+        shutil.copy(DEPLOY_YAML, self.home / "dagster.yaml")
+        self.log_file = root / f"{name}.log"
+        self.env = {**env, "DAGSTER_HOME": str(self.home)}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Service:
+        with self.log_file.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.args, cwd=self.dir, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process_group(self.proc)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a pod or a machine gone at once."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+        self.proc = None
+
+    def files_written(self) -> list[Path]:
+        """Every file in the folder except the dagster.yaml it was given."""
+        return [p for p in self.dir.rglob("*") if p.is_file() and p != self.home / "dagster.yaml"]
+
+
+class ProductionShape:
+    """A gRPC code server, a webserver and a daemon sharing one PostgreSQL database (deploy/dagster.yaml)."""
+
+    LOCATION = "unload_assets"
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.grpc_port, self.web_port = free_port(), free_port()
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.env = {**env, "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{self.web_port}"}
+        env = self.env
+        self.workspace = root / "workspace.yaml"
+        self.workspace.write_text(
+            "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
+            f"      port: {self.grpc_port}\n      location_name: {self.LOCATION}\n"
+        )
+        self.code_servers: list[Service] = []
+        workspace = ["-w", str(self.workspace)]
+        self.webserver = Service(
+            "webserver", root,
+            [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.web_port), *workspace], env,
+        )  # fmt: skip
+        self.daemon = Service("daemon", root, [str(BIN / "dagster-daemon"), "run", *workspace], env)
+        self.client = WebserverClient(f"http://127.0.0.1:{self.web_port}", self.webserver.log_file)
+
+    @property
+    def code_server(self) -> Service:
+        return self.code_servers[-1]
+
+    def start_code_server(self) -> Service:
+        """A code server in a fresh folder (the n-th one is `code-server-n`), on the same port."""
+        server = Service(
+            f"code-server-{len(self.code_servers) + 1}", self.root,
+            [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(self.grpc_port),
+             "-m", "unload_assets.definitions", "--location-name", self.LOCATION],
+            self.env,
+        )  # fmt: skip
+        self.code_servers.append(server.start())
+        return server
+
+    def start(self, timeout: float = 180) -> ProductionShape:
+        self.start_code_server()
+        self.webserver.start()
+        self.daemon.start()
+        self.wait_until_loaded(timeout)
+        return self
+
+    def wait_until_loaded(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for service in (self.code_server, self.webserver, self.daemon):
+                if not service.alive():
+                    tail = service.log_file.read_text(errors="replace")[-3000:]
+                    raise DagsterDevError(f"{service.name} exited:\n{tail}")
+            try:
+                if self.client.ping() and self.client.location_loaded():
+                    return
+            except (DagsterDevError, OSError):
+                pass  # the code server restarts: the webserver reloads the location
+            time.sleep(0.5)
+        raise DagsterDevError(f"the code location did not load within {timeout:.0f}s; see {self.root}")
+
+    def reload_location(self) -> None:
+        self.client.graphql(
+            "mutation($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name) "
+            "{ __typename } }",
+            {"name": self.LOCATION},
+        )
+
+    def stop(self) -> None:
+        for service in (self.daemon, self.webserver, *self.code_servers):
+            service.stop()

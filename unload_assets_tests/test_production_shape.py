@@ -1,0 +1,156 @@
+"""The deployment the README recommends, on one machine: deploy/dagster.yaml for real (PostgreSQL storage,
+queued runs, the `redshift` pool, run monitoring, compute logs in S3), a gRPC code server, a webserver and
+a daemon as separate processes in empty folders. A run that fails at the rename is re-executed from
+failure after the folder it ran in is gone, by a code server that never saw the first attempt.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import psycopg2
+import pytest
+
+from unload_assets.local.faults import FaultProxy
+
+from .pipeline_helpers import decompress, get_bytes, write_catalogue
+from .production import REPO, ProductionShape, create_database
+
+pytestmark = [pytest.mark.production, pytest.mark.stack]
+
+BUCKET = "unload-local"
+FINAL = "exports/prod/customers.csv.gz"
+CATALOGUE = """
+targets:
+  - name: prod_customers
+    description: A table that changes between runs; the production-shape test reads it.
+    sql: select id, generation from public.prod_customers order by id
+    key_template: exports/prod/customers.csv.gz
+    format: csv
+    compression: gzip
+    header: true
+"""
+
+
+def _generation(dsn: str, generation: str) -> None:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "create table if not exists public.prod_customers (id int, generation text);"
+            "truncate public.prod_customers;"
+            "insert into public.prod_customers select g, %s from generate_series(1, 500) g",
+            (generation,),
+        )
+
+
+def _delivered(s3) -> tuple[str, set[str]]:
+    """The final object's ETag and the generations its rows carry (header checked)."""
+    text = decompress(get_bytes(s3, BUCKET, FINAL), "gzip").decode()
+    lines = text.splitlines()
+    assert lines[0] == "id,generation" and len(lines) == 501
+    return s3.head_object(Bucket=BUCKET, Key=FINAL)["ETag"], {line.split(",")[1] for line in lines[1:]}
+
+
+def _slack_about(local_stack, run_id: str, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [m for m in local_stack.slack.messages() if run_id in (m.get("text") or "")]
+        if found:
+            assert len(found) == 1, found
+            return str(found[0]["text"])
+        time.sleep(1)
+    raise AssertionError(f"no Slack message about run {run_id} within {timeout}s")
+
+
+def _zone_where_it_is_9_pm() -> str:
+    offset = (datetime.now(timezone.utc).hour - 21) % 24  # Etc/GMT+N is N hours behind UTC
+    offset = offset - 24 if offset > 12 else offset
+    return f"Etc/GMT{offset:+d}" if offset else "Etc/GMT"
+
+
+@pytest.fixture(scope="module")
+def production(local_stack, stack_env, tmp_path_factory) -> Iterator[tuple[ProductionShape, FaultProxy]]:
+    root = tmp_path_factory.mktemp("production")
+    pg = local_stack.postgres
+    create_database(pg.dsn(superuser=True, database="postgres"), "dagster_production", pg.user)
+    proxy = FaultProxy(local_stack.s3.endpoint_url).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PYTEST_"))}
+    env.update(stack_env)
+    env.update(
+        # The schedules fire at 09:00 in UNLOAD_TIMEZONE: put that 12 hours away, so no scheduled run of
+        # the same target interleaves with the runs this test launches.
+        UNLOAD_TIMEZONE=_zone_where_it_is_9_pm(),
+        DAGSTER_PG_HOST="127.0.0.1", DAGSTER_PG_PORT=str(pg.port), DAGSTER_PG_USERNAME=pg.user,
+        DAGSTER_PG_PASSWORD=pg.password, DAGSTER_PG_DB="dagster_production",
+        AWS_ENDPOINT_URL_S3=proxy.endpoint_url,
+        UNLOAD_TARGETS_FILE=str(write_catalogue(root, CATALOGUE, name="unload_targets.yaml")),
+    )  # fmt: skip
+    shape = ProductionShape(root / "services", env)
+    try:
+        yield shape.start(), proxy
+    finally:
+        shape.stop()
+        proxy.stop()
+        artifacts = REPO / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        for log in (root / "services").glob("*.log"):
+            shutil.copy(log, artifacts / f"production-{log.name}")
+
+
+def test_runs_fail_and_reexecute_across_processes_that_share_only_postgres_and_s3(production, local_stack):
+    shape, proxy = production
+    client, s3 = shape.client, local_stack.s3.client()
+    dsn = local_stack.postgres.dsn()
+
+    # 1. A run launched as the UI does: queued, dequeued by the daemon, run by the code server's launcher.
+    _generation(dsn, "gen1")
+    first = client.launch("unpartitioned_unloads")
+    assert client.wait_for_run(first) == "SUCCESS"
+    etag, generations = _delivered(s3)
+    assert generations == {"gen1"}
+
+    # 2. The next run's rename meets a broken S3 until Dagster's retries give up: the run fails and the
+    # previous delivery stays exactly as it was.
+    _generation(dsn, "gen2")
+    proxy.inject("error", operation="CompleteMultipartUpload", path_contains=f"/{FINAL}")
+    second = client.launch("unpartitioned_unloads")
+    assert client.wait_for_run(second) == "FAILURE"
+    proxy.clear()
+    assert _delivered(s3) == (etag, {"gen1"})
+
+    # 3. The machine that ran it is gone (its folder, its DAGSTER_HOME, everything on its disk); a new
+    # code server elsewhere re-executes from failure: only the rename and the checks run, from the
+    # handoff in S3 and the staged files of the failed run (gen2, not a new UNLOAD of gen3).
+    _generation(dsn, "gen3")
+    gone = shape.code_server
+    gone.kill()
+    shutil.rmtree(gone.dir)
+    shape.start_code_server()
+    shape.reload_location()
+    shape.wait_until_loaded()
+    third = client.reexecute(second)
+    assert client.wait_for_run(third) == "SUCCESS"
+    steps = client.graphql(
+        "query($id: ID!) { runOrError(runId: $id) { ... on Run { stepStats { stepKey status } } } }",
+        {"id": third},
+    )["runOrError"]["stepStats"]
+    assert {s["stepKey"]: s["status"] for s in steps} == {
+        "s3__prod_customers.rename_prod_customers": "SUCCESS",
+        "prod_customers_delivery_checks": "SUCCESS",
+    }
+    assert _delivered(s3)[1] == {"gen2"}
+    assert s3.list_objects_v2(Bucket=BUCKET, Prefix="_staging/prod_customers/").get("KeyCount", 0) == 0
+    # The daemon's sensors announced each run once, the re-execution too (its parent's announcement
+    # tags, copied onto it, do not count).
+    assert "Delivered: prod_customers" in _slack_about(local_stack, first)
+    failure = _slack_about(local_stack, second)
+    assert "prod_customers" in failure and "rename" in failure
+    assert "Delivered: prod_customers" in _slack_about(local_stack, third)
+    assert f"re-execution of {second[:8]}" in _slack_about(local_stack, third)
+
+    # Nothing any process needed was kept on its own disk: every folder holds only its dagster.yaml.
+    for service in (shape.webserver, shape.daemon, *shape.code_servers[1:]):
+        assert service.files_written() == [], (service.name, service.files_written())
