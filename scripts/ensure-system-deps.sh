@@ -27,6 +27,18 @@ if ! have_pg_server; then
   fi
 fi
 
+# The Celery tests queue steps on a Redis broker that the test suite starts on loopback.
+if [ "${1:-}" = "--with-browser" ] && ! command -v redis-server >/dev/null 2>&1; then
+  if can_apt; then
+    echo "Installing Redis for the Celery executor tests (apt-get install redis-server)..."
+    apt_install redis-server
+  else
+    echo "The Celery executor tests need redis-server: 'sudo apt-get install redis-server'" >&2
+    echo "(Debian/Ubuntu) or 'brew install redis' (macOS)." >&2
+    exit 1
+  fi
+fi
+
 # The browser test drives Debian's Chromium through Playwright (no browser download).
 if [ "${1:-}" = "--with-browser" ] && [ ! -x /usr/bin/chromium ]; then
   if can_apt; then

@@ -13,6 +13,7 @@ from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
 from .assets import HANDOFF_IO_MANAGER, build_unload_asset, external_table_specs, handoff_prefix
 from .checks import build_unload_checks
+from .execution import executor_from_env
 from .resources import RedshiftUnloadResource, UnloadSettings
 from .resources.slack import UnloadSlackResource
 from .schedules import build_morning_runs
@@ -102,6 +103,7 @@ def build_definitions(catalogue_path: str | Path | None = None) -> dg.Definition
         schedules=[run.schedule for run in morning],
         sensors=build_notification_sensors(),
         resources=build_resources(catalogue),
+        executor=executor_from_env(),
     )
 
 

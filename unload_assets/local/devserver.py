@@ -51,6 +51,14 @@ mutation Reexecute($params: ReexecutionParams!) {
     ... on PythonError { message }
   }
 }"""
+_TERMINATE = """
+mutation Terminate($runId: String!, $policy: TerminateRunPolicy) {
+  terminateRun(runId: $runId, terminatePolicy: $policy) {
+    __typename
+    ... on TerminateRunFailure { message }
+    ... on PythonError { message }
+  }
+}"""
 FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
 
 
@@ -117,6 +125,17 @@ class WebserverClient:
         if result["__typename"] != "LaunchRunSuccess":
             raise DagsterDevError(f"Re-executing {parent_run_id} failed: {result}")
         return str(result["run"]["runId"])
+
+    def terminate(self, run_id: str, *, immediately: bool = False) -> None:
+        """The UI's Terminate button (or "force termination": mark it canceled at once)."""
+        policy = "MARK_AS_CANCELED_IMMEDIATELY" if immediately else "SAFE_TERMINATE"
+        result = self.graphql(_TERMINATE, {"runId": run_id, "policy": policy})["terminateRun"]
+        if result["__typename"] != "TerminateRunSuccess":
+            raise DagsterDevError(f"Terminating {run_id} failed: {result}")
+
+    def step_statuses(self, run_id: str) -> dict[str, str]:
+        run = self.graphql(_RUN_QUERY, {"runId": run_id})["runOrError"]
+        return {s["stepKey"]: s["status"] for s in run.get("stepStats") or []}
 
     def wait_for_run(
         self, run_id: str, *, timeout: float = 300, on_step: Callable[[str, str], None] | None = None

@@ -1,0 +1,205 @@
+"""A daily morning of N targets: what Dagster orchestration costs per target, beside the ops' own work.
+
+Run by hand:  .venv/bin/python benchmarks/bench_morning.py [--sizes 10,100,1000] [--one-of 1,100]
+                                                          [--cli-size 100] [--rows 20000]
+
+Against the local stack (`unload-assets-local up`: PostgreSQL, the Redshift emulator, the moto S3 server,
+in processes of their own), for each N a catalogue of N daily targets t0001..tNNNN (csv, one trivial
+`mod(sale_id, N) = i` filter each) and a fresh DAGSTER_HOME (empty dagster.yaml: SQLite storage, the
+default multiprocess executor, one process per step):
+- morning:  yesterday's partition (America/Los_Angeles unless UNLOAD_TIMEZONE says otherwise) of the
+            job `daily_unloads` launched as the schedule launches it, through
+            `dagster job execute -j daily_unloads --tags '{"dagster/partition": ...}'`;
+- cli:      the same day through `dagster asset materialize --select group:unloads` (--cli-size M);
+- one-of-K: ONE target, `--select s3/t0001`, in a catalogue of K (--one-of): how one target's cost
+            grows with the catalogue it is loaded with.
+Printed per run: wall time, CPU of the whole `dagster` process tree (getrusage of the waited children:
+the CLI, its step processes), the ops' recorded work (the sum of `unload_seconds` + `rename_seconds` in
+the run's materialisations, asserted to number the targets run), per-target wall and CPU, orchestration
+CPU per target ((CPU - ops' work) / targets: loading the code location, planning, step processes, event
+writes and the delivery checks) and peak RSS (the largest single process of the tree, not their sum).
+The ops' work is wall time spent in UNLOAD and rename, mostly waiting on the stack, so the difference
+is an estimate of the orchestration's CPU, not an exact split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+from dotenv import dotenv_values
+
+from unload_assets.definitions import DEFAULT_TIMEZONE
+from unload_assets.schedules import DAILY_JOB, previous_day
+
+BIN = Path(sys.executable).parent
+MODULE = "unload_assets.definitions"
+
+
+@dataclass(frozen=True)
+class Measure:
+    label: str
+    targets: int  # targets materialised by the run (not the catalogue size)
+    wall: float
+    cpu: float
+    ops: float
+    rss_mb: float
+
+
+def start_stack(workdir: Path, rows: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    env_file = workdir / ".env"
+    proc = subprocess.Popen(
+        [str(BIN / "unload-assets-local"), "up", "--dir", str(workdir / "stack"), "--env-file", str(env_file),
+         "--rows", str(rows), "--redshift-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(b"Ready."):
+            return proc, {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+    raise RuntimeError("the local stack did not start")
+
+
+def write_catalogue(path: Path, size: int) -> Path:
+    width = max(4, len(str(size)))
+    lines = ["targets:"]
+    for i in range(size):
+        sql = (
+            "select sale_id, amount from public.sales"
+            f" where sale_date = {{{{ partition_date }}}} and mod(sale_id, {size}) = {i}"
+        )
+        lines += [
+            f"  - name: t{i + 1:0{width}d}",
+            f"    description: bench target {i + 1} of {size}",
+            f"    sql: {json.dumps(sql)}",
+            '    key_template: "exports/bench/{target}/{date}.csv"',
+            "    format: csv",
+            '    partitioning: {type: daily, start_date: "2026-01-01"}',
+        ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def fresh_home(workdir: Path, label: str) -> Path:
+    home = Path(tempfile.mkdtemp(prefix=f"home-{label}-", dir=workdir))
+    (home / "dagster.yaml").write_text("")
+    return home
+
+
+def run_dagster(args: list[str], env: dict[str, str], log: Path) -> tuple[float, float, float]:
+    """Wall s, CPU s of the process tree, peak RSS MB of its largest process; raises if it failed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall0 = time.perf_counter()
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(BIN / "dagster"), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+        # wait4 returns this child's own rusage (its reaped step processes included): RUSAGE_CHILDREN's
+        # ru_maxrss is a maximum over every child ever waited, so it cannot give one run's peak.
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - wall0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"`dagster {' '.join(args)}` exited {proc.returncode}:\n{tail}")
+    return wall, cpu, usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def ops_work(home: Path, expected: int) -> float:
+    """The run's unload_seconds + rename_seconds; fails unless it materialised `expected` targets."""
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 1, f"expected one run in {home}, found {len(runs)}"
+        run = runs[0]
+        assert run.status == dg.DagsterRunStatus.SUCCESS, f"run {run.run_id} ended {run.status}"
+        records: list[dg.EventLogRecord] = []
+        cursor = None
+        while True:
+            conn = instance.get_records_for_run(
+                run.run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=1000
+            )
+            records += conn.records
+            if not conn.has_more:
+                break
+            cursor = conn.cursor
+    assert len(records) == expected, f"run {run.run_id}: {len(records)} materialisations, expected {expected}"
+    total = 0.0
+    for record in records:
+        materialization = record.asset_materialization
+        assert materialization is not None
+        meta = materialization.metadata
+        total += float(meta["unload_seconds"].value) + float(meta["rename_seconds"].value)  # type: ignore[arg-type]
+    return total
+
+
+def measure(
+    label: str, workdir: Path, stack_env: dict[str, str], size: int, targets: int, args: list[str]
+) -> Measure:
+    catalogue = write_catalogue(workdir / f"catalogue-{label}.yaml", size)
+    home = fresh_home(workdir, label)
+    env = {**os.environ, **stack_env, "UNLOAD_TARGETS_FILE": str(catalogue), "DAGSTER_HOME": str(home)}
+    wall, cpu, rss = run_dagster(args, env, workdir / f"{label}.log")
+    return Measure(label, targets, wall, cpu, ops_work(home, targets), rss)
+
+
+def sizes(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=sizes, default=[10, 100], help="catalogue sizes of the morning runs")
+    parser.add_argument("--one-of", type=sizes, default=[], help="catalogues to materialise one target of")
+    parser.add_argument("--cli-size", type=int, default=0, help="also `asset materialize` M targets")
+    parser.add_argument("--rows", type=int, default=20_000, help="demo rows in public.sales")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-morning-"))
+    workdir.chmod(0o755)  # the `postgres` user enters it when we run as root
+    proc, stack_env = start_stack(workdir, args.rows)
+    try:
+        timezone = stack_env.get("UNLOAD_TIMEZONE") or os.getenv("UNLOAD_TIMEZONE") or DEFAULT_TIMEZONE
+        day = previous_day(None, timezone).isoformat()
+        results = []
+        tags = json.dumps({"dagster/partition": day})  # what the schedule's RunRequest(partition_key=) sets
+        for n in args.sizes:
+            job = ["job", "execute", "-m", MODULE, "-j", DAILY_JOB, "--tags", tags]
+            results.append(measure(f"morning-{n}", workdir, stack_env, n, n, job))
+        if args.cli_size:
+            m = args.cli_size
+            select = ["asset", "materialize", "-m", MODULE, "--select", "group:unloads", "--partition", day]
+            results.append(measure(f"cli-{m}", workdir, stack_env, m, m, select))
+        for k in args.one_of:
+            one = ["asset", "materialize", "-m", MODULE, "--select", "s3/t0001", "--partition", day]
+            results.append(measure(f"one-of-{k}", workdir, stack_env, k, 1, one))
+        print(f"partition {day} ({timezone}), {args.rows:,} rows in public.sales, {os.cpu_count()} CPUs")
+        print(
+            f"{'run':<16}{'targets':>8}{'wall s':>9}{'CPU s':>9}{'ops s':>9}"
+            f"{'wall/tgt':>10}{'CPU/tgt':>9}{'orch CPU/tgt':>14}{'peak RSS MB':>13}"
+        )
+        for r in results:
+            print(
+                f"{r.label:<16}{r.targets:>8}{r.wall:>9.2f}{r.cpu:>9.2f}{r.ops:>9.2f}"
+                f"{r.wall / r.targets:>10.3f}{r.cpu / r.targets:>9.3f}"
+                f"{(r.cpu - r.ops) / r.targets:>14.3f}{r.rss_mb:>13.0f}"
+            )
+        print(f"benchmark wall time {time.perf_counter() - started:.0f} s")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
