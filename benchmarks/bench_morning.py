@@ -1,7 +1,7 @@
 """A daily morning of N targets: what Dagster orchestration costs per target, beside the ops' own work.
 
 Run by hand:  .venv/bin/python benchmarks/bench_morning.py [--sizes 10,100,1000] [--one-of 1,100]
-                                                          [--cli-size 100] [--rows 20000]
+                                                          [--cli-size 100] [--celery 20] [--rows 20000]
 
 Against the local stack (`unload-assets-local up`: PostgreSQL, the Redshift emulator, the moto S3 server,
 in processes of their own), for each N a catalogue of N daily targets t0001..tNNNN (csv, one trivial
@@ -12,7 +12,9 @@ default multiprocess executor, one process per step):
             `dagster job execute -j daily_unloads --tags '{"dagster/partition": ...}'`;
 - cli:      the same day through `dagster asset materialize --select group:unloads` (--cli-size M);
 - one-of-K: ONE target, `--select s3/t0001`, in a catalogue of K (--one-of): how one target's cost
-            grows with the catalogue it is loaded with.
+            grows with the catalogue it is loaded with;
+- celery-N: the morning of N targets with UNLOAD_CELERY_BROKER_URL set: its steps run on two
+            `dagster-celery` workers (concurrency 2 each) over a loopback `redis-server` (--celery).
 Printed per run: wall time, CPU of the whole `dagster` process tree (getrusage of the waited children:
 the CLI, its step processes), the ops' recorded work (the sum of `unload_seconds` + `rename_seconds` in
 the run's materialisations, asserted to number the targets run), per-target wall and CPU, orchestration
@@ -41,9 +43,11 @@ import dagster as dg
 from dotenv import dotenv_values
 
 from unload_assets.definitions import DEFAULT_TIMEZONE
+from unload_assets.local.postgres import free_port
 from unload_assets.schedules import DAILY_JOB, previous_day
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 MODULE = "unload_assets.definitions"
 
 
@@ -153,6 +157,45 @@ def measure(
     return Measure(label, targets, wall, cpu, ops_work(home, targets), rss)
 
 
+def celery_measure(
+    label: str, workdir: Path, stack_env: dict[str, str], size: int, args: list[str], workers: int
+) -> Measure:
+    """The same morning with its steps on `workers` dagster-celery workers (concurrency 2 each) and a
+    loopback Redis. CPU includes the workers' (their start-up too); wall is the run's alone."""
+    redis_port = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    catalogue = write_catalogue(workdir / f"catalogue-{label}.yaml", size)
+    home = fresh_home(workdir, label)
+    env = {**os.environ, **stack_env, "UNLOAD_TARGETS_FILE": str(catalogue), "DAGSTER_HOME": str(home),
+           "UNLOAD_CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    procs, logs = [], []
+    for n in range(workers):
+        logs.append(workdir / f"{label}-worker{n}.log")
+        with logs[-1].open("wb") as out:
+            procs.append(subprocess.Popen(
+                [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
+                 "-y", str(ROOT / "deploy" / "celery.yaml"), "-n", f"w{n}", "--", "--concurrency=2"],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            ))  # fmt: skip
+    try:
+        while not all("ready." in log.read_text(errors="replace") for log in logs):
+            time.sleep(0.2)
+        wall, _, rss = run_dagster(args, env, workdir / f"{label}.log")
+    finally:
+        for proc in [*procs, redis]:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Measure(label, size, wall, cpu, ops_work(home, size), rss)
+
+
 def sizes(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
@@ -163,6 +206,9 @@ def main() -> None:
     parser.add_argument("--one-of", type=sizes, default=[], help="catalogues to materialise one target of")
     parser.add_argument("--cli-size", type=int, default=0, help="also `asset materialize` M targets")
     parser.add_argument("--rows", type=int, default=20_000, help="demo rows in public.sales")
+    parser.add_argument(
+        "--celery", type=sizes, default=[], help="also run mornings of these sizes on 2 Celery workers"
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="bench-morning-"))
@@ -176,6 +222,9 @@ def main() -> None:
         for n in args.sizes:
             job = ["job", "execute", "-m", MODULE, "-j", DAILY_JOB, "--tags", tags]
             results.append(measure(f"morning-{n}", workdir, stack_env, n, n, job))
+        for n in args.celery:
+            job = ["job", "execute", "-m", MODULE, "-j", DAILY_JOB, "--tags", tags]
+            results.append(celery_measure(f"celery-{n}", workdir, stack_env, n, job, workers=2))
         if args.cli_size:
             m = args.cli_size
             select = ["asset", "materialize", "-m", MODULE, "--select", "group:unloads", "--partition", day]

@@ -8,15 +8,19 @@ the directory it is given so a restart reuses the seeded tables.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 SUPERUSER = "postgres"
+# Where root keeps a cluster whose requested data directory the `postgres` user cannot reach.
+RELOCATED_BASE = Path(tempfile.gettempdir()) / "unload-assets-pgdata"
 
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found. Install them: "
@@ -71,6 +75,14 @@ def _run_as() -> str | None:
     return "postgres"
 
 
+def _closed_parent(path: Path) -> Path | None:
+    """The first folder above `path` that other users cannot enter, or None."""
+    for parent in path.parents:
+        if not os.access(parent, os.X_OK) or not (parent.stat().st_mode & 0o001):
+            return parent
+    return None
+
+
 @dataclass
 class PostgresCluster:
     data_dir: Path
@@ -83,6 +95,16 @@ class PostgresCluster:
         self.data_dir = Path(self.data_dir).absolute()
         self.bindir = find_bindir()
         self.os_user = _run_as()
+        if self.os_user and _closed_parent(self.data_dir) is not None:
+            # Root with a clone in a folder only root can enter (its home, `mktemp -d`): the server runs
+            # as `postgres`, which cannot reach that path, so its data lives in a place it can reach,
+            # one per requested path, so that a second `make run` finds the same cluster.
+            digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+            base = RELOCATED_BASE / digest
+            base.mkdir(parents=True, exist_ok=True)
+            for folder in (RELOCATED_BASE, base):
+                folder.chmod(0o755)
+            self.data_dir = base / self.data_dir.name
         if not self.port:
             self.port = free_port()
 
@@ -129,7 +151,13 @@ class PostgresCluster:
         self.data_dir.chmod(0o700)
         if self.os_user:
             shutil.chown(self.data_dir, self.os_user, self.os_user)
-            self._ensure_reachable()
+            closed = _closed_parent(self.data_dir)
+            if closed is not None:
+                raise PermissionError(
+                    f"The PostgreSQL data directory {self.data_dir} is under {closed}, which the "
+                    f"'{self.os_user}' user cannot enter. Use a data directory under a world-readable "
+                    "path (e.g. the repository or /tmp)."
+                )
         self._run(
             [
                 str(self.bindir / "initdb"),
@@ -162,15 +190,6 @@ class PostgresCluster:
             if not cur.fetchone():
                 cur.execute(f'create database "{self.database}" owner "{self.user}"')
         conn.close()
-
-    def _ensure_reachable(self) -> None:
-        for parent in self.data_dir.parents:
-            if not os.access(parent, os.X_OK) or not (parent.stat().st_mode & 0o001):
-                raise PermissionError(
-                    f"The PostgreSQL data directory {self.data_dir} is under {parent}, which the "
-                    f"'{self.os_user}' user cannot enter. Use a data directory under a world-readable "
-                    "path (e.g. the repository or /tmp)."
-                )
 
     def _ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), *args], check=check)
