@@ -74,6 +74,27 @@ def wait_for_messages(local_stack, run_id: str, timeout: float = 120) -> list[di
     raise AssertionError(f"no Slack message about run {run_id} within {timeout}s")
 
 
+_TICKS = """
+query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+  ... on Sensor { sensorState { ticks(limit: 5) { timestamp status } } } } }"""
+
+
+def wait_for_sensor_tick(dagster_dev, sensor: str, *, after: float, timeout: float = 120) -> None:
+    """Until the daemon has finished an evaluation of `sensor` that started after `after` (epoch s)."""
+    selector = {
+        "repositoryLocationName": dagster_dev.location_name(),
+        "repositoryName": "__repository__",
+        "sensorName": sensor,
+    }
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ticks = dagster_dev.graphql(_TICKS, {"selector": selector})["sensorOrError"]["sensorState"]["ticks"]
+        if any(t["timestamp"] > after and t["status"] in ("SKIPPED", "SUCCESS") for t in ticks):
+            return
+        time.sleep(1)
+    raise AssertionError(f"{sensor} did not complete an evaluation after {after} within {timeout}s")
+
+
 def test_daily_job_through_graphql_delivers_and_announces_once(dagster_dev, local_stack):
     day = (datetime.now(ZoneInfo("America/Los_Angeles")).date() - timedelta(days=1)).isoformat()
     run_id = dagster_dev.launch("daily_unloads", partition=day)
@@ -84,8 +105,9 @@ def test_daily_job_through_graphql_delivers_and_announces_once(dagster_dev, loca
     (message,) = wait_for_messages(local_stack, run_id)
     assert f"s3://unload-local/{key}" in message["text"]
     assert f"{dagster_dev.url}/runs/{run_id}" in message["text"]
-    # Two more sensor intervals: still exactly one message about this run.
-    time.sleep(65)
+    # The sensor's next evaluation after the message (not a guessed sleep) posts nothing more about it.
+    posted = float(message["ts"])
+    wait_for_sensor_tick(dagster_dev, "unload_success_to_slack", after=posted)
     assert len(slack_messages_about(local_stack, run_id)) == 1
 
 
