@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from dotenv import dotenv_values
+from stack_process import start_stack, stop_stack
 
 from unload_assets.definitions import DEFAULT_TIMEZONE
 from unload_assets.local.postgres import free_port
@@ -60,20 +60,6 @@ class Measure:
     cpu: float
     ops: float
     rss_mb: float
-
-
-def start_stack(workdir: Path, rows: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    env_file = workdir / ".env"
-    proc = subprocess.Popen(
-        [str(BIN / "unload-assets-local"), "up", "--dir", str(workdir / "stack"), "--env-file", str(env_file),
-         "--rows", str(rows), "--redshift-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith(b"Ready."):
-            return proc, {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-    raise RuntimeError("the local stack did not start")
 
 
 def write_catalogue(path: Path, size: int) -> Path:
@@ -262,8 +248,7 @@ def main() -> None:
             results.append(measure(f"one-of-{k}", workdir, stack_env, k, 1, one))
         print(f"benchmark wall time {time.perf_counter() - started:.0f} s")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_stack(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

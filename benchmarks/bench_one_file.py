@@ -25,7 +25,6 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,25 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from dotenv import dotenv_values
+from stack_process import start_stack, stop_stack
 
 BIN = Path(sys.executable).parent
 BUCKET = "unload-local"
 SQL = "select * from public.sales"
-
-
-def start_stack(workdir: Path, rows: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    env_file = workdir / ".env"
-    proc = subprocess.Popen(
-        [str(BIN / "unload-assets-local"), "up", "--dir", str(workdir / "stack"), "--env-file", str(env_file),
-         "--rows", str(rows), "--redshift-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith(b"Ready."):
-            return proc, {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-    raise RuntimeError("the local stack did not start")
 
 
 def s3_client(env: dict[str, str]) -> Any:
@@ -105,7 +90,7 @@ def run_ours(workdir: Path) -> tuple[float, float, int, int]:
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     [event] = result.get_asset_materialization_events()
     meta = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
-    return wall, cpu, int(meta["rename_client_bytes"]), int(meta["staged_files"])
+    return wall, cpu, int(str(meta["rename_client_bytes"])), int(str(meta["staged_files"]))
 
 
 def run_sling(sling: str, env: dict[str, str], workdir: Path) -> tuple[float, float, int]:
@@ -161,8 +146,7 @@ def main() -> None:
         for name, w, c, moved, state in rows:
             print(f"{name:<15}{w:>8.2f}{c:>8.2f}  {moved:>14}  {state}")
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_stack(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

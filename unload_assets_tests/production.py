@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg2
@@ -184,3 +185,37 @@ class RedisServer:
         if self.proc is not None:
             stop_process_group(self.proc)
             self.proc = None
+
+
+def zone_where_it_is_9_pm() -> str:
+    """A time zone whose 09:00 (when the schedules fire) is about 12 hours away: no scheduled run
+    interleaves with the runs a test launches."""
+    offset = (datetime.now(timezone.utc).hour - 21) % 24  # Etc/GMT+N is N hours behind UTC
+    offset = offset - 24 if offset > 12 else offset
+    return f"Etc/GMT{offset:+d}" if offset else "Etc/GMT"
+
+
+def production_env(
+    local_stack, stack_env: dict[str, str], *, database: str, catalogue: Path
+) -> dict[str, str]:
+    """What every process of the production shape gets: the stack's variables, the instance's own
+    PostgreSQL database (created empty), the catalogue, and `BIN` on PATH; no DAGSTER_* of ours."""
+    pg = local_stack.postgres
+    create_database(pg.dsn(superuser=True, database="postgres"), database, pg.user)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PYTEST_"))}
+    env.update(stack_env)
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        UNLOAD_TIMEZONE=zone_where_it_is_9_pm(),
+        DAGSTER_PG_HOST="127.0.0.1", DAGSTER_PG_PORT=str(pg.port), DAGSTER_PG_USERNAME=pg.user,
+        DAGSTER_PG_PASSWORD=pg.password, DAGSTER_PG_DB=database, UNLOAD_TARGETS_FILE=str(catalogue),
+    )  # fmt: skip
+    return env
+
+
+def keep_logs(folder: Path, prefix: str) -> None:
+    """The services' logs into test-artifacts/, for a failure to be read after the temp folder is gone."""
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    for log in folder.glob("*.log"):
+        shutil.copy(log, artifacts / f"{prefix}-{log.name}")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import shutil
 import time
 from collections.abc import Iterator
 
@@ -21,8 +19,7 @@ import pytest
 from unload_assets.execution import CELERY_BROKER_ENV
 
 from .pipeline_helpers import get_bytes, write_catalogue
-from .production import BIN, REPO, ProductionShape, RedisServer, Service, create_database
-from .test_production_shape import _zone_where_it_is_9_pm
+from .production import BIN, REPO, ProductionShape, RedisServer, Service, keep_logs, production_env
 
 pytestmark = [pytest.mark.production, pytest.mark.stack]
 
@@ -42,19 +39,10 @@ TARGET = """
 def celery_shape(local_stack, stack_env, tmp_path_factory) -> Iterator[tuple[ProductionShape, list[Service]]]:
     root = tmp_path_factory.mktemp("celery")
     redis = RedisServer(root / "redis").start()
-    pg = local_stack.postgres
-    create_database(pg.dsn(superuser=True, database="postgres"), "dagster_celery", pg.user)
     catalogue = "targets:" + "".join(TARGET.format(n=n, total=TARGETS) for n in range(TARGETS))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PYTEST_"))}
-    env.update(stack_env)
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # `dagster-celery worker start` runs `celery`
-        UNLOAD_TIMEZONE=_zone_where_it_is_9_pm(),
-        DAGSTER_PG_HOST="127.0.0.1", DAGSTER_PG_PORT=str(pg.port), DAGSTER_PG_USERNAME=pg.user,
-        DAGSTER_PG_PASSWORD=pg.password, DAGSTER_PG_DB="dagster_celery",
-        UNLOAD_TARGETS_FILE=str(write_catalogue(root, catalogue, name="unload_targets.yaml")),
-        **{CELERY_BROKER_ENV: redis.url},
-    )  # fmt: skip
+    path = write_catalogue(root, catalogue, name="unload_targets.yaml")
+    env = production_env(local_stack, stack_env, database="dagster_celery", catalogue=path)
+    env[CELERY_BROKER_ENV] = redis.url
     shape = ProductionShape(root / "services", env)
     workers = [
         Service(
@@ -89,10 +77,7 @@ def celery_shape(local_stack, stack_env, tmp_path_factory) -> Iterator[tuple[Pro
             worker.stop()
         shape.stop()
         redis.stop()
-        artifacts = REPO / "test-artifacts"
-        artifacts.mkdir(exist_ok=True)
-        for log in (root / "services").glob("*.log"):
-            shutil.copy(log, artifacts / f"celery-{log.name}")
+        keep_logs(root / "services", "celery")
 
 
 def _wait_for(check, what: str, timeout: float = 120) -> None:

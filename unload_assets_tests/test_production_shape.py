@@ -6,11 +6,9 @@ failure after the folder it ran in is gone, by a code server that never saw the 
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 
 import psycopg2
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from unload_assets.local.faults import FaultProxy
 
 from .pipeline_helpers import decompress, get_bytes, write_catalogue
-from .production import REPO, ProductionShape, create_database
+from .production import ProductionShape, keep_logs, production_env
 
 pytestmark = [pytest.mark.production, pytest.mark.stack]
 
@@ -65,39 +63,20 @@ def _slack_about(local_stack, run_id: str, timeout: float = 120) -> str:
     raise AssertionError(f"no Slack message about run {run_id} within {timeout}s")
 
 
-def _zone_where_it_is_9_pm() -> str:
-    offset = (datetime.now(timezone.utc).hour - 21) % 24  # Etc/GMT+N is N hours behind UTC
-    offset = offset - 24 if offset > 12 else offset
-    return f"Etc/GMT{offset:+d}" if offset else "Etc/GMT"
-
-
 @pytest.fixture(scope="module")
 def production(local_stack, stack_env, tmp_path_factory) -> Iterator[tuple[ProductionShape, FaultProxy]]:
     root = tmp_path_factory.mktemp("production")
-    pg = local_stack.postgres
-    create_database(pg.dsn(superuser=True, database="postgres"), "dagster_production", pg.user)
+    catalogue = write_catalogue(root, CATALOGUE, name="unload_targets.yaml")
+    env = production_env(local_stack, stack_env, database="dagster_production", catalogue=catalogue)
     proxy = FaultProxy(local_stack.s3.endpoint_url).start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PYTEST_"))}
-    env.update(stack_env)
-    env.update(
-        # The schedules fire at 09:00 in UNLOAD_TIMEZONE: put that 12 hours away, so no scheduled run of
-        # the same target interleaves with the runs this test launches.
-        UNLOAD_TIMEZONE=_zone_where_it_is_9_pm(),
-        DAGSTER_PG_HOST="127.0.0.1", DAGSTER_PG_PORT=str(pg.port), DAGSTER_PG_USERNAME=pg.user,
-        DAGSTER_PG_PASSWORD=pg.password, DAGSTER_PG_DB="dagster_production",
-        AWS_ENDPOINT_URL_S3=proxy.endpoint_url,
-        UNLOAD_TARGETS_FILE=str(write_catalogue(root, CATALOGUE, name="unload_targets.yaml")),
-    )  # fmt: skip
+    env["AWS_ENDPOINT_URL_S3"] = proxy.endpoint_url  # every S3 call of every process through the proxy
     shape = ProductionShape(root / "services", env)
     try:
         yield shape.start(), proxy
     finally:
         shape.stop()
         proxy.stop()
-        artifacts = REPO / "test-artifacts"
-        artifacts.mkdir(exist_ok=True)
-        for log in (root / "services").glob("*.log"):
-            shutil.copy(log, artifacts / f"production-{log.name}")
+        keep_logs(root / "services", "production")
 
 
 def test_runs_fail_and_reexecute_across_processes_that_share_only_postgres_and_s3(production, local_stack):
