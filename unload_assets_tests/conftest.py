@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +25,11 @@ def _world_enterable_tmpdir(prefix: str) -> Path:
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PostgresCluster]:
-    cluster = PostgresCluster(_world_enterable_tmpdir("unload-pg-") / "data").start()
+    folder = _world_enterable_tmpdir("unload-pg-")
+    cluster = PostgresCluster(folder / "data").start()
     yield cluster
     cluster.stop()
+    shutil.rmtree(folder, ignore_errors=True)  # tens of MB of cluster files per session otherwise
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +79,7 @@ def local_stack() -> Iterator[LocalStack]:
     stack = LocalStack(config).start()
     yield stack
     stack.stop()
+    shutil.rmtree(config.workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
