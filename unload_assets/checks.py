@@ -32,13 +32,14 @@ CHECKS = {
 _CHECK_OUT = dg.Out(is_required=False)
 
 
+def check_names(target: UnloadTarget) -> list[str]:
+    """The checks `target` has: `one_object` only where the target asked for one object (combine)."""
+    return [name for name in CHECKS if name != "one_object" or target.on_split == "combine"]
+
+
 def build_unload_checks(target: UnloadTarget) -> dg.AssetChecksDefinition:
     key = asset_key_for(target.name)
-    specs = [
-        dg.AssetCheckSpec(name, asset=key, description=why)
-        for name, why in CHECKS.items()
-        if name != "one_object" or target.on_split == "combine"
-    ]
+    specs = [dg.AssetCheckSpec(name, asset=key, description=CHECKS[name]) for name in check_names(target)]
     input_name = f"s3_{target.name}"  # the name `@multi_asset_check` gives the checked asset's input
 
     def compute(
@@ -67,7 +68,7 @@ def _evaluate(
 ) -> Iterator[dg.AssetCheckResult]:
     key = asset_key_for(target.name)
     materialization = _materialization_checked(context, key)
-    names = [n for n in CHECKS if n != "one_object" or target.on_split == "combine"]
+    names = check_names(target)
     if materialization is None:
         for name in names:
             yield dg.AssetCheckResult(

@@ -19,7 +19,7 @@ from .final_state import (
 )
 from .manifest import StagedFile, render_copy_manifest, s3_url
 from .part_names import manifest_key_for, part_key
-from .s3ops import delete_keys, first_line_length, head, write_multipart
+from .s3ops import delete_keys, first_line_length, head, server_side, write_multipart
 from .stitch import CombineImpossible, PartSpec, Piece, plan_combine, plan_with_opening
 
 
@@ -147,7 +147,7 @@ def _write_stitched(
         workers=job.workers,
     )
     verify(job, job.final_key, expected)
-    copies = sum(p.is_copy and isinstance(sources[p.segments[0].piece], str) for p in plan)
+    copies = sum(server_side(p, sources) for p in plan)
     job.log(
         f"stitched {len(entries)} staged file(s) into {s3_url(job.bucket, job.final_key)} ({expected:,} B): "
         f"{copies} server-side part(s), {len(plan) - copies} uploaded; {job.traffic.bytes:,} B via client"

@@ -105,13 +105,12 @@ def write_multipart(
     common = {"Bucket": bucket, "Key": dest_key, "UploadId": upload_id}
 
     def part(number: int, spec: PartSpec) -> dict[str, Any]:
-        source = sources[spec.segments[0].piece]
-        if spec.is_copy and isinstance(source, str):
+        if server_side(spec, sources):
             seg = spec.segments[0]
             resp = s3.upload_part_copy(
                 **common,
                 PartNumber=number,
-                CopySource={"Bucket": bucket, "Key": source},
+                CopySource={"Bucket": bucket, "Key": sources[seg.piece]},
                 CopySourceRange=f"bytes={seg.start}-{seg.end - 1}",
             )
             return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
@@ -130,6 +129,12 @@ def write_multipart(
         with contextlib.suppress(Exception):  # the original error is the one to report
             s3.abort_multipart_upload(**common)
         raise
+
+
+def server_side(spec: PartSpec, sources: Sequence[str | bytes]) -> bool:
+    """Whether `write_multipart` copies this part inside S3 (one range of one staged object) rather than
+    uploading bytes that passed through this client."""
+    return spec.is_copy and isinstance(sources[spec.segments[0].piece], str)
 
 
 def _segment_bytes(s3: Any, bucket: str, source: str | bytes, seg: Segment, traffic: Traffic) -> bytes:

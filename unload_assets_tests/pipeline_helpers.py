@@ -54,6 +54,17 @@ def materialisation_metadata(result: dg.ExecuteInJobResult, target: str) -> dict
     return {key: value.value for key, value in events[0].metadata.items()}
 
 
+def connect_redshift(stack_env: dict[str, str]) -> Any:
+    """A psycopg2 connection to the stack's Redshift emulator, as a client of the cluster would open it."""
+    return psycopg2.connect(
+        host="127.0.0.1",
+        port=int(stack_env["REDSHIFT_PORT"]),
+        user=stack_env["REDSHIFT_USER"],
+        password=stack_env["REDSHIFT_PASSWORD"],
+        dbname=stack_env["REDSHIFT_DATABASE"],
+    )
+
+
 def get_bytes(s3: Any, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 

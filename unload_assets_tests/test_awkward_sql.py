@@ -9,14 +9,20 @@ import textwrap
 from pathlib import Path
 
 import dagster as dg
-import psycopg2
 import pytest
 
 from unload_assets.definitions import build_definitions
 from unload_assets.resources import RedshiftUnloadResource, TransientRedshiftError
 from unload_assets.targets import PACKAGED_CATALOGUE
 
-from .pipeline_helpers import csv_rows, get_bytes, materialisation_metadata, materialise, write_catalogue
+from .pipeline_helpers import (
+    connect_redshift,
+    csv_rows,
+    get_bytes,
+    materialisation_metadata,
+    materialise,
+    write_catalogue,
+)
 
 pytestmark = pytest.mark.stack
 
@@ -149,13 +155,7 @@ def test_a_wrong_password_is_not_retried_and_not_echoed(stack_env):
 
 
 def test_connection_errors_stay_retryable(stack_env):
-    with psycopg2.connect(
-        host="127.0.0.1",
-        port=int(stack_env["REDSHIFT_PORT"]),
-        user=stack_env["REDSHIFT_USER"],
-        password=stack_env["REDSHIFT_PASSWORD"],
-        dbname=stack_env["REDSHIFT_DATABASE"],
-    ):
+    with connect_redshift(stack_env):
         pass  # the emulator is up; now point at a port nothing listens on
     from unload_assets.local.postgres import free_port
 

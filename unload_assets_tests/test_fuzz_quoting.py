@@ -20,13 +20,14 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
-import psycopg2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unload_assets.targets import UnloadTarget
 from unload_assets.unload_sql import UnloadAuth, build_unload, render_select
+
+from .pipeline_helpers import connect_redshift
 
 pytestmark = pytest.mark.stack
 
@@ -59,13 +60,7 @@ def written(value: str, quote_style: str) -> str:
 
 @pytest.fixture(scope="module")
 def session(local_stack, stack_env) -> Iterator[tuple[Any, Any]]:
-    conn = psycopg2.connect(
-        host="127.0.0.1",
-        port=int(stack_env["REDSHIFT_PORT"]),
-        user=stack_env["REDSHIFT_USER"],
-        password=stack_env["REDSHIFT_PASSWORD"],
-        dbname=stack_env["REDSHIFT_DATABASE"],
-    )
+    conn = connect_redshift(stack_env)
     conn.autocommit = True
     with conn.cursor() as cur:
         # Redshift reads `\'` and `\\` inside literals as escapes; the emulator passes plain queries to

@@ -17,6 +17,7 @@ import pytest
 from unload_assets.local.stack import LOCAL_IAM_ROLE
 
 from .pipeline_helpers import (
+    connect_redshift,
     decompress,
     get_bytes,
     materialisation_metadata,
@@ -99,13 +100,7 @@ def _single_file_unload(stack_env, s3, prefix, *, sql, fmt, compression, delimit
         + " ".join(options)
         + " PARALLEL OFF MANIFEST"
     )
-    conn = psycopg2.connect(
-        host="127.0.0.1",
-        port=int(stack_env["REDSHIFT_PORT"]),
-        user=stack_env["REDSHIFT_USER"],
-        password=stack_env["REDSHIFT_PASSWORD"],
-        dbname=stack_env["REDSHIFT_DATABASE"],
-    )
+    conn = connect_redshift(stack_env)
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
