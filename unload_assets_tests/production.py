@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import time
+import zoneinfo
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -94,6 +96,7 @@ class ProductionShape:
             f"      port: {self.grpc_port}\n      location_name: {self.LOCATION}\n"
         )
         self.code_servers: list[Service] = []
+        self.daemon_started: datetime | None = None
         workspace = ["-w", str(self.workspace)]
         self.webserver = Service(
             "webserver", root,
@@ -118,17 +121,20 @@ class ProductionShape:
         return server
 
     def start(self, timeout: float = 180) -> ProductionShape:
+        # The daemon comes last, once the location loads: its scheduler's first look then finds the
+        # schedules (a schedule first seen at its tick's minute would skip that tick).
         self.start_code_server()
         self.webserver.start()
-        self.daemon.start()
         self.wait_until_loaded(timeout)
+        self.daemon.start()
+        self.daemon_started = datetime.now(timezone.utc)
         return self
 
     def wait_until_loaded(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for service in (self.code_server, self.webserver, self.daemon):
-                if not service.alive():
+                if service.proc is not None and not service.alive():
                     tail = service.log_file.read_text(errors="replace")[-3000:]
                     raise DagsterDevError(f"{service.name} exited:\n{tail}")
             try:
@@ -195,18 +201,43 @@ def zone_where_it_is_9_pm() -> str:
     return f"Etc/GMT{offset:+d}" if offset else "Etc/GMT"
 
 
+def zone_where_9_am_is(when: datetime, folder: Path) -> tuple[str, str]:
+    """A time zone of our own whose 09:00 falls at `when` (UTC, on a whole minute): for a test to watch
+    the daemon fire the real 09:00 schedule. Written as a TZif file (RFC 8536: one fixed offset, no
+    transitions) under `folder`; returns the zone's name and the PYTHONTZPATH that finds it (ours first,
+    then the system's), which every process, the daemon above all, must get."""
+    nine = when.replace(hour=9, minute=0, second=0, microsecond=0)
+    offset = int((nine - when).total_seconds()) % 86400
+    offset = offset - 86400 if offset > 43200 else offset
+    sign, (hours, rest) = ("+" if offset >= 0 else "-"), divmod(abs(offset), 3600)
+    abbreviation = f"{sign}{hours:02d}{rest // 60:02d}"
+    chars = abbreviation.encode() + b"\0"
+
+    def block() -> bytes:  # version 2 repeats the (here identical) data block after the version-1 one
+        counts = struct.pack(">6l", 0, 0, 0, 0, 1, len(chars))  # one local time type, no transitions
+        return b"TZif2" + bytes(15) + counts + struct.pack(">lBB", offset, 0, 0) + chars
+
+    posix = f"<{abbreviation}>{'-' if sign == '+' else '+'}{hours}:{rest // 60:02d}"  # POSIX flips the sign
+    name = f"UnloadTest/NineAt{when:%H%M}UTC"
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(block() + block() + f"\n{posix}\n".encode())
+    return name, os.pathsep.join([str(folder), *zoneinfo.TZPATH])
+
+
 def production_env(
-    local_stack, stack_env: dict[str, str], *, database: str, catalogue: Path
+    local_stack, stack_env: dict[str, str], *, database: str, catalogue: Path, zone: str | None = None
 ) -> dict[str, str]:
     """What every process of the production shape gets: the stack's variables, the instance's own
-    PostgreSQL database (created empty), the catalogue, and `BIN` on PATH; no DAGSTER_* of ours."""
+    PostgreSQL database (created empty), the catalogue, and `BIN` on PATH; no DAGSTER_* of ours.
+    The schedules' zone is one where 09:00 is 12 hours away unless the test names one."""
     pg = local_stack.postgres
     create_database(pg.dsn(superuser=True, database="postgres"), database, pg.user)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PYTEST_"))}
     env.update(stack_env)
     env.update(
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        UNLOAD_TIMEZONE=zone_where_it_is_9_pm(),
+        UNLOAD_TIMEZONE=zone or zone_where_it_is_9_pm(),
         DAGSTER_PG_HOST="127.0.0.1", DAGSTER_PG_PORT=str(pg.port), DAGSTER_PG_USERNAME=pg.user,
         DAGSTER_PG_PASSWORD=pg.password, DAGSTER_PG_DB=database, UNLOAD_TARGETS_FILE=str(catalogue),
     )  # fmt: skip

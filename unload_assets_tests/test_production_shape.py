@@ -1,7 +1,9 @@
 """The deployment the README recommends, on one machine: deploy/dagster.yaml for real (PostgreSQL storage,
 queued runs, the `redshift` pool, run monitoring, compute logs in S3), a gRPC code server, a webserver and
-a daemon as separate processes in empty folders. A run that fails at the rename is re-executed from
-failure after the folder it ran in is gone, by a code server that never saw the first attempt.
+a daemon as separate processes in empty folders. The daemon fires the 09:00 schedule by itself (in a time
+zone made for the test, where 09:00 is a minute after start-up). A run that fails at the rename is
+re-executed from failure after the folder it ran in is gone, by a code server that never saw the first
+attempt.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import psycopg2
 import pytest
@@ -16,7 +20,7 @@ import pytest
 from unload_assets.local.faults import FaultProxy
 
 from .pipeline_helpers import decompress, get_bytes, write_catalogue
-from .production import ProductionShape, keep_logs, production_env
+from .production import ProductionShape, keep_logs, production_env, zone_where_9_am_is
 
 pytestmark = [pytest.mark.production, pytest.mark.stack]
 
@@ -63,16 +67,37 @@ def _slack_about(local_stack, run_id: str, timeout: float = 120) -> str:
     raise AssertionError(f"no Slack message about run {run_id} within {timeout}s")
 
 
+def _first_whole_minute_after(seconds: float) -> datetime:
+    soon = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    return soon.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
 @pytest.fixture(scope="module")
-def production(local_stack, stack_env, tmp_path_factory) -> Iterator[tuple[ProductionShape, FaultProxy]]:
+def production(
+    local_stack, stack_env, tmp_path_factory
+) -> Iterator[tuple[ProductionShape, FaultProxy, datetime]]:
     root = tmp_path_factory.mktemp("production")
     catalogue = write_catalogue(root, CATALOGUE, name="unload_targets.yaml")
-    env = production_env(local_stack, stack_env, database="dagster_production", catalogue=catalogue)
+    _generation(local_stack.postgres.dsn(), "gen0")
+    # 09:00 comes after the processes have loaded (a few seconds) and the daemon has seen the schedule.
+    nine = _first_whole_minute_after(30)
+    zone, tz_path = zone_where_9_am_is(nine, root / "zoneinfo")
+    env = production_env(
+        local_stack, stack_env, database="dagster_production", catalogue=catalogue, zone=zone
+    )
+    env["PYTHONTZPATH"] = tz_path
     proxy = FaultProxy(local_stack.s3.endpoint_url).start()
     env["AWS_ENDPOINT_URL_S3"] = proxy.endpoint_url  # every S3 call of every process through the proxy
     shape = ProductionShape(root / "services", env)
     try:
-        yield shape.start(), proxy
+        shape.start()
+        assert shape.daemon_started and shape.daemon_started < nine, (
+            f"the stack took past 09:00 ({nine}) to start"
+        )
+        with (root / "zoneinfo" / zone).open("rb") as tzif:
+            morning = nine.astimezone(ZoneInfo.from_file(tzif))
+        assert (morning.hour, morning.minute) == (9, 0)
+        yield shape, proxy, morning
     finally:
         shape.stop()
         proxy.stop()
@@ -80,9 +105,22 @@ def production(local_stack, stack_env, tmp_path_factory) -> Iterator[tuple[Produ
 
 
 def test_runs_fail_and_reexecute_across_processes_that_share_only_postgres_and_s3(production, local_stack):
-    shape, proxy = production
+    shape, proxy, morning = production
     client, s3 = shape.client, local_stack.s3.client()
     dsn = local_stack.postgres.dsn()
+
+    # 0. 09:00 in the schedules' zone: the daemon's scheduler launches the morning run by itself, with
+    # the day's run key, and the run-status sensor announces it.
+    deadline = time.monotonic() + 180
+    while not (scheduled := client.runs_tagged("dagster/schedule_name", "unpartitioned_unloads_at_0900")):
+        assert time.monotonic() < deadline, "the daemon did not fire the 09:00 schedule within 180 s"
+        time.sleep(2)
+    assert len(scheduled) == 1
+    yesterday = (morning - timedelta(days=1)).date()
+    assert client.runs_tagged("dagster/run_key", f"daily-{yesterday.isoformat()}") == scheduled
+    assert client.wait_for_run(scheduled[0]) == "SUCCESS"
+    assert _delivered(s3)[1] == {"gen0"}
+    assert "Delivered: prod_customers" in _slack_about(local_stack, scheduled[0])
 
     # 1. A run launched as the UI does: queued, dequeued by the daemon, run by the code server's launcher.
     _generation(dsn, "gen1")

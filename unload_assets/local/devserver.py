@@ -29,6 +29,10 @@ query Run($runId: ID!) {
     ... on PythonError { message }
   }
 }"""
+_RUNS_TAGGED = """
+query Runs($tags: [ExecutionTag!]) {
+  runsOrError(filter: {tags: $tags}) { ... on Runs { results { runId status } } }
+}"""
 _WORKSPACE_QUERY = """
 { workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
     locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
@@ -152,6 +156,12 @@ class WebserverClient:
                 return str(run["status"])
             time.sleep(1)
         raise DagsterDevError(f"Run {run_id} did not finish within {timeout:.0f}s; see {self.log_file}")
+
+    def runs_tagged(self, key: str, value: str) -> list[str]:
+        """The ids of the runs carrying tag `key=value` (newest first), e.g. those a schedule launched."""
+        tags = [{"key": key, "value": value}]
+        runs = self.graphql(_RUNS_TAGGED, {"tags": tags})["runsOrError"].get("results") or []
+        return [str(r["runId"]) for r in runs]
 
     def location_name(self) -> str:
         entries = self.graphql(_WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"]
