@@ -14,7 +14,7 @@ from dagster_aws.s3 import S3PickleIOManager, S3Resource
 from .assets import HANDOFF_IO_MANAGER, build_unload_asset, external_table_specs, handoff_prefix
 from .checks import build_unload_checks
 from .execution import executor_from_env
-from .resources import RedshiftUnloadResource, UnloadSettings
+from .resources import UnloadSettings, redshift_from_env
 from .resources.slack import UnloadSlackResource
 from .schedules import build_morning_runs
 from .sensors import build_notification_sensors
@@ -43,29 +43,12 @@ def _optional_secret(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.getenv(name) else None
 
 
-def _positive_seconds(name: str) -> int | None:
-    raw = os.getenv(name, "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) == 0:
-        raise ValueError(f"{name} must be a whole number of seconds above 0 (or unset), not {raw!r}")
-    return int(raw)
-
-
 def build_resources(catalogue: Catalogue) -> dict[str, object]:
     s3 = S3Resource(endpoint_url=os.getenv("AWS_ENDPOINT_URL_S3") or None)
     bucket = catalogue.bucket or dg.EnvVar("UNLOAD_BUCKET")
     staging = os.getenv("UNLOAD_STAGING_PREFIX", "_staging")
     return {
-        "redshift": RedshiftUnloadResource(
-            host=dg.EnvVar("REDSHIFT_HOST"),
-            port=int(os.getenv("REDSHIFT_PORT", "5439")),
-            user=dg.EnvVar("REDSHIFT_USER"),
-            password=dg.EnvVar("REDSHIFT_PASSWORD"),
-            database=dg.EnvVar("REDSHIFT_DATABASE"),
-            sslmode=os.getenv("REDSHIFT_SSLMODE", "require"),
-            statement_timeout_seconds=_positive_seconds("REDSHIFT_STATEMENT_TIMEOUT_SECONDS"),
-        ),
+        "redshift": redshift_from_env(os.environ),
         "s3": s3,
         # The unload op's handoff to the rename op lives in S3, beside the staged files: a step, a retry
         # or a re-execution from failure may run on a machine (a pod) that never saw the first attempt.

@@ -63,6 +63,7 @@ def emulator(pg_cluster, s3_server) -> Iterator[RedshiftEmulator]:
         listen_port=0,
         slices=4,
         superuser_dsn=pg_cluster.dsn(superuser=True),
+        logins={pg_cluster.user: pg_cluster.password},
     ).start()
     yield emu
     emu.stop()

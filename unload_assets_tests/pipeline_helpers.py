@@ -62,6 +62,8 @@ def connect_redshift(stack_env: dict[str, str]) -> Any:
         user=stack_env["REDSHIFT_USER"],
         password=stack_env["REDSHIFT_PASSWORD"],
         dbname=stack_env["REDSHIFT_DATABASE"],
+        sslmode=stack_env["REDSHIFT_SSLMODE"],
+        sslrootcert=stack_env["REDSHIFT_SSLROOTCERT"],
     )
 
 

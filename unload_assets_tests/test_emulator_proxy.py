@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import socket
@@ -79,12 +80,17 @@ def test_cancel_request_reaches_the_backend(emulator, pg_cluster):
     assert "canceling statement due to user request" in err
 
 
-def _raw_session(port: int, user: str, database: str) -> socket.socket:
+def _raw_session(port: int, user: str, password: str, database: str) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port))
     params = f"user\0{user}\0database\0{database}\0\0".encode()
     sock.sendall(struct.pack("!ii", 8 + len(params), 196608) + params)
-    while _read(sock)[0] != b"Z":
-        pass
+    while (message := _read(sock))[0] != b"Z":
+        kind, payload = message
+        if kind == b"R" and struct.unpack("!i", payload[:4])[0] == 5:  # MD5, as Redshift asks
+            inner = hashlib.md5((password + user).encode()).hexdigest()
+            answer = "md5" + hashlib.md5(inner.encode() + payload[4:8]).hexdigest()
+            sock.sendall(_msg(b"p", answer.encode() + b"\0"))
+        assert kind != b"E", payload
     return sock
 
 
@@ -122,7 +128,7 @@ def _extended(sock: socket.socket, sql: str, params: list[bytes]) -> list[tuple[
 
 
 def test_extended_protocol_passes_through_and_refuses_unload_clearly(emulator, pg_cluster, to):
-    sock = _raw_session(emulator.port, "postgres", pg_cluster.database)  # trust auth: no password
+    sock = _raw_session(emulator.port, pg_cluster.user, pg_cluster.password, pg_cluster.database)
     try:
         replies = _extended(sock, "select $1::int + 1", [b"41"])
         assert [k for k, _ in replies] == [b"1", b"2", b"D", b"C", b"Z"]

@@ -49,6 +49,8 @@ def harness(local_stack, stack_env, tmp_path_factory) -> Iterator[Harness]:
             s3_endpoint_url=proxy.endpoint_url,  # UNLOAD's own writes go through the proxy too
             listen_port=0,
             superuser_dsn=local_stack.postgres.dsn(superuser=True),
+            tls=local_stack.tls.server_context(),  # the stack's `.env` connects with verify-full
+            logins={local_stack.postgres.user: local_stack.postgres.password},
         ) as emulator,
         pytest.MonkeyPatch.context() as env,
         dg.instance_for_test(temp_dir=str(workdir / "home")) as instance,

@@ -21,6 +21,7 @@ import pytest
 
 from unload_assets.assets import asset_key_for
 from unload_assets.definitions import build_definitions
+from unload_assets.resources.redshift_auth import CREDENTIALS
 
 pytestmark = pytest.mark.stack
 
@@ -86,11 +87,15 @@ def test_the_scanner_finds_what_it_looks_for():
         assert leaks({"blob": b"..." + wrapped + b"..."}, {"key": secret})
 
 
+@pytest.mark.parametrize("auth", ["password", "iam", "serverless"])
 def test_no_secret_reaches_logs_storage_slack_metadata_or_errors(
-    local_stack, stack_env, tmp_path, monkeypatch, capfd
+    auth, local_stack, stack_env, tmp_path, monkeypatch, capfd
 ):
     for name, value in KEYS.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("REDSHIFT_AUTH", auth)  # iam, serverless: temporary passwords, minted per login
+    CREDENTIALS.clear()
+    already_minted = len(local_stack.credentials.minted())
     monkeypatch.delenv("UNLOAD_IAM_ROLE")  # key-based authorization only
     (tmp_path / "catalogue.yaml").write_text(CATALOGUE)
     monkeypatch.setenv("LEAK_CATALOGUE", str(tmp_path / "catalogue.yaml"))
@@ -119,6 +124,9 @@ def test_no_secret_reaches_logs_storage_slack_metadata_or_errors(
         )
         assert "leak_no_such_table" in texts["errors"] and "division by zero" in texts["errors"]
         texts["ticks"] = _ticks(instance, local_stack)
+    minted = {f"minted password {i}": m.password for i, m in enumerate(local_stack.credentials.minted())}
+    assert (len(minted) > already_minted) is (auth != "password")
+    secrets |= minted
     texts["slack"] = repr(local_stack.slack.messages())
     assert "leak_ok" in texts["slack"] and "leak_no_such_table" in texts["slack"]
     out, err = capfd.readouterr()

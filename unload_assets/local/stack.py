@@ -16,6 +16,10 @@ from .postgres import PostgresCluster
 LOCAL_IAM_ROLE = "arn:aws:iam::123456789012:role/unload-local"
 LOCAL_SLACK_TOKEN = "xoxb-local-stand-in-token"
 LOCAL_SLACK_CHANNEL = "#data-deliveries"
+# The provisioned cluster (in moto) and the Serverless workgroup (in the AWS stand-in) that IAM logins
+# name: `REDSHIFT_AUTH=iam` or `serverless` in `.env` mints temporary credentials the emulator accepts.
+LOCAL_CLUSTER = "unload-local"
+LOCAL_WORKGROUP = "unload-local"
 
 
 @dataclass
@@ -42,10 +46,13 @@ class LocalStack:
 
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> LocalStack:
+        from .aws_standin import RedshiftCredentialsStandIn
+        from .emulator.credentials import CredentialRegistry
         from .emulator.proxy import RedshiftEmulator
         from .s3server import S3Server
         from .seed import seed_demo_data
         from .slack_standin import SlackStandIn
+        from .tls import local_tls_files
 
         cfg = self.config
         cfg.workdir.mkdir(parents=True, exist_ok=True)
@@ -56,6 +63,8 @@ class LocalStack:
                 self.seed_summary = str(seed_demo_data(self.postgres.dsn(), rows=cfg.rows))
             self.s3 = S3Server(port=cfg.s3_port, bucket=cfg.bucket).start()
             self._exit.callback(self.s3.stop)
+            self.tls = local_tls_files(cfg.workdir / "tls")
+            self.credentials = CredentialRegistry()
             self.emulator = RedshiftEmulator(
                 pg_host="127.0.0.1",
                 pg_port=self.postgres.port,
@@ -63,8 +72,16 @@ class LocalStack:
                 listen_port=cfg.redshift_port,
                 slices=cfg.slices,
                 superuser_dsn=self.postgres.dsn(superuser=True),
+                tls=self.tls.server_context(),
+                credentials=self.credentials,
+                backend_login=(self.postgres.user, self.postgres.password),
+                logins={self.postgres.user: self.postgres.password},
             ).start()
             self._exit.callback(self.emulator.stop)
+            self.aws = RedshiftCredentialsStandIn(self.s3.endpoint_url, self.credentials).start()
+            self._exit.callback(self.aws.stop)
+            self.aws.workgroups.add(LOCAL_WORKGROUP)
+            self._create_cluster()
             self.slack = SlackStandIn(
                 token=LOCAL_SLACK_TOKEN, port=cfg.slack_port, record_file=cfg.workdir / "slack-messages.jsonl"
             ).start()
@@ -97,8 +114,14 @@ class LocalStack:
             "REDSHIFT_USER": self.postgres.user,
             "REDSHIFT_PASSWORD": self.postgres.password,
             "REDSHIFT_DATABASE": self.postgres.database,
-            # The emulator speaks plain TCP only; a real cluster wants `require` or stricter.
-            "REDSHIFT_SSLMODE": "disable",
+            # As production connects: TLS, and the server's certificate checked against the stack's CA.
+            "REDSHIFT_SSLMODE": "verify-full",
+            "REDSHIFT_SSLROOTCERT": str(self.tls.ca_cert),
+            # REDSHIFT_AUTH=iam or serverless logs in with temporary credentials from these stand-ins.
+            "REDSHIFT_CLUSTER_IDENTIFIER": LOCAL_CLUSTER,
+            "REDSHIFT_WORKGROUP": LOCAL_WORKGROUP,
+            "AWS_ENDPOINT_URL_REDSHIFT": self.aws.endpoint_url,
+            "AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS": self.aws.endpoint_url,
             "UNLOAD_IAM_ROLE": LOCAL_IAM_ROLE,
             "UNLOAD_BUCKET": cfg.bucket,
             "UNLOAD_STAGING_PREFIX": cfg.staging_prefix,
@@ -112,6 +135,21 @@ class LocalStack:
             "DAGSTER_WEBSERVER_URL": cfg.webserver_url,
             "UNLOAD_TIMEZONE": cfg.timezone,
         }
+
+    def _create_cluster(self) -> None:
+        """The provisioned cluster `get_cluster_credentials` names, in moto (through the stand-in)."""
+        import boto3
+
+        from .s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION
+
+        redshift = boto3.client(
+            "redshift", endpoint_url=self.aws.endpoint_url, region_name=REGION,
+            aws_access_key_id=LOCAL_KEY_ID, aws_secret_access_key=LOCAL_SECRET,
+        )  # fmt: skip
+        redshift.create_cluster(
+            ClusterIdentifier=LOCAL_CLUSTER, NodeType="ra3.xlplus", MasterUsername=self.postgres.user,
+            MasterUserPassword="Local-Redshift-1", DBName=self.postgres.database, ClusterType="single-node",
+        )  # fmt: skip
 
     def write_env_file(self, path: Path) -> None:
         lines = [
@@ -129,6 +167,8 @@ class LocalStack:
                 f"Redshift (emul.) 127.0.0.1:{env['REDSHIFT_PORT']}  user={env['REDSHIFT_USER']} "
                 f"db={env['REDSHIFT_DATABASE']}  slices={self.config.slices}",
                 f"S3 (moto)        {env['AWS_ENDPOINT_URL_S3']}  bucket={env['UNLOAD_BUCKET']}",
+                f"IAM credentials  {env['AWS_ENDPOINT_URL_REDSHIFT']}  cluster={LOCAL_CLUSTER} "
+                f"workgroup={LOCAL_WORKGROUP}  TLS CA: {env['REDSHIFT_SSLROOTCERT']}",
                 f"Slack stand-in   {env['SLACK_API_URL']}  messages: {env['SLACK_API_URL'][:-5]}/messages",
             ]
         )

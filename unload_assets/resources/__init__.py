@@ -1,4 +1,11 @@
-from .redshift import RedshiftUnloadResource, TransientRedshiftError, UnloadOutcome, scrub
+from .redshift import RedshiftUnloadResource, TransientRedshiftError, UnloadOutcome, redshift_from_env, scrub
 from .settings import UnloadSettings
 
-__all__ = ["RedshiftUnloadResource", "TransientRedshiftError", "UnloadOutcome", "UnloadSettings", "scrub"]
+__all__ = [
+    "RedshiftUnloadResource",
+    "TransientRedshiftError",
+    "UnloadOutcome",
+    "UnloadSettings",
+    "redshift_from_env",
+    "scrub",
+]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg2
 import psycopg2.errors
 from dagster import Failure, MetadataValue
 from dagster_aws.redshift import RedshiftClientResource
 from pydantic import Field
+
+from .redshift_auth import CREDENTIALS, CredentialRequest, Login, TransientCredentialsError
 
 # SQLSTATE classes worth another try: connection failures (08), cancels and timeouts (57),
 # resource exhaustion (53), serialisation/deadlock (40). Everything else is the statement's fault.
@@ -53,6 +56,28 @@ class RedshiftUnloadResource(RedshiftClientResource):
         description="Cancel an UNLOAD that runs longer (Redshift's statement_timeout, for the session); "
         "the op then retries it. None: the cluster's own limits apply.",
     )
+    sslrootcert: str | None = Field(
+        default=None,
+        description="The CA bundle that signs the server's certificate, for sslmode verify-ca/verify-full.",
+    )
+    auth: str = Field(
+        default="password",
+        description="password (user and password), iam (redshift.get_cluster_credentials for db_user of "
+        "cluster_identifier) or serverless (redshift-serverless.get_credentials for workgroup).",
+    )
+    cluster_identifier: str | None = Field(default=None, description="auth=iam: the cluster.")
+    db_user: str | None = Field(default=None, description="auth=iam: the database user (default: user).")
+    db_groups: list[str] = Field(default_factory=list, description="auth=iam: groups the user joins.")
+    auto_create: bool = Field(default=False, description="auth=iam: create the user if it does not exist.")
+    iam_identity: bool = Field(
+        default=False,
+        description="auth=iam: get_cluster_credentials_with_iam (the database user is the caller's IAM "
+        "identity) instead of get_cluster_credentials for db_user.",
+    )
+    workgroup: str | None = Field(default=None, description="auth=serverless: the workgroup.")
+    credentials_duration_seconds: int = Field(
+        default=900, description="auth=iam/serverless: the lifetime asked for (900 to 3600 seconds)."
+    )
 
     def unload(
         self,
@@ -66,7 +91,9 @@ class RedshiftUnloadResource(RedshiftClientResource):
         log = log or logging.getLogger(__name__)
         log.info(f"Running on {self.host}:{self.port}/{self.database}:\n{redacted}")
         started = time.monotonic()
-        conn = self.connect(secrets)
+        login = self.login()
+        secrets = (*secrets, login.password)
+        conn = self._connect(login, secrets)
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
@@ -84,32 +111,81 @@ class RedshiftUnloadResource(RedshiftClientResource):
 
     def connect(self, secrets: Iterable[str | None] = ()) -> psycopg2.extensions.connection:
         """A new connection with TCP keepalives; a refused login is a `Failure`, anything else transient."""
+        login = self.login()
+        return self._connect(login, (*secrets, login.password))
+
+    def login(self) -> Login:
+        """The user and password for the next connection: fixed, or temporary ones (minted when the
+        cached set is missing or about to expire)."""
+        if self.auth == "password":
+            return Login(self.user or "", self.password or "")
+        try:
+            return CREDENTIALS.login(self._credential_request())
+        except TransientCredentialsError as exc:
+            raise TransientRedshiftError(str(exc)) from None
+
+    def _credential_request(self) -> CredentialRequest:
+        return CredentialRequest(
+            mode=self.auth,
+            database=self.database or "",
+            duration_seconds=self.credentials_duration_seconds,
+            cluster_identifier=self.cluster_identifier,
+            db_user=self.db_user or self.user,
+            db_groups=tuple(self.db_groups),
+            auto_create=self.auto_create,
+            iam_identity=self.iam_identity,
+            workgroup=self.workgroup,
+        )
+
+    def _connect(self, login: Login, secrets: tuple[str | None, ...]) -> psycopg2.extensions.connection:
+        ssl = {"sslrootcert": self.sslrootcert} if self.sslrootcert else {}
         try:
             return psycopg2.connect(
                 host=self.host,
                 port=self.port,
-                user=self.user,
-                password=self.password,
+                user=login.user,
+                password=login.password,
                 dbname=self.database,
                 connect_timeout=self.connect_timeout,
                 sslmode=self.sslmode,
                 application_name="unload_assets",
+                **ssl,
                 **KEEPALIVES,
             )
         except psycopg2.OperationalError as exc:
-            raise _connect_error(exc, f"{self.host}:{self.port}", tuple(secrets)) from None
+            if self.auth != "password":
+                CREDENTIALS.forget(self._credential_request())
+            raise _connect_error(exc, f"{self.host}:{self.port}", secrets, self.auth) from None
 
 
-# Refusals that another attempt cannot fix: wrong credentials, unknown user or database.
+# Refusals that another attempt cannot fix: wrong credentials, unknown user or database, a certificate
+# that does not verify (libpq's wording for each).
 _PERMANENT_CONNECT_ERRORS = ("authentication failed", "no pg_hba.conf entry", "does not exist")
+_TLS_ERRORS = ("certificate verify failed", "root certificate file", "server certificate for",
+               "does not match host name", "server does not support SSL")  # fmt: skip
+_LOGIN_HINTS = {
+    "password": "Check REDSHIFT_USER, REDSHIFT_PASSWORD and REDSHIFT_DATABASE.",
+    "iam": "The temporary credentials were refused: check REDSHIFT_DB_USER (or REDSHIFT_USER), "
+    "REDSHIFT_DB_GROUPS, REDSHIFT_AUTO_CREATE and REDSHIFT_DATABASE, and the worker's IAM permissions.",
+    "serverless": "The temporary credentials were refused: check REDSHIFT_WORKGROUP and REDSHIFT_DATABASE, "
+    "and the worker's IAM permissions.",
+}
 
 
-def _connect_error(exc: psycopg2.OperationalError, where: str, secrets: tuple[str | None, ...]) -> Exception:
+def _connect_error(
+    exc: psycopg2.OperationalError, where: str, secrets: tuple[str | None, ...], auth: str = "password"
+) -> Exception:
     message = scrub(str(exc).strip(), secrets)
+    if any(marker in message for marker in _TLS_ERRORS):
+        return Failure(
+            description=f"The TLS connection to Redshift at {where} failed: {message}. "
+            "Check REDSHIFT_SSLMODE and REDSHIFT_SSLROOTCERT (the CA bundle that signs the server's "
+            "certificate) and that REDSHIFT_HOST is the name on that certificate.",
+            allow_retries=False,
+        )
     if any(marker in message for marker in _PERMANENT_CONNECT_ERRORS):
         return Failure(
-            description=f"Redshift at {where} refused the login: {message}. "
-            "Check REDSHIFT_USER, REDSHIFT_PASSWORD and REDSHIFT_DATABASE.",
+            description=f"Redshift at {where} refused the login: {message}. {_LOGIN_HINTS[auth]}",
             allow_retries=False,
         )
     return TransientRedshiftError(f"Could not connect to Redshift at {where}: {message}")
@@ -131,4 +207,75 @@ def _classify(exc: psycopg2.Error, redacted: str, secrets: tuple[str | None, ...
         description=f"Redshift refused the UNLOAD ({code or 'error'}): {message}",
         metadata={"statement": MetadataValue.md(f"```sql\n{redacted}\n```"), "sqlstate": code},
         allow_retries=False,
+    )
+
+
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def redshift_from_env(env: Mapping[str, str]) -> RedshiftUnloadResource:
+    """The resource as the environment describes it, every variable checked at load: a mistake names the
+    variable before any run starts. Secrets stay `EnvVar`s, read at run time."""
+    from dagster import EnvVar
+
+    from .redshift_auth import AUTH_MODES, MAX_DURATION, MIN_DURATION
+
+    def get(name: str, default: str = "") -> str:
+        return (env.get(name) or default).strip()
+
+    auth = get("REDSHIFT_AUTH", "password")
+    if auth not in AUTH_MODES:
+        raise ValueError(f"REDSHIFT_AUTH must be one of {', '.join(AUTH_MODES)}, not {auth!r}")
+    sslmode = get("REDSHIFT_SSLMODE", "require")
+    if sslmode not in _SSLMODES:
+        raise ValueError(f"REDSHIFT_SSLMODE must be one of {', '.join(_SSLMODES)}, not {sslmode!r}")
+    sslrootcert = get("REDSHIFT_SSLROOTCERT") or None
+    if sslrootcert and not Path(sslrootcert).is_file():
+        raise ValueError(f"REDSHIFT_SSLROOTCERT names no readable file: {sslrootcert}")
+    duration = get("REDSHIFT_CREDENTIALS_DURATION_SECONDS", str(MIN_DURATION))
+    if not duration.isdigit() or not MIN_DURATION <= int(duration) <= MAX_DURATION:
+        raise ValueError(
+            f"REDSHIFT_CREDENTIALS_DURATION_SECONDS must be a whole number from {MIN_DURATION} to "
+            f"{MAX_DURATION}, not {duration!r}"
+        )
+    auto_create, iam_identity = (
+        get(name, "false").lower() for name in ("REDSHIFT_AUTO_CREATE", "REDSHIFT_IAM_IDENTITY")
+    )
+    for name, flag in (("REDSHIFT_AUTO_CREATE", auto_create), ("REDSHIFT_IAM_IDENTITY", iam_identity)):
+        if flag not in ("true", "false"):
+            raise ValueError(f"{name} must be true or false, not {flag!r}")
+    required = {"password": ("REDSHIFT_USER", "REDSHIFT_PASSWORD"), "iam": ("REDSHIFT_CLUSTER_IDENTIFIER",),
+                "serverless": ("REDSHIFT_WORKGROUP",)}[auth]  # fmt: skip
+    required += ("REDSHIFT_HOST", "REDSHIFT_DATABASE")
+    if auth == "iam" and iam_identity == "false" and not (get("REDSHIFT_DB_USER") or get("REDSHIFT_USER")):
+        required += ("REDSHIFT_DB_USER",)
+    missing = [name for name in required if not get(name)]
+    if missing:
+        raise ValueError(f"REDSHIFT_AUTH={auth} needs {', '.join(missing)} (unset or empty)")
+    timeout = get("REDSHIFT_STATEMENT_TIMEOUT_SECONDS")
+    if timeout and (not timeout.isdigit() or int(timeout) == 0):
+        raise ValueError(
+            f"REDSHIFT_STATEMENT_TIMEOUT_SECONDS must be a whole number of seconds above 0 (or unset), "
+            f"not {timeout!r}"
+        )
+    port = get("REDSHIFT_PORT", "5439")
+    if not port.isdigit():
+        raise ValueError(f"REDSHIFT_PORT must be a port number, not {port!r}")
+    return RedshiftUnloadResource(
+        host=EnvVar("REDSHIFT_HOST"),
+        port=int(port),
+        user=EnvVar("REDSHIFT_USER") if get("REDSHIFT_USER") else None,
+        password=EnvVar("REDSHIFT_PASSWORD") if auth == "password" else None,
+        database=EnvVar("REDSHIFT_DATABASE"),
+        sslmode=sslmode,
+        sslrootcert=sslrootcert,
+        statement_timeout_seconds=int(timeout) if timeout else None,
+        auth=auth,
+        cluster_identifier=get("REDSHIFT_CLUSTER_IDENTIFIER") or None,
+        db_user=get("REDSHIFT_DB_USER") or None,
+        db_groups=[g.strip() for g in get("REDSHIFT_DB_GROUPS").split(",") if g.strip()],
+        auto_create=auto_create == "true",
+        iam_identity=iam_identity == "true",
+        workgroup=get("REDSHIFT_WORKGROUP") or None,
+        credentials_duration_seconds=int(duration),
     )

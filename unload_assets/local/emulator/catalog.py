@@ -18,6 +18,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+REDSHIFT_VERSION = (
+    "PostgreSQL 8.0.2 on i686-pc-linux-gnu, compiled by GCC gcc (GCC) 3.4.2 20041017 (Red Hat 3.4.2-6.fc3), "
+    "Redshift 1.0.77467"
+)
 COUNT_SETTING = "redshift.last_unload_count"
 ID_SETTING = "redshift.last_unload_id"
 
@@ -39,8 +43,13 @@ CREATE OR REPLACE FUNCTION public.pg_last_unload_count() RETURNS bigint LANGUAGE
     $$ SELECT coalesce(nullif(current_setting('{COUNT_SETTING}', true), '')::bigint, 0) $$;
 CREATE OR REPLACE FUNCTION public.pg_last_unload_id() RETURNS integer LANGUAGE sql STABLE AS
     $$ SELECT coalesce(nullif(current_setting('{ID_SETTING}', true), '')::integer, -1) $$;
+CREATE OR REPLACE FUNCTION public.version() RETURNS text LANGUAGE sql IMMUTABLE AS
+    $$ SELECT '{REDSHIFT_VERSION}'::text $$;
 GRANT SELECT ON public.stl_unload_log, public.sys_unload_history TO PUBLIC;
 """
+# `version()` as Redshift answers it; found before pg_catalog's because the database's search_path
+# names pg_catalog last (PostgreSQL only searches it first when the path does not name it).
+SEARCH_PATH = 'ALTER DATABASE {} SET search_path = "$user", public, pg_catalog'
 
 _HISTORY_START = """
 INSERT INTO public.sys_unload_history (user_id, query_id, session_id, database_name, status, start_time,
@@ -67,6 +76,7 @@ class Catalog:
         self._lock = threading.Lock()
         self._conns: dict[str, Any] = {}
         self._local_ids = itertools.count(1)  # query ids when there is no catalog
+        self._settings: frozenset[str] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -78,6 +88,16 @@ class Catalog:
             return
         with self._lock:
             self._connection(database)
+
+    def startup_parameters(self) -> frozenset[str] | None:
+        """PostgreSQL's setting names (lower case): what a startup packet may carry. None without a DSN."""
+        if self.dsn is None:
+            return None
+        if self._settings is None:
+            with self._lock, self._connection(None).cursor() as cur:
+                cur.execute("SELECT lower(name) FROM pg_settings")
+                self._settings = frozenset(row[0] for row in cur.fetchall())
+        return self._settings
 
     def next_query_id(self, database: str) -> int:
         if self.dsn is None:
@@ -116,6 +136,7 @@ class Catalog:
 
     def _connection(self, database: str | None) -> Any:
         import psycopg2
+        from psycopg2 import sql
         from psycopg2.extensions import make_dsn, parse_dsn
 
         assert self.dsn is not None
@@ -125,6 +146,7 @@ class Catalog:
             conn = psycopg2.connect(make_dsn(self.dsn, dbname=name))
             with conn, conn.cursor() as cur:
                 cur.execute(DDL)
+                cur.execute(sql.SQL(SEARCH_PATH).format(sql.Identifier(name)))
             conn.autocommit = True
             self._conns[name] = conn
         return conn

@@ -61,7 +61,14 @@ class ClientConnection:
     async def run(self) -> None:
         try:
             started = await start_session(
-                self.client, self.client_writer, self.pg_address, self.services.catalog
+                self.client,
+                self.client_writer,
+                self.pg_address,
+                self.services.catalog,
+                credentials=self.services.credentials,
+                backend_login=self.services.backend_login,
+                tls=self.services.tls,
+                logins=self.services.logins,
             )
             if started is not None:
                 self.backend, self.backend_writer = started.backend, started.backend_writer

@@ -13,6 +13,7 @@ tests can make an UNLOAD stall or drop its connection through `Services.faults` 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from unload_assets.local.emulator.backend import BackendError, BackendSession
 from unload_assets.local.emulator.catalog import COUNT_SETTING, ID_SETTING, Catalog
 from unload_assets.local.emulator.columns import ColumnInfo
 from unload_assets.local.emulator.command import UnloadCommand, UnloadError
+from unload_assets.local.emulator.credentials import CredentialRegistry
 from unload_assets.local.emulator.faults import ConnectionDropped, UnloadFault, UnloadFaults
 from unload_assets.local.emulator.lanes import Lanes
 from unload_assets.local.emulator.parser import parse_unload
@@ -43,7 +45,7 @@ class StatementTimeout(Exception):
 
 @dataclass
 class Services:
-    """What every UNLOAD of one emulator shares."""
+    """What every connection and UNLOAD of one emulator shares."""
 
     s3: Any
     catalog: Catalog
@@ -54,6 +56,10 @@ class Services:
     faults: UnloadFaults = field(default_factory=UnloadFaults)
     active: int = 0  # UNLOADs in flight
     peak: int = 0  # the most UNLOADs ever in flight at once
+    credentials: CredentialRegistry | None = None  # temporary IAM users' minted passwords
+    backend_login: tuple[str, str] | None = None  # the emulator's own PostgreSQL user, for them
+    tls: ssl.SSLContext | None = None  # answers SSLRequest with TLS when set
+    logins: dict[str, str] | None = None  # the users the emulator authenticates itself (else relayed)
 
 
 async def unload(services: Services, backend: BackendSession, session: Session, sql: str) -> bytes:

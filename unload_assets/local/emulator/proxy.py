@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from unload_assets.local.emulator.catalog import Catalog
 from unload_assets.local.emulator.connection import ClientConnection
+from unload_assets.local.emulator.credentials import CredentialRegistry
 from unload_assets.local.emulator.executor import Services
 from unload_assets.local.emulator.faults import UnloadFaults
 from unload_assets.local.emulator.wire import STREAM_LIMIT
@@ -48,7 +50,15 @@ class RedshiftEmulator:
         listen_port: int = 5439,
         slices: int = 4,
         superuser_dsn: str | None = None,
+        credentials: CredentialRegistry | None = None,
+        backend_login: tuple[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        logins: dict[str, str] | None = None,
     ) -> None:
+        """`credentials`: the temporary IAM users' passwords as they are minted (record them into
+        `self.credentials`); `backend_login`: the PostgreSQL user and password the emulator logs in with
+        for those users. Without a backend login, temporary users are refused.
+        """
         if slices < 1:
             raise ValueError("slices must be at least 1")
         self.pg_host = pg_host
@@ -57,6 +67,13 @@ class RedshiftEmulator:
         self.listen_port = listen_port
         self.slices = slices
         self.superuser_dsn = superuser_dsn
+        self.credentials = credentials if credentials is not None else CredentialRegistry()
+        self.backend_login = backend_login
+        self.tls = tls  # a server context: SSLRequest is answered with TLS (else refused, plain TCP)
+        # The cluster's users and passwords: with them the emulator logs clients in itself, by MD5 as
+        # Redshift does (not PostgreSQL's SCRAM, which Amazon's driver cannot parse), and logs in to
+        # PostgreSQL on its own. None: PostgreSQL's authentication is relayed to the client untouched.
+        self.logins = logins
         self.port = listen_port
         self.faults = UnloadFaults()  # tests: make the next UNLOADs drop their connection or stall
         self._services: Services | None = None
@@ -87,6 +104,10 @@ class RedshiftEmulator:
             zip_pool=ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="unload-gzip"),
             slices=self.slices,
             faults=self.faults,
+            credentials=self.credentials,
+            backend_login=self.backend_login,
+            tls=self.tls,
+            logins=self.logins,
         )
         self._ready.clear()
         self._thread = threading.Thread(target=self._run, name="redshift-emulator", daemon=True)

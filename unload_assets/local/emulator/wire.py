@@ -165,3 +165,9 @@ def startup_params(packet: bytes) -> dict[str, str]:
         for i in range(0, len(parts) - 1, 2)
         if parts[i]
     }
+
+
+def startup_packet(version: int, params: dict[str, str]) -> bytes:
+    """A StartupMessage: the inverse of `read_startup` + `startup_params`."""
+    body = _I32.pack(version) + b"".join(cstr(key) + cstr(value) for key, value in params.items()) + b"\0"
+    return _I32.pack(len(body) + 4) + body
