@@ -1,5 +1,5 @@
-"""The emulator greets clients as Redshift does, so clients nobody here wrote connect: Amazon's own
-`redshift_connector`, psycopg 3, psycopg2 and psql.
+"""Clients nobody here wrote, against the emulator: Amazon's own `redshift_connector`, psycopg 3 (prepared
+statements, pipeline mode), psycopg2 and psql connect, and UNLOAD through the extended protocol too.
 
 Redshift asks for an MD5 password (never PostgreSQL's SCRAM, whose mechanism list redshift_connector
 mis-parses), ignores the startup parameters its drivers always send (`client_protocol_version`,
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 
 import psycopg
 import psycopg2
@@ -99,3 +100,140 @@ def test_driver_parameters_are_ignored_and_postgres_settings_pass():
     # Without the list of PostgreSQL's settings, only the known driver parameters are left out.
     assert "some_future_driver_field" in for_postgres(params, None)
     assert not REDSHIFT_DRIVER_PARAMETERS & set(for_postgres(params, None))
+
+
+def _to(name: str) -> str:
+    return f"s3://unload-local/clients/{name}/{uuid.uuid4().hex}/"
+
+
+def _staged(s3, to: str) -> list[str]:
+    prefix = to[len("s3://unload-local/") :]
+    return sorted(
+        o["Key"][len(prefix) :]
+        for o in s3.list_objects_v2(Bucket="unload-local", Prefix=prefix).get("Contents", [])
+    )
+
+
+@pytest.mark.parametrize("autocommit", [True, False])
+def test_amazons_driver_creates_a_table_and_unloads_it(stack_env, s3, autocommit):
+    """redshift_connector sends everything through the extended protocol (Parse/Bind/Execute/Sync)."""
+    conn = _redshift_connector(stack_env, ssl=False)
+    conn.autocommit = autocommit
+    table, to = f"rc_{uuid.uuid4().hex[:8]}", _to("redshift_connector")
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"create table {table} (id int, name varchar(20))")
+        cursor.execute(f"insert into {table} values (1, 'one'), (2, 'two'), (3, 'three')")
+        cursor.execute(
+            f"UNLOAD ('select * from {table} order by id') TO '{to}' IAM_ROLE default CSV PARALLEL OFF"
+        )
+        cursor.execute("select pg_last_unload_count()")
+        assert cursor.fetchone() == [3]
+        if not autocommit:
+            conn.commit()
+        assert _staged(s3, to) == ["000"]
+        body = s3.get_object(Bucket="unload-local", Key=to[len("s3://unload-local/") :] + "000")[
+            "Body"
+        ].read()
+        assert body == b"1,one\n2,two\n3,three\n"
+        cursor.execute(f"drop table {table}")
+        if not autocommit:
+            conn.commit()
+    finally:
+        conn.close()
+
+
+def test_amazons_driver_sees_a_failing_unload_as_redshifts_error(stack_env):
+    conn = _redshift_connector(stack_env, ssl=False)
+    conn.autocommit = True
+    try:
+        cursor = conn.cursor()
+        with pytest.raises(redshift_connector.ProgrammingError, match="no_such_table_rc") as error:
+            cursor.execute(
+                f"UNLOAD ('select * from no_such_table_rc') TO '{_to('rc_error')}' IAM_ROLE default"
+            )
+        assert "PL/pgSQL" not in str(error.value) and "42P01" in str(error.value)
+        cursor.execute("select 1")  # the session goes on
+        assert cursor.fetchone() == [1]
+    finally:
+        conn.close()
+
+
+def test_psycopg3_prepared_and_pipelined_unloads(stack_env, s3):
+    dsn = (
+        f"host=127.0.0.1 port={stack_env['REDSHIFT_PORT']} dbname={stack_env['REDSHIFT_DATABASE']} "
+        f"user={stack_env['REDSHIFT_USER']} password={stack_env['REDSHIFT_PASSWORD']} sslmode=disable"
+    )
+    prepared, first, second, skipped = (
+        _to(n) for n in ("psycopg_prepared", "pipeline_1", "pipeline_2", "skipped")
+    )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"UNLOAD ('select 1') TO '{prepared}' IAM_ROLE default PARALLEL OFF", prepare=True)
+        assert conn.execute("select pg_last_unload_count()").fetchone() == (1,)
+        with conn.pipeline():
+            conn.execute(f"UNLOAD ('select 1 union all select 2') TO '{first}' IAM_ROLE default PARALLEL OFF")
+            count = conn.execute("select pg_last_unload_count()")
+            conn.execute(f"UNLOAD ('select 3') TO '{second}' IAM_ROLE default PARALLEL OFF")
+        assert count.fetchone() == (2,)
+        # In a pipeline, a failing UNLOAD discards what follows up to the next sync, as PostgreSQL does.
+        with pytest.raises(psycopg.errors.UndefinedTable), conn.pipeline():
+            conn.execute(f"UNLOAD ('select * from no_such_pipelined') TO '{_to('bad')}' IAM_ROLE default")
+            conn.execute(f"UNLOAD ('select 4') TO '{skipped}' IAM_ROLE default PARALLEL OFF")
+        assert conn.execute("select 8").fetchone() == (8,)
+    assert [_staged(s3, to) for to in (prepared, first, second, skipped)] == [["000"], ["000"], ["000"], []]
+
+
+def _psql(stack_env: dict[str, str], sql: str) -> subprocess.CompletedProcess[str]:
+    dsn = (
+        f"host=127.0.0.1 port={stack_env['REDSHIFT_PORT']} dbname={stack_env['REDSHIFT_DATABASE']} "
+        f"user={stack_env['REDSHIFT_USER']} password={stack_env['REDSHIFT_PASSWORD']} sslmode=disable"
+    )
+    return subprocess.run([PSQL, dsn, "-tAX", "-c", sql], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last", "in BEGIN/COMMIT"])
+def test_a_batch_runs_unload_wherever_it_stands(stack_env, s3, where):
+    to = _to(f"batch_{where.split()[0].lower()}")
+    unload = f"UNLOAD ('select 1 union all select 2') TO '{to}' IAM_ROLE default PARALLEL OFF"
+    batch = {
+        "first": f"{unload}; select pg_last_unload_count()",
+        "middle": f"select 'before'; {unload}; select pg_last_unload_count()",
+        "last": f"select 'before'; {unload}",
+        "in BEGIN/COMMIT": f"BEGIN; {unload}; COMMIT; select pg_last_unload_count()",
+    }[where]
+    out = _psql(stack_env, batch)  # psql -c sends the whole text as one simple Query
+    assert out.returncode == 0, out.stderr
+    assert "UNLOAD completed, 2 record(s) unloaded successfully." in out.stderr
+    if where != "last":  # psql prints the last statement's result
+        assert out.stdout.split()[-1] == "2"
+    assert _staged(s3, to) == ["000"]
+
+
+def test_a_failing_statement_stops_the_batch_and_rolls_back_its_implicit_transaction(stack_env, s3):
+    table, to, after = f"batch_{uuid.uuid4().hex[:8]}", _to("batch_fails"), _to("batch_after")
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=int(stack_env["REDSHIFT_PORT"]), dbname=stack_env["REDSHIFT_DATABASE"],
+        user=stack_env["REDSHIFT_USER"], password=stack_env["REDSHIFT_PASSWORD"], sslmode="disable",
+    )  # fmt: skip
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            with pytest.raises(psycopg2.errors.UndefinedTable, match="no_such_batch_table"):
+                cur.execute(  # psycopg2 sends the statements as one simple Query
+                    f"create table {table} (id int); insert into {table} values (1); "
+                    f"UNLOAD ('select * from no_such_batch_table') TO '{to}' IAM_ROLE default; "
+                    f"UNLOAD ('select 1') TO '{after}' IAM_ROLE default"
+                )
+            cur.execute("select count(*) from pg_tables where tablename = %s", (table,))
+            assert cur.fetchone() == (0,)  # the create and the insert were rolled back with the batch
+            # A batch that succeeds commits: the table and the UNLOAD of it are both there.
+            cur.execute(
+                f"create table {table} (id int); insert into {table} values (7); "
+                f"UNLOAD ('select * from {table}') TO '{after}' IAM_ROLE default PARALLEL OFF"
+            )
+            cur.execute(f"select id from {table}")
+            assert cur.fetchone() == (7,)
+            cur.execute(f"drop table {table}")
+    finally:
+        conn.close()
+    assert _staged(s3, to) == [] and _staged(s3, after) == ["000"]

@@ -63,6 +63,48 @@ class BackendSession:
         self._send(wire.query(sql))
         return await self._until_ready()
 
+    async def relay(self, sql: str) -> bytes:
+        """Run `sql` (simple protocol) for the client: every message it brings, as the client would get
+        them, but the ReadyForQuery (whose status is kept)."""
+        self._send(wire.query(sql))
+        out = bytearray()
+        while True:
+            kind, payload = await self.stream.read()
+            if kind == ord("Z"):
+                self.status, self.busy = payload[:1], False
+                return bytes(out)
+            out += wire.message(bytes([kind]), payload)
+
+    async def copy_in(self, sql: str, chunks: AsyncIterator[bytes]) -> bytes:
+        """`COPY ... FROM STDIN` fed from `chunks`: every message it brings but the ReadyForQuery. A chunk
+        source that fails sends CopyFail (PostgreSQL then rolls the COPY back) and raises."""
+        self._send(wire.query(sql))
+        out = bytearray()
+        while True:
+            kind, payload = await self.stream.read()
+            if kind == ord("G"):  # CopyInResponse
+                break
+            if kind == ord("Z"):  # refused before any data (no such table, ...)
+                self.status, self.busy = payload[:1], False
+                return bytes(out)
+            out += wire.message(bytes([kind]), payload)
+        try:
+            async for chunk in chunks:
+                self.writer.write(wire.message(b"d", chunk))
+                await self.writer.drain()
+        except BaseException as exc:
+            self.writer.write(wire.message(b"f", wire.cstr(f"COPY source failed: {type(exc).__name__}")))
+            with contextlib.suppress(BackendError):
+                await self._until_ready()
+            raise
+        self.writer.write(wire.message(b"c"))
+        while True:
+            kind, payload = await self.stream.read()
+            if kind == ord("Z"):
+                self.status, self.busy = payload[:1], False
+                return bytes(out)
+            out += wire.message(bytes([kind]), payload)
+
     async def describe(self, sql: str) -> list[wire.Column] | None:
         """The result columns of `sql` without running it; None when it returns no rows."""
         self._send(wire.parse_describe_sync(sql))

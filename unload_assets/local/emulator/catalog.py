@@ -45,7 +45,13 @@ CREATE OR REPLACE FUNCTION public.pg_last_unload_id() RETURNS integer LANGUAGE s
     $$ SELECT coalesce(nullif(current_setting('{ID_SETTING}', true), '')::integer, -1) $$;
 CREATE OR REPLACE FUNCTION public.version() RETURNS text LANGUAGE sql IMMUTABLE AS
     $$ SELECT '{REDSHIFT_VERSION}'::text $$;
-GRANT SELECT ON public.stl_unload_log, public.sys_unload_history TO PUBLIC;
+CREATE TABLE IF NOT EXISTS public.stl_load_errors (
+    userid integer, slice integer, tbl text, starttime timestamp DEFAULT now(), session integer,
+    query integer, filename character(256), line_number bigint, colname character(127), type character(10),
+    col_length character(10), position integer, raw_line character(1024), raw_field_value character(1024),
+    err_code integer, err_reason character(100)
+);
+GRANT SELECT ON public.stl_unload_log, public.sys_unload_history, public.stl_load_errors TO PUBLIC;
 """
 # `version()` as Redshift answers it; found before pg_catalog's because the database's search_path
 # names pg_catalog last (PostgreSQL only searches it first when the path does not name it).
@@ -62,6 +68,12 @@ UPDATE public.sys_unload_history SET status = %(status)s, end_time = %(end)s,
     duration = (extract(epoch FROM %(end)s - start_time) * 1000000)::bigint, unloaded_rows = %(rows)s,
     unloaded_files_count = %(files)s, unloaded_files_size = %(size)s, error_message = %(error)s
 WHERE query_id = %(query_id)s
+"""
+_LOAD_ERROR = """
+INSERT INTO public.stl_load_errors (session, filename, line_number, colname, err_code, err_reason,
+    raw_field_value, tbl)
+VALUES (%(session)s, %(filename)s, %(line_number)s, %(colname)s, %(err_code)s, %(err_reason)s,
+    %(raw_field_value)s, %(tbl)s)
 """
 _FILE_ROW = """
 INSERT INTO public.stl_unload_log (userid, query, slice, pid, path, start_time, end_time, line_count,
@@ -110,6 +122,10 @@ class Catalog:
 
     def ended(self, database: str, **fields: Any) -> None:
         self._run(database, _HISTORY_END, fields)
+
+    def load_error(self, database: str, row: dict[str, Any]) -> None:
+        """One `stl_load_errors` row for a failed COPY (kept when the client's transaction rolls back)."""
+        self._run(database, _LOAD_ERROR, row)
 
     def file_written(self, database: str, rows: list[tuple[Any, ...]]) -> None:
         for row in rows:

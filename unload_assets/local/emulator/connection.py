@@ -1,6 +1,7 @@
 """One client connection: relayed byte for byte to its own PostgreSQL backend, except UNLOAD.
 
-Startup and authentication (SCRAM included) pass through untouched. Then two pumps run: client to
+Startup and authentication (SCRAM included) pass through untouched, except for Redshift's temporary
+IAM users, whom the emulator authenticates itself (see `startup.py`). Then two pumps run: client to
 backend (which looks at each simple Query for UNLOAD) and backend to client. For an UNLOAD the proxy
 waits until every earlier request has its ReadyForQuery, stops the backend pump, drives the backend
 itself, answers the client, and starts the pump again. While an UNLOAD runs the client is watched: if
@@ -16,17 +17,17 @@ import struct
 from unload_assets.local.emulator import executor, wire
 from unload_assets.local.emulator.backend import BackendSession
 from unload_assets.local.emulator.faults import ConnectionDropped
-from unload_assets.local.emulator.parser import is_unload
+from unload_assets.local.emulator.parser import holds_unload, is_unload, split_statements
 from unload_assets.local.emulator.session import Session
 from unload_assets.local.emulator.startup import cancel_packet, send_cancel, start_session
 
 log = logging.getLogger(__name__)
 _U32_AT = struct.Struct("!I").unpack_from
-_Q, _S, _F, _X, _E, _Z, _P = (ord(c) for c in "QSFXEZP")
-_EXTENDED_REFUSAL = (
-    "DO $unload$BEGIN RAISE EXCEPTION USING ERRCODE = 'XX000', MESSAGE = 'UNLOAD: the emulator runs UNLOAD "
-    "only as a simple query (not as a prepared statement or with parameters)'; END$unload$"
-)
+_Q, _S, _F, _X, _E, _Z, _P, _B, _C = (ord(c) for c in "QSFXEZPBC")
+# What PostgreSQL prepares in place of an UNLOAD sent with Parse: a statement without parameters or
+# result rows, so Describe answers NoData as Redshift does for UNLOAD. Its Execute never reaches
+# PostgreSQL: the emulator runs the UNLOAD there.
+_UNLOAD_PLACEHOLDER = "DO $unload$BEGIN END$unload$"
 _COPY_END = (ord("c"), ord("f"))
 
 
@@ -53,6 +54,11 @@ class ClientConnection:
         self.pending = 0  # requests (Query, Sync, FunctionCall) still waiting for ReadyForQuery
         self._syncs_since_execute = 0
         self._idle = asyncio.Event()
+        # The extended protocol: statements prepared from an UNLOAD, portals bound to them (name -> SQL).
+        self._unload_statements: dict[bytes, str] = {}
+        self._unload_portals: dict[bytes, str] = {}
+        self._hidden_ready = 0  # ReadyForQuery answers to the emulator's own Syncs, not for the client
+        self._skip_to_sync = False  # an UNLOAD failed in an extended batch: discard until the client's Sync
         self._pump: asyncio.Task | None = None
         self._backend_gone = False
         self.key = b""  # BackendKeyData: process id + secret, for CancelRequest
@@ -88,13 +94,13 @@ class ClientConnection:
     # ---- relaying ------------------------------------------------------------------------------
     async def _pump_client(self) -> None:
         while True:
-            unload_sql, terminate = self._forward_client_messages()
+            unload_sql, extended, terminate = self._forward_client_messages()
             assert self.backend_writer is not None
             await self.backend_writer.drain()
             if terminate:
                 return
             if unload_sql is not None:
-                await self._run_unload(unload_sql)
+                await self._run_unload(unload_sql, extended=extended)
                 continue
             try:
                 await self.client.fill()
@@ -102,37 +108,60 @@ class ClientConnection:
                 self.backend_writer.write(wire.message(b"X"))
                 return
 
-    def _forward_client_messages(self) -> tuple[str | None, bool]:
-        """Forward the whole messages buffered from the client, stopping at an UNLOAD or Terminate."""
+    def _forward_client_messages(self) -> tuple[str | None, bool, bool]:
+        """Forward the whole messages buffered from the client, stopping at an UNLOAD or Terminate.
+
+        Returns the UNLOAD's SQL (or None), whether it came through the extended protocol (an Execute
+        of a portal bound to a statement prepared from an UNLOAD), and whether the client terminated.
+        """
         stream, out = self.client, self.backend_writer
         assert out is not None
         buf, pos = stream.buf, stream.pos
         start, limit = pos, len(buf)
         found: str | None = None
-        terminate = False
+        extended = terminate = False
         while pos + 5 <= limit:
             end = pos + 1 + _U32_AT(buf, pos + 1)[0]
             if end > limit:
                 break
             kind = buf[pos]
+            if self._skip_to_sync and kind != _S:
+                out.write(buf[start:pos])  # what came before; this message is discarded
+                start = pos = end
+                continue
             if kind == _Q:
                 sql = buf[pos + 5 : end - 1].decode("utf-8", errors="replace")
-                if is_unload(sql):
+                if holds_unload(sql):
                     found = sql
                     break
                 self._request()
                 self._syncs_since_execute = 0
             elif kind in (_S, _F):
+                self._skip_to_sync = False
                 self._request()
                 self._syncs_since_execute += kind == _S
             elif kind == _E:
                 self._syncs_since_execute = 0
-            elif kind == _P:
-                refusal = _refuse_prepared_unload(buf, pos, end)
-                if refusal is not None:
-                    out.write(buf[start:pos])
-                    out.write(refusal)
+                portal = buf[pos + 5 : buf.index(b"\0", pos + 5, end)]
+                if portal in self._unload_portals:
+                    found, extended = self._unload_portals[portal], True
+                    # What came before must be answered first: a Sync of the emulator's own makes
+                    # PostgreSQL answer it (its ReadyForQuery is not passed on).
+                    out.write(buf[start:pos] + wire.message(b"S"))
+                    self._request()
+                    self._hidden_ready += 1
                     start = end
+                    break
+            elif kind == _P:
+                parse = self._prepare(buf, pos, end)
+                if parse is not None:
+                    out.write(buf[start:pos])
+                    out.write(parse)
+                    start = end
+            elif kind == _B:
+                self._bind(buf, pos, end)
+            elif kind == _C:
+                self._close(buf, pos, end)
             elif kind in _COPY_END:
                 # Syncs sent after the Execute that started COPY FROM STDIN were ignored in copy-in mode.
                 self.pending -= self._syncs_since_execute
@@ -142,9 +171,33 @@ class ClientConnection:
                 pos = end
                 break
             pos = end
-        out.write(buf[start:pos])
+        if not extended:
+            out.write(buf[start:pos])
         stream.pos = end if found is not None else pos
-        return found, terminate
+        return found, extended, terminate
+
+    def _prepare(self, buf: bytes, pos: int, end: int) -> bytes | None:
+        """A Parse: remembered (and replaced by the placeholder) if it prepares an UNLOAD."""
+        name_end = buf.index(b"\0", pos + 5, end)
+        query_end = buf.index(b"\0", name_end + 1, end)
+        name, sql = buf[pos + 5 : name_end], buf[name_end + 1 : query_end].decode("utf-8", errors="replace")
+        self._unload_statements.pop(name, None)
+        if not is_unload(sql):
+            return None
+        self._unload_statements[name] = sql
+        return wire.message(b"P", name + b"\0" + wire.cstr(_UNLOAD_PLACEHOLDER) + buf[query_end + 1 : end])
+
+    def _bind(self, buf: bytes, pos: int, end: int) -> None:
+        portal_end = buf.index(b"\0", pos + 5, end)
+        statement_end = buf.index(b"\0", portal_end + 1, end)
+        portal, statement = buf[pos + 5 : portal_end], buf[portal_end + 1 : statement_end]
+        self._unload_portals.pop(portal, None)
+        if statement in self._unload_statements:
+            self._unload_portals[portal] = self._unload_statements[statement]
+
+    def _close(self, buf: bytes, pos: int, end: int) -> None:
+        which, name = buf[pos + 5], buf[pos + 6 : buf.index(b"\0", pos + 6, end)]
+        (self._unload_statements if which == ord("S") else self._unload_portals).pop(name, None)
 
     def _request(self) -> None:
         self.pending += 1
@@ -163,8 +216,12 @@ class ClientConnection:
                     break
                 if buf[pos] == _Z:
                     ready, status = ready + 1, buf[pos + 5 : pos + 6]
+                    if self._hidden_ready:  # the answer to the emulator's own Sync: not the client's
+                        self._hidden_ready -= 1
+                        self.client_writer.write(buf[start:pos])
+                        start = end
                 pos = end
-            if pos > start:
+            if pos > stream.pos:
                 stream.pos = pos
                 self.client_writer.write(buf[start:pos])
                 if ready:
@@ -182,7 +239,7 @@ class ClientConnection:
                 return
 
     # ---- UNLOAD ----------------------------------------------------------------------------------
-    async def _run_unload(self, sql: str) -> None:
+    async def _run_unload(self, sql: str, *, extended: bool = False) -> None:
         while self.pending > 0 and not self._backend_gone:
             await self._idle.wait()
         if self._backend_gone:
@@ -195,7 +252,12 @@ class ClientConnection:
         backend = BackendSession(
             self.backend, self.backend_writer, self.client_writer.write, self.status, self._cancel_backend
         )
-        task = asyncio.create_task(executor.unload(self.services, backend, self.session, sql))
+        statements = split_statements(sql)
+        if len(statements) > 1:
+            work = executor.batch(self.services, backend, self.session, statements)
+        else:
+            work = executor.run_one(self.services, backend, self.session, sql)
+        task = asyncio.create_task(work)
         try:
             await self._watch_client(task)
         except (ClientGone, asyncio.CancelledError):
@@ -209,6 +271,11 @@ class ClientConnection:
             self.client_writer.transport.abort()  # no answer, no goodbye: the client sees a dead socket
             raise
         self.status = backend.status
+        if extended:
+            # The client's Sync, still to come, brings ReadyForQuery; after an error, PostgreSQL's
+            # rule: everything up to that Sync is discarded.
+            response = response[: -len(wire.ready_for_query(b"I"))]
+            self._skip_to_sync = executor.has_error(response)
         self.client_writer.write(response)
         await self.client_writer.drain()
         self._pump = asyncio.create_task(self._pump_backend())
@@ -230,14 +297,3 @@ class ClientConnection:
                 stream.buf, stream.pos = stream.buf[stream.pos :] + result, 0
             elif read in done:
                 raise ClientGone("client disconnected during UNLOAD")
-
-
-def _refuse_prepared_unload(buf: bytes, pos: int, end: int) -> bytes | None:
-    """A Parse of an UNLOAD, rewritten into a statement that fails with a clear message when executed."""
-    name_end = buf.index(b"\0", pos + 5, end)
-    query_end = buf.index(b"\0", name_end + 1, end)
-    if not is_unload(buf[name_end + 1 : query_end].decode("utf-8", errors="replace")):
-        return None
-    return wire.message(
-        b"P", buf[pos + 5 : name_end + 1] + wire.cstr(_EXTENDED_REFUSAL) + buf[query_end + 1 : end]
-    )

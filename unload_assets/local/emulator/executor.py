@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import struct
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from unload_assets.local.emulator import manifest, wire
+from unload_assets.local.emulator import copy_from, manifest, wire
 from unload_assets.local.emulator.backend import BackendError, BackendSession
 from unload_assets.local.emulator.catalog import COUNT_SETTING, ID_SETTING, Catalog
 from unload_assets.local.emulator.columns import ColumnInfo
 from unload_assets.local.emulator.command import UnloadCommand, UnloadError
+from unload_assets.local.emulator.copy_from import is_copy_from_s3
 from unload_assets.local.emulator.credentials import CredentialRegistry
 from unload_assets.local.emulator.faults import ConnectionDropped, UnloadFault, UnloadFaults
 from unload_assets.local.emulator.lanes import Lanes
-from unload_assets.local.emulator.parser import parse_unload
+from unload_assets.local.emulator.parser import TRANSACTION_CONTROL, first_word, is_unload, parse_unload
 from unload_assets.local.emulator.s3out import S3Target, put_args, s3_message
 from unload_assets.local.emulator.session import Session, Settings, refuse
 from unload_assets.local.emulator.streams import Plan, stream_lines, stream_parquet
@@ -76,6 +78,53 @@ async def unload(services: Services, backend: BackendSession, session: Session, 
         return await UnloadRun(services, backend, session, cmd).run()
     finally:
         services.active -= 1
+
+
+_U32_AT = struct.Struct("!I").unpack_from
+_READY_LENGTH = len(wire.ready_for_query(b"I"))
+
+
+async def run_one(services: Services, backend: BackendSession, session: Session, sql: str) -> bytes:
+    """One statement the emulator runs itself: COPY from S3 or UNLOAD."""
+    if is_copy_from_s3(sql):
+        return await copy_from.load(services.s3, backend, session, services.catalog, sql)
+    return await unload(services, backend, session, sql)
+
+
+async def batch(
+    services: Services, backend: BackendSession, session: Session, statements: list[str]
+) -> bytes:
+    """Several statements in one simple Query, UNLOAD among them, with PostgreSQL's batch semantics: in
+    order, stopping at the first error, all in one implicit transaction unless the batch controls its
+    own (BEGIN/COMMIT/...) or the session is already in one. The messages for the client, ending with
+    ReadyForQuery."""
+    implicit = backend.status == b"I" and not any(first_word(s) in TRANSACTION_CONTROL for s in statements)
+    if implicit:
+        await backend.relay("BEGIN")
+    out = bytearray()
+    failed = False
+    for statement in statements:
+        if is_unload(statement) or is_copy_from_s3(statement):
+            answer = (await run_one(services, backend, session, statement))[:-_READY_LENGTH]
+        else:
+            answer = await backend.relay(statement)
+        out += answer
+        if has_error(answer):
+            failed = True
+            break
+    if implicit:
+        await backend.relay("ROLLBACK" if failed or backend.status == b"E" else "COMMIT")
+    return bytes(out) + wire.ready_for_query(backend.status)
+
+
+def has_error(messages: bytes) -> bool:
+    """Whether a run of protocol messages holds an ErrorResponse."""
+    pos = 0
+    while pos + 5 <= len(messages):
+        if messages[pos] == ord("E"):
+            return True
+        pos += 1 + _U32_AT(messages, pos + 1)[0]
+    return False
 
 
 class UnloadRun:
