@@ -237,3 +237,62 @@ def test_a_failing_statement_stops_the_batch_and_rolls_back_its_implicit_transac
     finally:
         conn.close()
     assert _staged(s3, to) == [] and _staged(s3, after) == ["000"]
+
+
+EVERYDAY_REDSHIFT = [
+    ("select nvl(null::int, 2), nvl2(null::int, 'set', 'unset'), len('abcd')", ("2", "unset", "4")),
+    ("select dateadd(day, 1, '2026-01-31'::date)::date, "
+     "datediff(day, '2026-01-01'::date, '2026-03-01'::date)", ("2026-02-01", "59")),
+    ("select decode(2, 1, 'one', 2, 'two', 'other'), isnull(null::text, 'fallback')", ("two", "fallback")),
+    ("select listagg(x, ',') within group (order by x) from (select 'b' x union all select 'a') s", ("a,b",)),
+    ("select top 1 customer_id from public.customers order by customer_id", ("1",)),
+    ("select getdate() is not null, sysdate is not null", ("true", "true")),
+    ("select convert_timezone('UTC', 'America/New_York', '2026-07-01 12:00:00'::timestamp)::text",
+     ("2026-07-01 08:00:00",)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("sql", "expected"), EVERYDAY_REDSHIFT, ids=lambda v: str(v)[:40])
+def test_everyday_redshift_sql_runs_through_both_protocols(stack_env, sql, expected):
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=int(stack_env["REDSHIFT_PORT"]), dbname=stack_env["REDSHIFT_DATABASE"],
+        user=stack_env["REDSHIFT_USER"], password=stack_env["REDSHIFT_PASSWORD"], sslmode="disable",
+    )  # fmt: skip
+    try:
+        with conn.cursor() as cur:  # psycopg2: the simple protocol
+            cur.execute(sql)
+            row = cur.fetchone()
+            assert tuple(str(v).lower() for v in row) == expected
+    finally:
+        conn.close()
+    rc = _redshift_connector(stack_env, ssl=False)  # redshift_connector: the extended protocol
+    try:
+        cursor = rc.cursor()
+        cursor.execute(sql)
+        assert tuple(str(v).lower() for v in cursor.fetchone()) == expected
+    finally:
+        rc.close()
+
+
+def test_create_table_with_redshift_table_design_and_unload_with_redshift_functions(stack_env, s3):
+    table, to = f"design_{uuid.uuid4().hex[:8]}", _to("everyday")
+    conn = _redshift_connector(stack_env, ssl=False)
+    conn.autocommit = True
+    try:
+        cursor = conn.cursor()
+        cursor.execute(
+            f"create table {table} (id int identity(1,1) encode az64, name varchar(20) encode zstd, "
+            "day date) diststyle key distkey(id) compound sortkey(id, day)"
+        )
+        cursor.execute(f"insert into {table} (name, day) values ('a', '2026-01-01'), (null, '2026-01-02')")
+        cursor.execute(
+            f"UNLOAD ('select id, nvl(name, ''none''), dateadd(day, 1, day)::date, sysdate is not null "
+            f"from {table} order by id') TO '{to}' IAM_ROLE default CSV PARALLEL OFF"
+        )
+        body = s3.get_object(Bucket="unload-local", Key=to[len("s3://unload-local/") :] + "000")[
+            "Body"
+        ].read()
+        assert body == b"1,a,2026-01-02,t\n2,none,2026-01-03,t\n"
+        cursor.execute(f"drop table {table}")
+    finally:
+        conn.close()

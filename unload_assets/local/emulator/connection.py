@@ -20,6 +20,7 @@ from unload_assets.local.emulator.faults import ConnectionDropped
 from unload_assets.local.emulator.parser import holds_unload, is_unload, split_statements
 from unload_assets.local.emulator.session import Session
 from unload_assets.local.emulator.startup import cancel_packet, send_cancel, start_session
+from unload_assets.local.emulator.transpile import statement_to_postgres
 
 log = logging.getLogger(__name__)
 _U32_AT = struct.Struct("!I").unpack_from
@@ -134,6 +135,10 @@ class ClientConnection:
                 if holds_unload(sql):
                     found = sql
                     break
+                translated = statement_to_postgres(sql)
+                if translated is not None:  # Redshift-only SQL, in PostgreSQL's words
+                    out.write(buf[start:pos] + wire.query(translated))
+                    start = end
                 self._request()
                 self._syncs_since_execute = 0
             elif kind in (_S, _F):
@@ -183,7 +188,10 @@ class ClientConnection:
         name, sql = buf[pos + 5 : name_end], buf[name_end + 1 : query_end].decode("utf-8", errors="replace")
         self._unload_statements.pop(name, None)
         if not is_unload(sql):
-            return None
+            translated = statement_to_postgres(sql)
+            if translated is None:
+                return None
+            return wire.message(b"P", name + b"\0" + wire.cstr(translated) + buf[query_end + 1 : end])
         self._unload_statements[name] = sql
         return wire.message(b"P", name + b"\0" + wire.cstr(_UNLOAD_PLACEHOLDER) + buf[query_end + 1 : end])
 

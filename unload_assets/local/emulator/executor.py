@@ -32,7 +32,7 @@ from unload_assets.local.emulator.parser import TRANSACTION_CONTROL, first_word,
 from unload_assets.local.emulator.s3out import S3Target, put_args, s3_message
 from unload_assets.local.emulator.session import Session, Settings, refuse
 from unload_assets.local.emulator.streams import Plan, stream_lines, stream_parquet
-from unload_assets.local.emulator.transpile import to_postgres
+from unload_assets.local.emulator.transpile import statement_to_postgres, to_postgres
 from unload_assets.local.emulator.writers import FileResult, Output, utcnow
 
 ABORTED = "current transaction is aborted, commands ignored until end of transaction block"
@@ -107,7 +107,7 @@ async def batch(
         if is_unload(statement) or is_copy_from_s3(statement):
             answer = (await run_one(services, backend, session, statement))[:-_READY_LENGTH]
         else:
-            answer = await backend.relay(statement)
+            answer = await backend.relay(statement_to_postgres(statement) or statement)
         out += answer
         if has_error(answer):
             failed = True
