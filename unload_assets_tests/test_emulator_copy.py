@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 
 import psycopg2
 import pytest
@@ -142,3 +143,16 @@ def test_json_records_survive_any_chunk_boundary():
     list(records.feed(b'{"id": 1}\n{"id": '))
     with pytest.raises(Exception, match="cut short at the end of a file"):
         records.finish()
+
+
+def test_quote_and_region_options(conn, s3):
+    table = f"copy_quote_{uuid.uuid4().hex[:8]}"
+    key = f"copy/quote_{uuid.uuid4().hex[:8]}/data.csv"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"1,%a, with comma%,1.00,2026-01-01,true\n2,%50%% off%,,,\n")
+    with conn.cursor() as cur:
+        _tables(cur, table)
+        cur.execute(
+            f"COPY {table} FROM 's3://{BUCKET}/{key}' IAM_ROLE default CSV QUOTE AS '%' REGION 'us-east-1'"
+        )
+        cur.execute(f"select id, name, amount from {table} order by id")
+        assert cur.fetchall() == [(1, "a, with comma", Decimal("1.00")), (2, "50% off", None)]
