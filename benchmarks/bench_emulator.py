@@ -4,7 +4,9 @@ Run by hand:  .venv/bin/python benchmarks/bench_emulator.py [--rows 1000000] [--
 
 - emulator: `UNLOAD ('select * from public.sales') ... CSV GZIP PARALLEL OFF` through the emulator;
 - floor:    `psql -c "\\copy (select * from public.sales) to stdout csv" | gzip > file`, then one
-            boto3 upload of that file to the same S3 server.
+            boto3 upload of that file to the same S3 server;
+- COPY:     the emulator loads the UNLOAD's files back (`COPY ... FROM 's3://...' CSV GZIP`) into an
+            empty copy of the table: rows/s and the emulator's peak RSS after it (it must stay flat too).
 The emulator and the S3 server run in processes of their own, so the emulator's peak RSS (VmHWM)
 is its own and the floor's upload does not share a GIL with the server. Targets: >= 0.7x the
 floor's rows/s; peak RSS under 200 MB at 10,000,000 rows (memory must not grow with the data).
@@ -100,6 +102,24 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def run_copy(cluster: PostgresCluster, port: int, prefix: str) -> float:
+    conn = psycopg2.connect(
+        host="127.0.0.1", port=port, user=cluster.user, password=cluster.password, dbname=cluster.database,
+        sslmode="disable",
+    )  # fmt: skip
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("drop table if exists public.sales_back")
+        cur.execute("create table public.sales_back (like public.sales)")
+        started = time.perf_counter()
+        cur.execute(f"COPY public.sales_back FROM 's3://{BUCKET}/{prefix}/' IAM_ROLE default CSV GZIP")
+        seconds = time.perf_counter() - started
+        cur.execute("select (select count(*) from public.sales_back) = (select count(*) from public.sales)")
+        assert cur.fetchone()[0], "COPY did not load every row back"
+    conn.close()
+    return seconds
+
+
 def run_emulator(cluster: PostgresCluster, port: int, prefix: str) -> tuple[int, float]:
     conn = psycopg2.connect(
         host="127.0.0.1",
@@ -143,10 +163,18 @@ def measure(cluster: PostgresCluster, s3_endpoint: str, workdir: Path, rows: int
     try:
         unloaded, emu_seconds = run_emulator(cluster, port, f"emu-{rows}")
         rss = peak_rss_mb(emulator.pid)
+        copy_seconds = run_copy(cluster, port, f"emu-{rows}")
+        copy_rss = peak_rss_mb(emulator.pid)
     finally:
         emulator.terminate()
         emulator.wait()
-    result = {"rows": unloaded, "emu_s": emu_seconds, "rss_mb": rss}
+    result = {
+        "rows": unloaded,
+        "emu_s": emu_seconds,
+        "rss_mb": rss,
+        "copy_s": copy_seconds,
+        "copy_rss_mb": copy_rss,
+    }
     if with_floor:
         result["floor_s"] = run_floor(cluster, s3_endpoint, workdir)
     return result
@@ -184,11 +212,20 @@ def main() -> None:
         f"{floor_rate:>10,.0f}"
     )
     print(f"ratio emulator/floor throughput: {emu_rate / floor_rate:.2f}x (target >= 0.7x)")
+    print(
+        f"{'emulator COPY back CSV GZIP':<34} {main_run['rows']:>11,} {main_run['copy_s']:>8.2f} "
+        f"{main_run['rows'] / main_run['copy_s']:>10,.0f} {main_run['copy_rss_mb']:>7.0f}MB"
+    )
     if big:
         label = f"emulator at {big['rows']:,} rows"
         print(
             f"{label:<34} {big['rows']:>11,} {big['emu_s']:>8.2f} "
             f"{big['rows'] / big['emu_s']:>10,.0f} {big['rss_mb']:>7.0f}MB (target < 200 MB)"
+        )
+        label = f"COPY back at {big['rows']:,} rows"
+        print(
+            f"{label:<34} {big['rows']:>11,} {big['copy_s']:>8.2f} "
+            f"{big['rows'] / big['copy_s']:>10,.0f} {big['copy_rss_mb']:>7.0f}MB (peak after the COPY)"
         )
 
 
