@@ -17,7 +17,7 @@ from .execution import executor_from_env
 from .resources import UnloadSettings, redshift_from_env
 from .resources.slack import UnloadSlackResource
 from .schedules import build_morning_runs
-from .sensors import build_notification_sensors
+from .sensors import DEFAULT_INTERVAL_SECONDS, build_notification_sensors
 from .targets import Catalogue, UnloadTarget, load_catalogue
 
 DEFAULT_TIMEZONE = "America/Los_Angeles"
@@ -25,6 +25,16 @@ DEFAULT_TIMEZONE = "America/Los_Angeles"
 
 def unload_timezone() -> str:
     return os.getenv("UNLOAD_TIMEZONE") or DEFAULT_TIMEZONE
+
+
+def sensor_interval_seconds() -> int:
+    """UNLOAD_SENSOR_INTERVAL_SECONDS: how often the Slack sensors look for finished runs (30 s)."""
+    raw = os.getenv("UNLOAD_SENSOR_INTERVAL_SECONDS", "").strip()
+    if not raw:
+        return DEFAULT_INTERVAL_SECONDS
+    if not raw.isdigit() or not 5 <= int(raw) <= 3600:
+        raise ValueError(f"UNLOAD_SENSOR_INTERVAL_SECONDS must be a whole number from 5 to 3600, not {raw!r}")
+    return int(raw)
 
 
 def _partitions_for(
@@ -84,7 +94,7 @@ def build_definitions(catalogue_path: str | Path | None = None) -> dg.Definition
         asset_checks=[build_unload_checks(t) for t in catalogue.targets],
         jobs=[run.job for run in morning],
         schedules=[run.schedule for run in morning],
-        sensors=build_notification_sensors(),
+        sensors=build_notification_sensors(sensor_interval_seconds()),
         resources=build_resources(catalogue),
         executor=executor_from_env(),
     )

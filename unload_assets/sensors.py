@@ -77,17 +77,21 @@ class _Reading:
     planned: dict[dg.AssetKey, str | None] = field(default_factory=dict)  # key -> partition
 
 
-def build_notification_sensors() -> list[dg.SensorDefinition]:
+DEFAULT_INTERVAL_SECONDS = 30
+
+
+def build_notification_sensors(interval_seconds: int = DEFAULT_INTERVAL_SECONDS) -> list[dg.SensorDefinition]:
+    """The two Slack sensors; each looks for finished runs every `interval_seconds` at most."""
     return [
-        _sensor("unload_success_to_slack", dg.DagsterRunStatus.SUCCESS),
-        _sensor("unload_failure_to_slack", dg.DagsterRunStatus.FAILURE),
+        _sensor("unload_success_to_slack", dg.DagsterRunStatus.SUCCESS, interval_seconds),
+        _sensor("unload_failure_to_slack", dg.DagsterRunStatus.FAILURE, interval_seconds),
     ]
 
 
-def _sensor(name: str, status: dg.DagsterRunStatus) -> dg.SensorDefinition:
+def _sensor(name: str, status: dg.DagsterRunStatus, interval_seconds: int) -> dg.SensorDefinition:
     @dg.sensor(
         name=name,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"One Slack message per {status.value.lower()} unload run, retried until sent.",
     )

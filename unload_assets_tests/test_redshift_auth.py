@@ -1,6 +1,6 @@
-"""How the Redshift resource logs in, without servers: the credential cache and the variables' checks.
-
-The same paths run against the emulator and the AWS stand-ins in `test_redshift_login.py`.
+"""Settings checked without servers: how the Redshift resource logs in (the credential cache and the
+variables' checks) and the Slack sensors' interval. The login paths run against the emulator and the AWS
+stand-ins in `test_redshift_login.py`.
 """
 
 from __future__ import annotations
@@ -131,3 +131,15 @@ def test_the_variables_select_each_mode():
     assert (serverless.auth, serverless.workgroup, serverless.credentials_duration_seconds) == (
         "serverless", "w1", 3600
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(("raw", "interval"), [("", 30), ("5", 5), ("600", 600), ("4", None), ("30s", None)])
+def test_the_slack_sensors_interval_is_checked_at_load(monkeypatch, raw, interval):
+    from unload_assets.definitions import sensor_interval_seconds
+
+    monkeypatch.setenv("UNLOAD_SENSOR_INTERVAL_SECONDS", raw)
+    if interval is None:
+        with pytest.raises(ValueError, match="UNLOAD_SENSOR_INTERVAL_SECONDS must be a whole number from 5"):
+            sensor_interval_seconds()
+    else:
+        assert sensor_interval_seconds() == interval

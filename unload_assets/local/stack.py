@@ -134,6 +134,8 @@ class LocalStack:
             "SLACK_API_URL": self.slack.base_url,
             "DAGSTER_WEBSERVER_URL": cfg.webserver_url,
             "UNLOAD_TIMEZONE": cfg.timezone,
+            # Slack confirmations within seconds of a run's end, not within the production default's 30 s.
+            "UNLOAD_SENSOR_INTERVAL_SECONDS": "5",
         }
 
     def _create_cluster(self) -> None:
