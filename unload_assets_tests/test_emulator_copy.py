@@ -156,3 +156,22 @@ def test_quote_and_region_options(conn, s3):
         )
         cur.execute(f"select id, name, amount from {table} order by id")
         assert cur.fetchall() == [(1, "a, with comma", Decimal("1.00")), (2, "50% off", None)]
+
+
+def test_copy_statements_are_read_as_redshift_writes_them():
+    from unload_assets.local.emulator.command import UnloadError
+    from unload_assets.local.emulator.copy_from import parse_copy
+
+    cmd = parse_copy(
+        "COPY public.t (a, \"B\") FROM 's3://b/p/' IAM_ROLE default FORMAT AS JSON 'auto ignorecase' GZIP"
+    )
+    assert (cmd.table, cmd.columns, cmd.bucket, cmd.key) == ("public.t", ("a", "B"), "b", "p/")
+    assert (cmd.format, cmd.compression, cmd.json_auto) == ("json", "gzip", True)
+    with pytest.raises(UnloadError, match="^COPY: no authorization"):
+        parse_copy("COPY t FROM 's3://b/p/' CSV")
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzz"
+    with pytest.raises(UnloadError, match="^COPY: IAM_ROLE cannot be used with") as mixed:
+        parse_copy(
+            f"COPY t FROM 's3://b/p/' IAM_ROLE default ACCESS_KEY_ID 'AKIA' SECRET_ACCESS_KEY '{secret}'"
+        )
+    assert secret not in str(mixed.value)

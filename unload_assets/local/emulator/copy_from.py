@@ -124,25 +124,27 @@ class _Parser:
             self._option(tok)
         if not table:
             raise _error("no table to load into")
-        kind = auth_kind(self.auth) if self.auth else None
-        if kind is None:
+        if not self.auth:
             raise _error("no authorization: add IAM_ROLE default, IAM_ROLE '<role-arn>' or keys")
+        try:
+            auth_kind(self.auth)  # the same rules as UNLOAD's: one form, complete
+        except UnloadError as exc:
+            raise _error(str(exc).removeprefix("UNLOAD: ")) from None
         return CopyCommand(table=table, columns=tuple(columns), source=source, auth=self.auth, **self.fields)
 
     def _option(self, tok: Token) -> None:
         key = tok.value.upper() if tok.kind == "word" else ""
         if key == "FORMAT":
-            self._is("AS") and self._skip()
+            self._word_if("AS")
             key = self._take("CSV, JSON or PARQUET").value.upper()
         if key in _FORMATS:
             self.fields["format"] = _FORMATS[key]
-            if key == "CSV" and self._is("QUOTE"):
-                self._skip()
-                self._is("AS") and self._skip()
+            if key == "CSV" and self._word_if("QUOTE"):
+                self._word_if("AS")
                 self.fields["quote"] = self._string("QUOTE")
             if key == "JSON":
                 spec = self._string("JSON")
-                if spec.lower() != "auto":
+                if not spec.lower().startswith("auto"):  # auto, or auto ignorecase
                     raise _error("this emulator loads JSON 'auto' only (a JSONPaths file is not supported)")
                 self.fields["json_auto"] = True
         elif key in _COMPRESSIONS:
@@ -152,26 +154,26 @@ class _Parser:
         elif key == "ESCAPE":
             self.fields["escape"] = True
         elif key in ("DELIMITER", "NULL"):
-            self._is("AS") and self._skip()
+            self._word_if("AS")
             self.fields["delimiter" if key == "DELIMITER" else "null_as"] = self._string(key)
         elif key == "QUOTE":
-            self._is("AS") and self._skip()
+            self._word_if("AS")
             self.fields["quote"] = self._string("QUOTE")
         elif key == "IGNOREHEADER":
-            self._is("AS") and self._skip()
+            self._word_if("AS")
             number = self._take("a number of lines")
             if number.kind != "number" or not number.value.isdigit():
                 raise _error("IGNOREHEADER must be followed by a whole number of lines")
             self.fields["ignoreheader"] = int(number.value)
         elif key in _IGNORED:
-            self._is("AS") and self._skip()
+            self._word_if("AS")
             if self.i < len(self.tokens) and self.tokens[self.i].kind in ("string", "word"):
                 self.i += 1
         elif key == "IAM_ROLE":
             value = self._take("default or a role ARN")
             self.auth["IAM_ROLE"] = "default" if value.kind == "word" else value.value
         elif key in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN", "CREDENTIALS"):
-            self._is("AS") and self._skip()
+            self._word_if("AS")
             self.auth[key] = self._string(key)
         else:
             raise _error(f"syntax error at or near position {tok.pos + 1}: not a COPY option here")
@@ -184,9 +186,12 @@ class _Parser:
         tok = self.tokens[self.i] if self.i < len(self.tokens) else None
         return tok is not None and tok.kind == "punct" and tok.value == char
 
-    def _skip(self) -> bool:
-        self.i += 1
-        return True
+    def _word_if(self, word: str) -> bool:
+        """Step over `word` if it comes next (optional keywords such as AS)."""
+        if self._is(word):
+            self.i += 1
+            return True
+        return False
 
     def _take(self, what: str) -> Token:
         if self.i >= len(self.tokens):
