@@ -67,13 +67,7 @@ class BackendSession:
         """Run `sql` (simple protocol) for the client: every message it brings, as the client would get
         them, but the ReadyForQuery (whose status is kept)."""
         self._send(wire.query(sql))
-        out = bytearray()
-        while True:
-            kind, payload = await self.stream.read()
-            if kind == ord("Z"):
-                self.status, self.busy = payload[:1], False
-                return bytes(out)
-            out += wire.message(bytes([kind]), payload)
+        return await self._messages_until_ready()
 
     async def copy_in(self, sql: str, chunks: AsyncIterator[bytes]) -> bytes:
         """`COPY ... FROM STDIN` fed from `chunks`: every message it brings but the ReadyForQuery. A chunk
@@ -98,6 +92,11 @@ class BackendSession:
                 await self._until_ready()
             raise
         self.writer.write(wire.message(b"c"))
+        return bytes(out) + await self._messages_until_ready()
+
+    async def _messages_until_ready(self) -> bytes:
+        """Every message up to ReadyForQuery, as the client would get them; the status is kept."""
+        out = bytearray()
         while True:
             kind, payload = await self.stream.read()
             if kind == ord("Z"):
