@@ -129,7 +129,11 @@ def _slack_messages(env: dict[str, str]) -> list[dict[str, str]]:
 
 
 def _print_slack(env: dict[str, str], *, already: int, expected: int, timeout: float = 120) -> None:
-    print("\nWaiting for the Slack confirmations (the sensor runs in the daemon every 30 s) ...", flush=True)
+    every = env.get("UNLOAD_SENSOR_INTERVAL_SECONDS") or "30"
+    print(
+        f"\nWaiting for the Slack confirmations (the sensors run in the daemon every {every} s) ...",
+        flush=True,
+    )
     deadline = time.monotonic() + timeout
     new: list[dict[str, str]] = []
     while time.monotonic() < deadline:
