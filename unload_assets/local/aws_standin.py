@@ -37,7 +37,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from xml.sax.saxutils import escape
 
 from .emulator.credentials import CredentialRegistry
-from .loopback import LoopbackServer
+from .loopback import LoopbackService
 from .postgres import free_port
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,12 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "te", 
 _OWN_HEADERS = {"content-length", "host"}  # recomputed for each hop
 
 
-class RedshiftCredentialsStandIn:
+class RedshiftCredentialsStandIn(LoopbackService):
+    bound_as, thread_name = "standin", "aws-credentials"
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
+
     def __init__(
         self,
         moto_endpoint_url: str,
@@ -77,28 +82,10 @@ class RedshiftCredentialsStandIn:
         self.lifetime_seconds: float | None = lifetime_seconds
         self.calls: Counter[str] = Counter()  # requests per action, e.g. calls["GetClusterCredentials"]
         self._lock = threading.Lock()
-        self._server: LoopbackServer | None = None
 
     @property
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    # ---- lifecycle -----------------------------------------------------------------------
-    def start(self) -> RedshiftCredentialsStandIn:
-        handler = type("_BoundHandler", (_Handler,), {"standin": self})
-        self._server = LoopbackServer(self.port, handler, name="aws-credentials")
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
-    def __enter__(self) -> RedshiftCredentialsStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ---- called from handler threads -----------------------------------------------------
     def _count(self, action: str) -> None:

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from .loopback import LoopbackServer
+from .loopback import LoopbackService
 from .postgres import free_port
 
 Kind = Literal["error", "reset", "reset_after", "slow"]
@@ -100,7 +100,12 @@ class Rule:
         return True
 
 
-class FaultProxy:
+class FaultProxy(LoopbackService):
+    bound_as, thread_name = "proxy", "s3-faults"
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
+
     def __init__(self, upstream_url: str, *, port: int = 0) -> None:
         parts = urlsplit(upstream_url)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
@@ -108,7 +113,6 @@ class FaultProxy:
         self.rules: list[Rule] = []
         self.injected: Counter[str] = Counter()  # "<kind> <operation>" -> count
         self._lock = threading.Lock()
-        self._server: LoopbackServer | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -128,23 +132,6 @@ class FaultProxy:
         """Drop every rule (counts are kept: they are the test's report)."""
         with self._lock:
             self.rules.clear()
-
-    def start(self) -> FaultProxy:
-        self._server = LoopbackServer(
-            self.port, type("_Bound", (_Handler,), {"proxy": self}), name="s3-faults"
-        )
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _decide(self, request: Request) -> Rule | None:
         with self._lock:

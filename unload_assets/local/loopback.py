@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar, TypeVar
+
+_Service = TypeVar("_Service", bound="LoopbackService")
 
 
 class LoopbackServer:
@@ -20,3 +23,32 @@ class LoopbackServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+class LoopbackService:
+    """The lifecycle every stand-in shares: `start()` serves `handler_class()` on `self.port`, with the
+    service bound to the handler as attribute `bound_as`; `stop()`; and use as a context manager."""
+
+    bound_as: ClassVar[str]
+    thread_name: ClassVar[str]
+    port: int
+    _server: LoopbackServer | None = None
+
+    def start(self: _Service) -> _Service:
+        bound = type(f"_Bound{type(self).__name__}", (self.handler_class(),), {self.bound_as: self})
+        self._server = LoopbackServer(self.port, bound, name=self.thread_name)
+        return self
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    def __enter__(self: _Service) -> _Service:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

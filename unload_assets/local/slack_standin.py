@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .loopback import LoopbackServer
+from .loopback import LoopbackService
 from .postgres import free_port
 
 TEAM_ID, USER_ID, BOT_ID = "T0STANDIN", "U0STANDIN", "B0STANDIN"
@@ -35,7 +35,12 @@ class SlackApiError(Exception):
     """An API-level error: Slack reports these with HTTP 200 and `ok: false`."""
 
 
-class SlackStandIn:
+class SlackStandIn(LoopbackService):
+    bound_as, thread_name = "standin", "slack"
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
+
     def __init__(self, *, token: str, port: int = 0, record_file: str | Path | None = None) -> None:
         self._token = token
         # Chosen now (not at bind time) so base_url can go into .env before the server starts.
@@ -46,30 +51,12 @@ class SlackStandIn:
         self._last_ts_us = 0
         self._fail_count, self._fail_status = 0, 500
         self._fail_retry_after: int | None = None
-        self._server: LoopbackServer | None = None
         self._load_history()
 
     @property
     def base_url(self) -> str:
         # The trailing slash matters: slack_sdk joins with urljoin, which drops a last segment without one.
         return f"http://127.0.0.1:{self.port}/api/"
-
-    # ---- lifecycle -----------------------------------------------------------------------
-    def start(self) -> SlackStandIn:
-        handler = type("_BoundHandler", (_Handler,), {"standin": self})
-        self._server = LoopbackServer(self.port, handler, name="slack")
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
-    def __enter__(self) -> SlackStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ---- test controls -------------------------------------------------------------------
     def messages(self) -> list[dict[str, Any]]:
