@@ -437,7 +437,7 @@ async def load(s3: Any, backend: BackendSession, session: Session, catalog: Any,
         return await refuse(backend, {"M": str(exc)})
     except BackendError as exc:
         return await refuse(backend, {k: v for k, v in exc.fields.items() if k not in ("P", "q", "p")})
-    failure = _copy_failure(answer)
+    failure = wire.first_error(answer)
     if failure is not None:
         await asyncio.to_thread(catalog.load_error, session.database, _load_error_row(cmd, failure, session))
         table = cmd.table.split(".")[-1].strip('"')
@@ -481,24 +481,11 @@ async def _feed(
                     yield part
 
 
-def _copy_failure(messages: bytes) -> dict[str, str] | None:
-    pos = 0
-    while pos + 5 <= len(messages):
-        end = pos + 1 + int.from_bytes(messages[pos + 1 : pos + 5], "big")
-        if messages[pos] == ord("E"):
-            return wire.parse_fields(messages[pos + 5 : end])
-        pos = end
-    return None
-
-
 def _copied(messages: bytes) -> int:
-    pos = 0
-    while pos + 5 <= len(messages):
-        end = pos + 1 + int.from_bytes(messages[pos + 1 : pos + 5], "big")
-        if messages[pos] == ord("C"):
-            tag = messages[pos + 5 : end - 1].decode()
-            return int(tag.split()[-1]) if tag.startswith("COPY") else 0
-        pos = end
+    """The row count of PostgreSQL's `COPY n` tag."""
+    for kind, payload in wire.split_messages(messages):
+        if kind == ord("C") and payload.startswith(b"COPY"):
+            return int(payload[:-1].split()[-1])
     return 0
 
 

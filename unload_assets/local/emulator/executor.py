@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import struct
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -80,7 +79,6 @@ async def unload(services: Services, backend: BackendSession, session: Session, 
         services.active -= 1
 
 
-_U32_AT = struct.Struct("!I").unpack_from
 _READY_LENGTH = len(wire.ready_for_query(b"I"))
 
 
@@ -119,12 +117,7 @@ async def batch(
 
 def has_error(messages: bytes) -> bool:
     """Whether a run of protocol messages holds an ErrorResponse."""
-    pos = 0
-    while pos + 5 <= len(messages):
-        if messages[pos] == ord("E"):
-            return True
-        pos += 1 + _U32_AT(messages, pos + 1)[0]
-    return False
+    return wire.first_error(messages) is not None
 
 
 class UnloadRun:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 SSL_REQUEST = 80877103
@@ -76,6 +77,20 @@ def ready_for_query(status: bytes) -> bytes:
 
 
 # ---- reading messages ----------------------------------------------------------------------------
+
+
+def split_messages(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(type byte, payload) of each whole message in `data`, a run of backend messages."""
+    pos = 0
+    while pos + 5 <= len(data):
+        end = pos + 1 + _I32.unpack_from(data, pos + 1)[0]
+        yield data[pos], data[pos + 5 : end]
+        pos = end
+
+
+def first_error(data: bytes) -> dict[str, str] | None:
+    """The fields of the first ErrorResponse in a run of backend messages, if any."""
+    return next((parse_fields(payload) for kind, payload in split_messages(data) if kind == ord("E")), None)
 
 
 def parse_fields(payload: bytes) -> dict[str, str]:
