@@ -7,6 +7,7 @@ Nothing passes between them but PostgreSQL and S3.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -58,6 +59,13 @@ class Service:
                 start_new_session=True,
             )  # fmt: skip
         return self
+
+    def tail(self, chars: int = 3000) -> str:
+        """The end of the service's log, for an error to show what the process said."""
+        try:
+            return self.log_file.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -121,29 +129,60 @@ class ProductionShape:
         return server
 
     def start(self, timeout: float = 180) -> ProductionShape:
-        # The daemon comes last, once the location loads: its scheduler's first look then finds the
-        # schedules (a schedule first seen at its tick's minute would skip that tick).
+        # In order, as a deployment's readiness checks would have it: the webserver starts once the code
+        # server listens (a first load that finds no server waits on Dagster's reconnect watch, which a
+        # busy machine has been seen to sit on for minutes), and the daemon comes last, once the
+        # location loads: its scheduler's first look then finds the schedules (a schedule first seen at
+        # its tick's minute would skip that tick).
+        deadline = time.monotonic() + timeout
         self.start_code_server()
+        self.wait_until_listening(deadline - time.monotonic())
         self.webserver.start()
-        self.wait_until_loaded(timeout)
+        self.wait_until_loaded(deadline - time.monotonic())
         self.daemon.start()
         self.daemon_started = datetime.now(timezone.utc)
         return self
 
-    def wait_until_loaded(self, timeout: float = 180) -> None:
+    def _check_alive(self) -> None:
+        for service in (self.code_server, self.webserver, self.daemon):
+            if service.proc is not None and not service.alive():
+                raise DagsterDevError(f"{service.name} exited:\n{service.tail()}")
+
+    def wait_until_listening(self, timeout: float = 180) -> None:
+        """Until the code server accepts connections on its port (it binds once the code has loaded)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for service in (self.code_server, self.webserver, self.daemon):
-                if service.proc is not None and not service.alive():
-                    tail = service.log_file.read_text(errors="replace")[-3000:]
-                    raise DagsterDevError(f"{service.name} exited:\n{tail}")
+            self._check_alive()
+            try:
+                with socket.create_connection(("127.0.0.1", self.grpc_port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.25)
+        raise DagsterDevError(
+            f"the code server did not listen on {self.grpc_port} within {timeout:.0f}s:\n"
+            f"{self.code_server.tail()}"
+        )
+
+    def wait_until_loaded(self, timeout: float = 180) -> None:
+        """Until the webserver shows the location loaded. Where a load has failed on an unreachable
+        server and the watch has not recovered it within 30 s, the location is reloaded, as an
+        operator would from the UI."""
+        deadline = time.monotonic() + timeout
+        nudge = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            self._check_alive()
             try:
                 if self.client.ping() and self.client.location_loaded():
                     return
             except (DagsterDevError, OSError):
                 pass  # the code server restarts: the webserver reloads the location
+            if time.monotonic() > nudge:
+                nudge = time.monotonic() + 30
+                with contextlib.suppress(DagsterDevError, OSError):
+                    self.reload_location()
             time.sleep(0.5)
-        raise DagsterDevError(f"the code location did not load within {timeout:.0f}s; see {self.root}")
+        tails = "\n".join(f"--- {s.name}:\n{s.tail(1500)}" for s in (self.code_server, self.webserver))
+        raise DagsterDevError(f"the code location did not load within {timeout:.0f}s:\n{tails}")
 
     def reload_location(self) -> None:
         self.client.graphql(

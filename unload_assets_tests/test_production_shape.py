@@ -145,6 +145,7 @@ def test_runs_fail_and_reexecute_across_processes_that_share_only_postgres_and_s
     gone.kill()
     shutil.rmtree(gone.dir)
     shape.start_code_server()
+    shape.wait_until_listening()
     shape.reload_location()
     shape.wait_until_loaded()
     third = client.reexecute(second)
