@@ -29,8 +29,9 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy unload_assets
 
+# Two workers, each with its own servers; a module stays on one worker (unload_assets_tests/conftest.py).
 test: setup test-deps lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 run: setup system-deps
 	$(BIN)/python -m unload_assets.local.demo $(if $(ONCE),--once,)

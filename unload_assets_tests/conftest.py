@@ -15,6 +15,18 @@ from unload_assets.local.postgres import PostgresCluster
 from unload_assets.local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION, S3Server
 from unload_assets.local.stack import LocalStack
 
+# The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup` in setup.cfg), each with its own
+# servers. A module stays on one worker (its module-scoped servers start once), and the modules that
+# start whole Dagster deployments share one worker, so that no two of them compete for the two cores.
+DEPLOYMENTS = {"test_production_shape", "test_celery", "test_e2e"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
+            item.add_marker(pytest.mark.xdist_group("deployments" if module in DEPLOYMENTS else module))
+
 
 def _world_enterable_tmpdir(prefix: str) -> Path:
     # pytest's tmp dirs are 0700; the `postgres` user (used when running as root) must enter ours.

@@ -155,6 +155,11 @@ def test_unload_writes_failing_fail_the_run_before_anything_final(harness):
 
 
 def test_deletes_failing_while_parts_shrink_fail_the_run_cleanly(harness):
+    three = harness.generation(
+        "fparts", "three-parts"
+    )  # the state this test starts from, whatever ran before
+    harness.settle("fparts", harness.run("fparts"), three)
+    assert len([k for k in harness.listing("exports/faults/fparts/") if ".part-" in k]) == 3
     new = harness.generation("fparts", "shrink", rows=ROWS - 5_000)  # 3 parts -> 2
     rule = harness.faults.inject("error", operation="DeleteObjects", on_inject=harness.watch("fparts", new))
     result = harness.run("fparts")
