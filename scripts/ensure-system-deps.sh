@@ -46,6 +46,6 @@ if [ "${1:-}" = "--with-browser" ] && [ ! -x /usr/bin/chromium ]; then
     apt_install chromium
   else
     echo "The browser test needs Chromium at /usr/bin/chromium: 'sudo apt-get install chromium'." >&2
-    echo "Without it that one test is skipped." >&2
+    echo "Without it that one test is skipped, or fails where CI is set." >&2
   fi
 fi
