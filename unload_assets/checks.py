@@ -76,8 +76,14 @@ def _evaluate(
             )
         return
     metadata: dict[str, Any] = {k: v.value for k, v in materialization.metadata.items()}
+    bucket = str(metadata.get("s3_uri", ""))[len("s3://") :].split("/", 1)[0]
+    if not bucket:  # not written by our rename (reported by hand, say): nothing to judge it by
+        for name in names:
+            yield dg.AssetCheckResult(
+                asset_key=key, check_name=name, passed=False, metadata={"reason": "no s3_uri recorded"}
+            )
+        return
     client = s3.get_client()
-    bucket = str(metadata["s3_uri"])[len("s3://") :].split("/", 1)[0]
     partition = str(metadata.get("partition", "unpartitioned"))
     day = None if partition == "unpartitioned" else date.fromisoformat(partition)
     final_key = render_key(target.key_template, target=target.name, partition_date=day)
@@ -155,16 +161,23 @@ def _materialization_checked(
 def _objects_present(
     key: dg.AssetKey, client: Any, bucket: str, metadata: dict[str, Any]
 ) -> dg.AssetCheckResult:
-    problems: list[str] = []
-    for obj in metadata.get("final_objects") or []:
+    """Every recorded final object is in S3 with its recorded size and the stamp of this delivery's
+    rename (an object of the same size put there by anyone else fails too). Nothing recorded fails:
+    a delivery with no objects is not a delivery."""
+    recorded = [obj for obj in metadata.get("final_objects") or [] if isinstance(obj, dict)]
+    problems = [] if recorded else ["the materialisation recorded no final objects"]
+    ours = str(metadata.get("staging_prefix", ""))[len(f"s3://{bucket}/") :]
+    for obj in recorded:
         try:
-            size = client.head_object(Bucket=bucket, Key=obj["key"])["ContentLength"]
+            found = client.head_object(Bucket=bucket, Key=obj["key"])
         except client.exceptions.ClientError as exc:
             problems.append(f"{obj['key']}: {exc.response.get('Error', {}).get('Code', 'missing')}")
             continue
-        if size != obj["size"]:
-            problems.append(f"{obj['key']}: {size} bytes in S3, {obj['size']} recorded")
-    replaced_by = _replaced_by(client, bucket, metadata) if problems else None
+        if found["ContentLength"] != obj["size"]:
+            problems.append(f"{obj['key']}: {found['ContentLength']} bytes in S3, {obj['size']} recorded")
+        elif not ours or not unquote(found.get("Metadata", {}).get(STAGING_TAG, "")).startswith(ours):
+            problems.append(f"{obj['key']}: not the object this delivery wrote (replaced since)")
+    replaced_by = _replaced_by(client, bucket, metadata) if problems and recorded else None
     return dg.AssetCheckResult(
         asset_key=key,
         check_name="final_objects_present",
@@ -173,7 +186,7 @@ def _objects_present(
         # delivery is superseded, not broken; warn instead of raising an error.
         severity=dg.AssetCheckSeverity.WARN if replaced_by else dg.AssetCheckSeverity.ERROR,
         metadata={
-            "checked": len(metadata.get("final_objects") or []),
+            "checked": len(recorded),
             "problems": "\n".join(problems) or "none",
             **({"replaced_by_output_of": replaced_by} if replaced_by else {}),
         },
