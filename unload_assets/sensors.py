@@ -1,4 +1,4 @@
-"""Slack notices for finished unload runs: at least once, and exactly once barring a badly timed crash.
+"""Slack notices for finished unload runs: exactly once.
 
 Not a run-status sensor: those set their cursor on the first tick (skipping what finished before),
 move it on even when posting failed, and never see in-process runs. Each tick instead asks the
@@ -6,9 +6,12 @@ instance for runs that finished in the last 24 hours, skips those tagged as anno
 oldest first and tags each right after Slack accepts it. State lives on the runs (tags) and in the
 sensor cursor; nothing in a side file.
 
-At-least-once: a duplicate needs a crash between Slack's answer and the tag write, or a timeout after
-Slack had already accepted the message. A duplicate notice is harmless; a missing "delivered" leaves
-the finance team waiting, so a run is only skipped once we know Slack has it.
+Exactly once: before a post the run is tagged as attempted, and each message carries the run's id in
+its Slack metadata. A run attempted before but never tagged as announced (a crash between Slack's
+answer and the tag write, an answer lost to a reset or a timeout, a 5xx after Slack acted) is first
+looked up in the channel's recent history; found, it is tagged with that message and not posted
+again. Only where the bot may not read the history (no `channels:history` scope) is such a run posted
+again, and the tick says so: a duplicate is harmless, a missing "delivered" leaves people waiting.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ ANNOUNCED_TAG = "unload_assets/slack_announced"  # value: the Slack message ts (
 # Re-executions copy their parent's tags: this one names the run the announcement was for.
 ANNOUNCED_RUN_TAG = "unload_assets/slack_announced_run"
 CHANNEL_TAG = "unload_assets/slack_channel"
+ATTEMPT_TAG = "unload_assets/slack_attempt"  # "<run id>@<unix time>" of the first post attempted
 UNLOAD_KEY_PREFIX = "s3"  # unload assets are s3/<target> (assets.asset_key_for)
 LOOKBACK = timedelta(hours=24)
 TICK_BUDGET_SECONDS = 15.0  # well inside Dagster's 60 s sensor timeout; the rest waits for the next tick
@@ -117,25 +121,44 @@ def announce(
         )
     secrets = _secrets(slack)
     sent, refused, stop = [], [], None
+    try:
+        found, unread = _already_posted(slack, pending), None
+    except NotDelivered as exc:
+        if exc.retry_after is not None:
+            cursor.not_before = _now() + exc.retry_after
+        if not exc.cannot_read:  # Slack cannot say now: ask again next tick rather than guess
+            summary = f"Announced 0 of {len(pending)} run(s); stopped: {exc.reason}; retried next tick."
+            return dg.SensorResult(skip_reason=notify.scrub(summary, secrets), cursor=cursor.dump())
+        found, unread = {}, exc.reason
     deadline = time.monotonic() + TICK_BUDGET_SECONDS
     for record, reading in pending:
         run_id = record.dagster_run.run_id
-        if time.monotonic() > deadline:
+        if run_id in found:  # posted by an earlier attempt whose answer never came: tag it, never re-post
+            channel_id, ts = found[run_id]
+        elif time.monotonic() > deadline:
             stop = "time budget of this tick used up"
             break
-        message = _message(instance, record, reading, secrets)
-        try:
-            channel_id, ts = slack.post(message.text, message.blocks)
-        except NotDelivered as exc:
-            if exc.retry_after is not None:
-                cursor.not_before = _now() + exc.retry_after
-            if exc.only_this_message:  # don't let one malformed message hold back the others
-                refused.append(f"{run_id[:8]}: {exc.reason}")
-                continue
-            stop = exc.reason
-            break
-        sent.append(run_id)
-        try:  # nothing between the post and this write: it is the window where a crash duplicates
+        else:
+            message = _message(instance, record, reading, secrets)
+            try:
+                if _attempt(record.dagster_run) is None:
+                    instance.add_run_tags(run_id, {ATTEMPT_TAG: f"{run_id}@{_now():.3f}"})
+                channel_id, ts = slack.post(message.text, message.blocks, run_id=run_id)
+            except NotDelivered as exc:
+                if exc.retry_after is not None:
+                    cursor.not_before = _now() + exc.retry_after
+                if exc.only_this_message:  # don't let one malformed message hold back the others
+                    refused.append(f"{run_id[:8]}: {exc.reason}")
+                    continue
+                stop = exc.reason + (
+                    "; looked up in the channel before any new post" if exc.maybe_posted else ""
+                )
+                break
+            except Exception as exc:  # the attempt tag could not be written: post nothing unrecorded
+                stop = f"could not tag run {run_id[:8]} before posting ({type(exc).__name__})"
+                break
+            sent.append(run_id)
+        try:  # a crash before this write is what the attempt tag and the history lookup cover
             instance.add_run_tags(
                 run_id, {ANNOUNCED_TAG: ts, ANNOUNCED_RUN_TAG: run_id, CHANNEL_TAG: channel_id}
             )
@@ -144,11 +167,34 @@ def announce(
             stop = f"could not tag run {run_id[:8]} as announced ({type(exc).__name__}); will retry the tag"
             break
         context.log.info(f"Announced run {run_id} in {slack.channel} (message ts {ts}).")
-    summary = f"Announced {len(sent)} of {len(pending)} run(s)"
+    summary = f"Announced {len(sent) + len(found)} of {len(pending)} run(s)"
     summary += f" ({', '.join(r[:8] for r in sent)})" if sent else ""
+    summary += f"; {len(found)} found already in the channel, not posted again" if found else ""
     summary += f"; stopped: {stop}; the rest is retried next tick" if stop else ""
     summary += f"; Slack refused: {'; '.join(refused)}" if refused else ""
+    if unread:
+        summary += f"; could not look for earlier attempts ({unread}): posted again, a duplicate is possible"
     return dg.SensorResult(skip_reason=notify.scrub(summary + ".", secrets), cursor=cursor.dump())
+
+
+def _attempt(run: dg.DagsterRun) -> float | None:
+    """When a post of this run was first attempted (the tag a re-execution inherits is its parent's)."""
+    owner, _, when = run.tags.get(ATTEMPT_TAG, "").partition("@")
+    try:
+        return float(when) if owner == run.run_id else None
+    except ValueError:
+        return None
+
+
+def _already_posted(
+    slack: UnloadSlackResource, pending: list[tuple[RunRecord, _Reading]]
+) -> dict[str, tuple[str, str]]:
+    """The pending runs an earlier attempt may have posted, looked up in the channel (one history read
+    for all of them, from a minute before the earliest attempt)."""
+    attempted = {r.dagster_run.run_id: when for r, _ in pending if (when := _attempt(r.dagster_run))}
+    if not attempted:
+        return {}
+    return slack.find_posted(set(attempted), oldest=min(attempted.values()) - 60)
 
 
 def _pending(

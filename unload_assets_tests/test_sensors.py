@@ -89,7 +89,7 @@ class Daemon:
 
 @pytest.fixture
 def standin() -> Iterator[SlackStandIn]:
-    with SlackStandIn(token=TOKEN) as stand_in:
+    with SlackStandIn(token=TOKEN, channels=[CHANNEL]) as stand_in:
         yield stand_in
 
 
@@ -105,8 +105,7 @@ def slack(standin: SlackStandIn) -> UnloadSlackResource:
 
 
 def _slack(base_url: str, token: str = TOKEN, channel: str = CHANNEL) -> UnloadSlackResource:
-    # Short retry pauses keep the outage tests quick; the retry counts are the production ones.
-    return UnloadSlackResource(token=token, channel=channel, base_url=base_url, retry_backoff_seconds=0.02)
+    return UnloadSlackResource(token=token, channel=channel, base_url=base_url)
 
 
 @pytest.fixture(autouse=True)
@@ -183,19 +182,103 @@ def test_an_outage_delays_messages_and_recovery_delivers_each_exactly_once(
     instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
 ) -> None:
     runs = [_materialize(instance, [_daily("sales")], f"2025-11-{day}") for day in (20, 21, 22)]
-    standin.fail_next(7, status=500)  # each post tries 3 times (2 retries): 2 ticks fail, the 3rd recovers
+    # A 5xx may come after Slack acted, so it is never re-posted blindly: the first tick's post fails,
+    # the next three ticks' history lookups fail, the fifth finds nothing and posts all three.
+    standin.fail_next(4, status=500)
     daemon, reasons = Daemon(instance), []
     for _ in range(6):
         reasons.append(daemon.tick(slack))
     assert "HTTP 500" in reasons[0] and "Announced 0 of 3" in reasons[0]
-    assert any(r.startswith("Announced 3 of 3") for r in reasons)
+    assert "looked up in the channel before any new post" in reasons[0]
+    assert all("HTTP 500" in r and "Announced 0 of 3" in r for r in reasons[1:4])
+    assert reasons[4].startswith("Announced 3 of 3") and reasons[5] == "Nothing to announce."
     assert [
         next(r for r in runs if r in m["text"]) for m in standin.messages()
     ] == runs  # once each, in order
     standin.fail_next(1, status=503)
     _materialize(instance, [_daily("sales")], "2025-11-23")
-    assert daemon.tick(slack).startswith("Announced 1 of 1")  # a single 503 is retried inside the tick
+    assert "HTTP 503" in daemon.tick(slack)
+    assert daemon.tick(slack).startswith("Announced 1 of 1")
     assert len(standin.messages()) == 4
+
+
+def test_a_message_slack_took_but_never_answered_is_not_posted_again(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    run = _materialize(instance, [_daily("sales")], "2025-11-21")
+    standin.lose_answers(1)  # Slack posts it; the connection closes before the answer
+    daemon = Daemon(instance)
+    lost = daemon.tick(slack)
+    assert "Announced 0 of 1" in lost and "Slack unreachable" in lost
+    [message] = standin.messages()
+    assert sensors.ANNOUNCED_TAG not in instance.get_run_by_id(run).tags  # type: ignore[union-attr]
+    assert daemon.tick(slack) == "Announced 1 of 1 run(s); 1 found already in the channel, not posted again."
+    assert len(standin.messages()) == 1
+    tags = instance.get_run_by_id(run).tags  # type: ignore[union-attr]
+    assert tags[sensors.ANNOUNCED_TAG] == message["ts"] and tags[sensors.CHANNEL_TAG] == message["channel_id"]
+    assert message["metadata"] == {"event_type": "unload_assets_run", "event_payload": {"run_id": run}}
+    assert daemon.tick(slack) == "Nothing to announce."
+
+
+def test_no_post_without_an_attempt_tag_first(
+    instance: dg.DagsterInstance,
+    standin: SlackStandIn,
+    slack: UnloadSlackResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Were the post made without the attempt on record, a lost answer could never be looked up.
+    run = _materialize(instance, [_daily("sales")])
+    real = instance.add_run_tags
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(instance, "add_run_tags", real)
+        raise ConnectionError("run storage unavailable")
+
+    monkeypatch.setattr(instance, "add_run_tags", broken)
+    daemon = Daemon(instance)
+    assert f"could not tag run {run[:8]} before posting (ConnectionError)" in daemon.tick(slack)
+    assert standin.messages() == []
+    assert daemon.tick(slack).startswith("Announced 1 of 1") and len(standin.messages()) == 1
+
+
+def test_a_crash_between_the_post_and_the_tag_repeats_nothing(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    # The tick that posted died before its tag write: only the attempt tag and Slack's copy remain.
+    run = _materialize(instance, [_daily("sales")], "2025-11-21")
+    instance.add_run_tags(run, {sensors.ATTEMPT_TAG: f"{run}@{sensors._now():.3f}"})
+    slack.post("posted by the tick that crashed", [], run_id=run)
+    assert Daemon(instance).tick(slack).endswith("1 found already in the channel, not posted again.")
+    assert [m["text"] for m in standin.messages()] == ["posted by the tick that crashed"]
+
+
+def test_the_history_lookup_pages_through_a_busy_channel_and_takes_channel_ids(
+    instance: dg.DagsterInstance, standin: SlackStandIn
+) -> None:
+    run = _materialize(instance, [_daily("sales")], "2025-11-21")
+    by_id = _slack(standin.base_url, channel="C0DELIVERY")
+    standin.lose_answers(1)
+    Daemon(instance).tick(by_id)
+    for n in range(450):  # other bots and people fill the channel after our message
+        by_id.post(f"chatter {n}", [], run_id=f"someone-else-{n}")
+    assert Daemon(instance).tick(by_id).endswith("1 found already in the channel, not posted again.")
+    assert sum(run in m["text"] for m in standin.messages()) == 1
+
+
+def test_without_history_access_a_run_is_posted_again_and_the_tick_says_so(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    run = _materialize(instance, [_daily("sales")], "2025-11-21")
+    standin.lose_answers(1)
+    daemon = Daemon(instance)
+    daemon.tick(slack)
+    standin.refuse("conversations.history", "missing_scope")
+    reason = daemon.tick(slack)
+    assert reason.startswith("Announced 1 of 1") and "give the bot channels:history" in reason
+    assert "posted again, a duplicate is possible" in reason
+    assert sum(run in m["text"] for m in standin.messages()) == 2  # at least once, never none
+    standin.refuse("conversations.history", None)
+    assert daemon.tick(slack) == "Nothing to announce."
 
 
 def test_rate_limits_short_waits_inline_and_long_ones_across_ticks(
@@ -323,15 +406,22 @@ def test_a_failed_tag_write_is_kept_in_the_cursor_and_never_reposted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run_id = _materialize(instance, [_daily("sales")])
-    real = instance.add_run_tags
+    real, writes = instance.add_run_tags, []
 
     def broken(*args: Any, **kwargs: Any) -> None:  # the run storage hiccups once, right after the post
+        writes.append(args[1])
+        if len(writes) == 1:
+            return real(*args, **kwargs)  # the attempt tag, before the post
         monkeypatch.setattr(instance, "add_run_tags", real)
         raise ConnectionError("run storage unavailable")
 
     monkeypatch.setattr(instance, "add_run_tags", broken)
     daemon = Daemon(instance)
     assert "could not tag run" in daemon.tick(slack)
+    assert [set(tags) for tags in writes] == [
+        {sensors.ATTEMPT_TAG},
+        {sensors.ANNOUNCED_TAG, sensors.ANNOUNCED_RUN_TAG, sensors.CHANNEL_TAG},
+    ]
     assert run_id in json.loads(daemon.cursor or "{}")["untagged"]
     assert daemon.tick(slack) == "Nothing to announce."
     assert sensors.ANNOUNCED_TAG in instance.get_run_by_id(run_id).tags  # type: ignore[union-attr]

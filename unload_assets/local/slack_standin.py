@@ -5,7 +5,10 @@ takes POSTs to `/api/<method>` with a form-encoded body (auth.test) or JSON (cha
 slack_sdk sends as JSON because of blocks), answers HTTP 200 with `{"ok": false, "error": ...}` for
 API errors, and answers outages with HTTP 5xx or 429 + `Retry-After`, which is what slack_sdk's retry
 handlers react to. Outages are injected for the next N calls from Python or, for a separate process
-such as the Dagster daemon under test, over HTTP (`POST /_control/fail`).
+such as the Dagster daemon under test, over HTTP (`POST /_control/fail`). `lose_answers` makes the
+one failure no outage shows: Slack posts the message and the answer never arrives (the connection
+closes). `conversations.history` (with message `metadata`) and `conversations.list` answer as Slack's
+do, for a caller that looks up what it may already have posted.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import copy
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -26,7 +31,8 @@ from .loopback import LoopbackService
 from .postgres import free_port
 
 TEAM_ID, USER_ID, BOT_ID = "T0STANDIN", "U0STANDIN", "B0STANDIN"
-_METHODS = {"auth.test", "chat.postMessage"}
+_METHODS = {"auth.test", "chat.postMessage", "conversations.history", "conversations.list"}
+HISTORY_PAGE_MAX = 999  # conversations.history: limit is capped at 999
 _AUTH_TEST = {"url": "https://standin.slack.local/", "team": "Stand-in", "user": "unload-bot"}
 _AUTH_TEST.update(team_id=TEAM_ID, user_id=USER_ID, bot_id=BOT_ID)
 
@@ -41,8 +47,16 @@ class SlackStandIn(LoopbackService):
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
         return _Handler
 
-    def __init__(self, *, token: str, port: int = 0, record_file: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        token: str,
+        port: int = 0,
+        record_file: str | Path | None = None,
+        channels: Iterable[str] = (),
+    ) -> None:
         self._token = token
+        self._workspace = {name.lstrip("#"): _channel_id(name) for name in channels}  # the workspace's
         # Chosen now (not at bind time) so base_url can go into .env before the server starts.
         self.port = port or free_port()
         self.record_file = Path(record_file) if record_file else None
@@ -51,6 +65,8 @@ class SlackStandIn(LoopbackService):
         self._last_ts_us = 0
         self._fail_count, self._fail_status = 0, 500
         self._fail_retry_after: int | None = None
+        self._lose_count = 0
+        self._refusals: dict[str, str] = {}  # method -> Slack error code, for every call until cleared
         self._load_history()
 
     @property
@@ -71,6 +87,19 @@ class SlackStandIn(LoopbackService):
         with self._lock:
             self._fail_count, self._fail_status, self._fail_retry_after = n, status, retry_after
 
+    def lose_answers(self, n: int) -> None:
+        """The next `n` successful API calls take effect, then the connection closes with no answer."""
+        with self._lock:
+            self._lose_count = max(0, n)
+
+    def refuse(self, method: str, error: str | None) -> None:
+        """Answer every call of `method` with `ok: false, error` (None: answer normally again)."""
+        with self._lock:
+            if error is None:
+                self._refusals.pop(method, None)
+            else:
+                self._refusals[method] = error
+
     def clear(self) -> None:
         """Forget recorded messages, in memory and in the record file (else a restart would reload them)."""
         with self._lock:
@@ -86,6 +115,13 @@ class SlackStandIn(LoopbackService):
             self._fail_count -= 1
             return self._fail_status, self._fail_retry_after
 
+    def _take_lost_answer(self) -> bool:
+        with self._lock:
+            if self._lose_count <= 0:
+                return False
+            self._lose_count -= 1
+            return True
+
     def _call(self, method: str, args: dict[str, Any], authorization: str | None) -> dict[str, Any]:
         if method not in _METHODS:
             raise SlackApiError("unknown_method")
@@ -95,9 +131,54 @@ class SlackStandIn(LoopbackService):
             raise SlackApiError("not_authed")
         if not hmac.compare_digest(str(token).encode(), self._token.encode()):
             raise SlackApiError("invalid_auth")
+        with self._lock:
+            refusal = self._refusals.get(method)
+        if refusal:
+            raise SlackApiError(refusal)
         if method == "auth.test":
             return dict(_AUTH_TEST)
+        if method == "conversations.history":
+            return self._history(args)
+        if method == "conversations.list":
+            return self._list_channels(args)
         return self._post_message(args)
+
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Newest first, `oldest`/`latest` exclusive bounds, `limit` and `cursor` paging, `metadata`
+        only with `include_all_metadata`; the channel must be an ID, as in Slack."""
+        channel = str(args.get("channel") or "")
+        if _channel_id(channel) != channel:
+            raise SlackApiError("channel_not_found")  # a name, not an ID: Slack finds no such channel
+        with self._lock:
+            found = [m for m in self._messages if m["channel_id"] == channel]
+        try:
+            oldest = float(args.get("oldest") or 0)
+            latest = float(args.get("latest") or "inf")
+            limit = min(max(int(args.get("limit") or 100), 1), HISTORY_PAGE_MAX)
+            start = int(str(args.get("cursor") or "0") or 0)
+        except ValueError:
+            raise SlackApiError("invalid_arguments") from None
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        chosen = sorted(
+            (m for m in found if oldest < float(m["ts"]) < latest), key=lambda m: float(m["ts"]), reverse=True
+        )
+        page = chosen[start : start + limit]
+        more = start + limit < len(chosen)
+        return {
+            "messages": [_as_message(m, with_metadata) for m in page],
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    def _list_channels(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The workspace's channels (given at start, and any posted to by name), as Slack lists them."""
+        with self._lock:
+            names = dict(self._workspace)
+            names.update(
+                (m["channel"].lstrip("#"), m["channel_id"]) for m in self._messages if m["channel"][:1] == "#"
+            )
+        channels = [{"id": cid, "name": name, "is_channel": True} for name, cid in sorted(names.items())]
+        return {"channels": channels, "response_metadata": {"next_cursor": ""}}
 
     def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args.get("channel") or "")
@@ -114,6 +195,18 @@ class SlackStandIn(LoopbackService):
         text = args.get("text")
         if not text and not blocks:
             raise SlackApiError("no_text")
+        metadata = args.get("metadata")
+        if isinstance(metadata, str):  # form-encoded callers send metadata as a JSON string
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                raise SlackApiError("invalid_metadata_format") from None
+        if metadata is not None and not (
+            isinstance(metadata, dict)
+            and metadata.get("event_type")
+            and isinstance(metadata.get("event_payload"), dict)
+        ):
+            raise SlackApiError("invalid_metadata_format")
         channel_id = _channel_id(channel)
         with self._lock:
             ts = self._next_ts()
@@ -124,6 +217,7 @@ class SlackStandIn(LoopbackService):
                 "blocks": blocks,
                 "ts": ts,
                 "thread_ts": args.get("thread_ts"),
+                "metadata": metadata,
                 "received_at": datetime.now(timezone.utc).isoformat(),
             }
             self._messages.append(record)
@@ -131,9 +225,7 @@ class SlackStandIn(LoopbackService):
                 self.record_file.parent.mkdir(parents=True, exist_ok=True)
                 with self.record_file.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        message = {"type": "message", "user": USER_ID, "bot_id": BOT_ID, "text": text or "", "ts": ts}
-        message.update({k: v for k, v in (("blocks", blocks), ("thread_ts", record["thread_ts"])) if v})
-        return {"channel": channel_id, "ts": ts, "message": message}
+        return {"channel": channel_id, "ts": ts, "message": _as_message(record, with_metadata=True)}
 
     def _next_ts(self) -> str:
         # Slack's ts is "<seconds>.<microseconds>" and unique per channel; keep ours strictly increasing.
@@ -154,6 +246,15 @@ class SlackStandIn(LoopbackService):
         if raw and not raw.endswith("\n"):
             with self.record_file.open("a", encoding="utf-8") as f:
                 f.write("\n")  # so the next record does not glue onto a torn line
+
+
+def _as_message(record: dict[str, Any], with_metadata: bool) -> dict[str, Any]:
+    message = {"type": "message", "user": USER_ID, "bot_id": BOT_ID, "text": record.get("text") or ""}
+    message["ts"] = record["ts"]
+    for name in ("blocks", "thread_ts") + (("metadata",) if with_metadata else ()):
+        if record.get(name):
+            message[name] = record[name]
+    return message
 
 
 def _channel_id(channel: str) -> str:
@@ -181,6 +282,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"ok": True})
         elif url.path == "/_control/clear" and self.command == "POST":
             self.standin.clear()
+            self._send(200, {"ok": True})
+        elif url.path == "/_control/lose" and self.command == "POST":
+            try:
+                self.standin.lose_answers(int(json.loads(body or b"{}").get("count", 1)))
+            except (ValueError, TypeError, AttributeError) as e:
+                self._send(400, {"ok": False, "error": f"bad lose spec: {e}"})
+                return
             self._send(200, {"ok": True})
         elif url.path == "/_control/fail" and self.command == "POST":
             try:
@@ -210,6 +318,10 @@ class _Handler(BaseHTTPRequestHandler):
             result = self.standin._call(method, args, self.headers.get("Authorization"))
         except SlackApiError as e:
             self._send(200, {"ok": False, "error": str(e)})
+            return
+        if self.standin._take_lost_answer():
+            self.close_connection = True  # done, and no answer: the caller cannot tell it was
+            self.connection.shutdown(socket.SHUT_RDWR)
             return
         self._send(200, {"ok": True, **result})
 

@@ -83,7 +83,10 @@ class LocalStack:
             self.aws.workgroups.add(LOCAL_WORKGROUP)
             self._create_cluster()
             self.slack = SlackStandIn(
-                token=LOCAL_SLACK_TOKEN, port=cfg.slack_port, record_file=cfg.workdir / "slack-messages.jsonl"
+                token=LOCAL_SLACK_TOKEN,
+                port=cfg.slack_port,
+                record_file=cfg.workdir / "slack-messages.jsonl",
+                channels=[LOCAL_SLACK_CHANNEL],
             ).start()
             self._exit.callback(self.slack.stop)
         except BaseException:

@@ -13,7 +13,6 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
 )
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
 from slack_sdk.http_retry.handler import RetryHandler
@@ -37,6 +36,8 @@ _TOKEN_ERRORS = {
     "ekm_access_denied",
 }
 _CHANNEL_ERRORS = {"channel_not_found", "not_in_channel", "is_archived", "restricted_action"}
+MARKER_EVENT = "unload_assets_run"  # message metadata event type; its payload names the run announced
+HISTORY_PAGES = 10  # at most 2,000 recent messages are read when looking for one already posted
 
 
 def retry_after_seconds(headers: dict[str, str | list[str]] | None) -> int | None:
@@ -74,15 +75,28 @@ class _ProportionalJitter(Jitter):
         return duration * (1 + random.random())
 
 
-def bounded_retry_handlers(backoff_seconds: float = 0.5) -> list[RetryHandler]:
-    """At most ~3 s of waiting per message. Read timeouts are deliberately not retried here: Slack may
-    already have posted the message, and an immediate re-post is a likely duplicate; the next tick retries."""
-    interval = BackoffRetryIntervalCalculator(backoff_factor=backoff_seconds, jitter=_ProportionalJitter())
+def bounded_retry_handlers() -> list[RetryHandler]:
+    """Inline retries only where Slack cannot have acted: a refused connection (nothing was sent) and a
+    short 429. A 5xx, a reset connection or a timeout may come after Slack posted the message; those end
+    the attempt, and the sensor looks in the channel's history before it posts again."""
+    interval = BackoffRetryIntervalCalculator(backoff_factor=0.5, jitter=_ProportionalJitter())
     return [
-        ConnectionErrorRetryHandler(max_retry_count=1, interval_calculator=interval),
-        ServerErrorRetryHandler(max_retry_count=2, interval_calculator=interval),
+        _RefusedConnectionRetryHandler(max_retry_count=1, interval_calculator=interval),
         _ShortRateLimitRetryHandler(max_retry_count=1),
     ]
+
+
+class _RefusedConnectionRetryHandler(ConnectionErrorRetryHandler):
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        reason = getattr(error, "reason", error)
+        return response is None and isinstance(reason, ConnectionRefusedError)
 
 
 class UnloadSlackResource(SlackResource):
@@ -98,7 +112,6 @@ class UnloadSlackResource(SlackResource):
     )
     channel: str = Field(default="", description="Channel that receives delivery notices (SLACK_CHANNEL).")
     timeout_seconds: int = Field(default=10, description="Per-request timeout for Slack API calls.")
-    retry_backoff_seconds: float = Field(default=0.5, description="First pause before retrying a 5xx.")
 
     def get_client(self) -> WebClient:
         return WebClient(
@@ -106,7 +119,7 @@ class UnloadSlackResource(SlackResource):
             # slack_sdk joins method names with urljoin, which drops a last path segment without "/".
             base_url=(self.base_url or WebClient.BASE_URL).rstrip("/") + "/",
             timeout=self.timeout_seconds,
-            retry_handlers=bounded_retry_handlers(self.retry_backoff_seconds),
+            retry_handlers=bounded_retry_handlers(),
         )
 
     def misconfiguration(self) -> str | None:
@@ -116,45 +129,128 @@ class UnloadSlackResource(SlackResource):
             return f"{' and '.join(missing)} not set in the code location's environment (set, then reload)"
         return None
 
-    def post(self, text: str, blocks: list[dict[str, Any]]) -> tuple[str, str]:
-        """Post to `channel`; returns (channel id, message ts). Raises NotDelivered with a clear reason."""
+    def post(self, text: str, blocks: list[dict[str, Any]], *, run_id: str) -> tuple[str, str]:
+        """Post to `channel`, marked with `run_id` (message metadata, which `find_posted` reads back);
+        returns (channel id, message ts). Raises NotDelivered with a clear reason."""
         client = self.get_client()
+        marker = {"event_type": MARKER_EVENT, "event_payload": {"run_id": run_id}}
         try:
             try:
                 response = client.chat_postMessage(
-                    channel=self.channel, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
-                )
+                    channel=self.channel, text=text, blocks=blocks, metadata=marker,
+                    unfurl_links=False, unfurl_media=False,
+                )  # fmt: skip
             except SlackApiError as exc:
                 if _classify(exc, self.channel)[1] is False:
                     raise
                 # Slack refused this message's blocks or size: the plain-text fallback alone still informs.
-                response = client.chat_postMessage(channel=self.channel, text=text[:3900], unfurl_links=False)
+                response = client.chat_postMessage(
+                    channel=self.channel, text=text[:3900], metadata=marker, unfurl_links=False
+                )
         except SlackApiError as exc:
-            reason, only_this = _classify(exc, self.channel)
-            wait = retry_after_seconds(exc.response.headers) if exc.response.status_code == 429 else None
-            raise NotDelivered(reason, only_this_message=only_this, retry_after=wait) from None
+            raise _not_delivered(exc, self.channel) from None
         except (OSError, HTTPException) as exc:  # URLError, timeouts, refused or reset connections
-            raise NotDelivered(f"Slack unreachable ({type(exc).__name__}: {exc})") from None
+            raise _unreachable(exc) from None
         return str(response.get("channel") or ""), str(response.get("ts") or "")
+
+    def find_posted(self, run_ids: set[str], oldest: float) -> dict[str, tuple[str, str]]:
+        """Which of `run_ids` already have a message in the channel posted after `oldest` (Unix time),
+        as {run id: (channel id, ts)}: read from the channel's history by the marker `post` puts on
+        each message. Needs the `channels:history` scope (`groups:history` for a private channel) and,
+        for a channel given by name, `channels:read`. Raises NotDelivered when Slack cannot say."""
+        client = self.get_client()
+        found: dict[str, tuple[str, str]] = {}
+        try:
+            channel_id = self._channel_id(client)
+            cursor = None
+            for _ in range(HISTORY_PAGES):
+                page = client.conversations_history(
+                    channel=channel_id, oldest=f"{oldest:.6f}", limit=200, include_all_metadata=True,
+                    cursor=cursor,
+                )  # fmt: skip
+                for message in page.get("messages") or []:
+                    meta = message.get("metadata") or {}
+                    run_id = (meta.get("event_payload") or {}).get("run_id")
+                    if meta.get("event_type") == MARKER_EVENT and run_id in run_ids:
+                        found.setdefault(run_id, (channel_id, str(message.get("ts") or "")))
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not page.get("has_more") or not cursor or len(found) == len(run_ids):
+                    break
+        except SlackApiError as exc:
+            raise _not_delivered(exc, self.channel, reading=True) from None
+        except (OSError, HTTPException) as exc:
+            raise _unreachable(exc) from None
+        return found
+
+    def _channel_id(self, client: WebClient) -> str:
+        """conversations.history takes only a channel ID; a channel given by name is looked up."""
+        name = self.channel.lstrip("#")
+        if name[:1] in "CGD" and name.isalnum() and name.isupper():
+            return name
+        cursor = None
+        while True:
+            page = client.conversations_list(
+                types="public_channel,private_channel", exclude_archived=True, limit=1000, cursor=cursor
+            )
+            for channel in page.get("channels") or []:
+                if channel.get("name") == name:
+                    return str(channel["id"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                raise NotDelivered(
+                    f"SLACK_CHANNEL {self.channel!r} is not among the channels the bot can see",
+                    cannot_read=True,
+                )
 
 
 class NotDelivered(Exception):
-    """A post that did not reach the channel; `only_this_message` when the next one may still go through."""
+    """A call that did not get through. `only_this_message`: the next message may still go through.
+    `maybe_posted`: Slack may have acted although we have no answer (5xx, reset, timeout).
+    `cannot_read`: the bot may not read the channel's history (a scope), so no lookup will ever work."""
 
-    def __init__(self, reason: str, *, only_this_message: bool = False, retry_after: int | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        only_this_message: bool = False,
+        retry_after: int | None = None,
+        maybe_posted: bool = False,
+        cannot_read: bool = False,
+    ):
         super().__init__(reason)
         self.reason, self.only_this_message, self.retry_after = reason, only_this_message, retry_after
+        self.maybe_posted, self.cannot_read = maybe_posted, cannot_read
 
 
-def _classify(exc: SlackApiError, channel: str) -> tuple[str, bool]:
+def _not_delivered(exc: SlackApiError, channel: str, *, reading: bool = False) -> NotDelivered:
+    reason, only_this = _classify(exc, channel, reading=reading)
+    status, error = exc.response.status_code, str(exc.response.get("error") or "")
+    return NotDelivered(
+        reason,
+        only_this_message=only_this and not reading,
+        retry_after=retry_after_seconds(exc.response.headers) if status == 429 else None,
+        maybe_posted=status >= 500 and not reading,
+        cannot_read=reading and status == 200 and (error in _TOKEN_ERRORS or error in _CHANNEL_ERRORS),
+    )
+
+
+def _unreachable(exc: Exception) -> NotDelivered:
+    # A refused connection sent nothing; anything later (a reset, a timeout) may follow Slack's action.
+    refused = isinstance(getattr(exc, "reason", exc), ConnectionRefusedError)
+    return NotDelivered(f"Slack unreachable ({type(exc).__name__}: {exc})", maybe_posted=not refused)
+
+
+def _classify(exc: SlackApiError, channel: str, *, reading: bool = False) -> tuple[str, bool]:
     status, error = exc.response.status_code, str(exc.response.get("error") or "no detail")
     if status == 429:
         wait = retry_after_seconds(exc.response.headers)
         return f"Slack rate-limited us (HTTP 429, Retry-After {wait} s)", False
     if status != 200:
-        return f"Slack answered HTTP {status} ({error}) after retries", False
+        return f"Slack answered HTTP {status} ({error})", False
+    if reading and error in _TOKEN_ERRORS:
+        return f"Slack refused to show the channel's history ({error}): give the bot channels:history", False
     if error in _TOKEN_ERRORS:
         return f"Slack rejected SLACK_BOT_TOKEN ({error}): set a valid bot token with chat:write", False
-    if error in _CHANNEL_ERRORS:
+    if error in _CHANNEL_ERRORS or (reading and error == "channel_not_found"):
         return f"SLACK_CHANNEL {channel!r} cannot be posted to ({error}): fix it or invite the bot", False
-    return f"Slack refused the message ({error})", True
+    return f"Slack refused the {'history lookup' if reading else 'message'} ({error})", True
