@@ -15,11 +15,13 @@ import csv
 import io
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
+import psycopg2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -56,6 +58,22 @@ def written(value: str, quote_style: str) -> str:
     """`value` as a Redshift string literal, its quotes escaped either way Redshift accepts."""
     body = value.replace("\\", "\\\\").replace("'", "''" if quote_style == "double" else "\\'")
     return f"'{body}'"
+
+
+def _target(
+    values: list[str], quote_style: str, daily: bool, fmt: str = "csv"
+) -> tuple[UnloadTarget, date | None]:
+    """A target selecting `values` as written literals; daily ones also bind the partition date."""
+    select = "select " + ", ".join(f"{written(v, quote_style)} as c{i}" for i, v in enumerate(values))
+    fields: dict[str, Any] = {"key_template": "x.csv"}
+    if daily:  # a placeholder in code is bound; the same text inside the literals above stays text
+        select += ", {{ partition_date }} as day"
+        fields = {
+            "key_template": "x/{date}.csv",
+            "partitioning": {"type": "daily", "start_date": "2026-01-01"},
+        }
+    target = UnloadTarget(name="fuzz", description="d", sql=select, format=fmt, **fields)
+    return target, DAY if daily else None
 
 
 @pytest.fixture(scope="module")
@@ -96,16 +114,7 @@ def _unloaded(s3: Any, prefix: str, fmt: str) -> list[list[str]]:
 )
 def test_unloaded_literals_equal_the_values_and_the_direct_query(session, values, quote_style, fmt, daily):
     conn, s3 = session
-    select = "select " + ", ".join(f"{written(v, quote_style)} as c{i}" for i, v in enumerate(values))
-    fields: dict[str, Any] = {"key_template": "x.csv"}
-    if daily:  # a placeholder in code is bound; the same text inside the literals above stays text
-        select += ", {{ partition_date }} as day"
-        fields = {
-            "key_template": "x/{date}.csv",
-            "partitioning": {"type": "daily", "start_date": "2026-01-01"},
-        }
-    target = UnloadTarget(name="fuzz", description="d", sql=select, format=fmt, **fields)
-    day = DAY if daily else None
+    target, day = _target(values, quote_style, daily, fmt)
     prefix = f"{PREFIX}/{uuid.uuid4().hex}/"
     statement = build_unload(target, partition_date=day, location=f"s3://{BUCKET}/{prefix}", auth=ROLE)
     expected = [[*values, DAY.isoformat()] if daily else values]
@@ -115,3 +124,32 @@ def test_unloaded_literals_equal_the_values_and_the_direct_query(session, values
         cur.execute(statement.sql)
     # A NULL and '' both unload as an empty field; no generated value is NULL, so '' is ''.
     assert _unloaded(s3, prefix, fmt) == expected
+
+
+@pytest.fixture(scope="module")
+def postgres(local_stack) -> Iterator[Any]:
+    """PostgreSQL itself, not the emulator: its lexer, not ours, reads the literal back."""
+    conn = psycopg2.connect(local_stack.postgres.dsn())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("set standard_conforming_strings = off; set escape_string_warning = off")
+    yield conn
+    conn.close()
+
+
+@settings(PROFILE)
+@given(values=VALUES, quote_style=st.sampled_from(["double", "backslash"]), daily=st.booleans())
+def test_the_unload_literal_reads_back_as_the_select_in_postgresql(postgres, values, quote_style, daily):
+    # An oracle that shares no code with the builder or the emulator's parser (both use sqltext): the
+    # text between `UNLOAD (` and `) TO '<location>'` is handed to PostgreSQL as a value expression,
+    # read the way Redshift reads literals (standard_conforming_strings off), and must be the select.
+    target, day = _target(values, quote_style, daily)
+    location = f"s3://{BUCKET}/{PREFIX}/oracle-{uuid.uuid4().hex}/"
+    statement = build_unload(target, partition_date=day, location=location, auth=ROLE).sql
+    assert statement.startswith("UNLOAD (")
+    *_, end = re.finditer(rf"\)\s+TO '{re.escape(location)}'", statement)
+    literal = statement[len("UNLOAD (") : end.start()]
+    with postgres.cursor() as cur:
+        cur.execute(f"select {literal}")  # no parameters: psycopg2 sends `%` as it is
+        [(read_back,)] = cur.fetchall()
+    assert read_back == render_select(target, day)
