@@ -148,6 +148,8 @@ class FinalKeyLock:
                 )
             sleep(min(delay, max(deadline - self.clock(), 0.0)) * random.uniform(0.5, 1.0))
             delay = min(delay * 2, poll[1])
+
+    def start_heartbeat(self) -> None:
         self._beat = threading.Thread(target=self._heartbeat, name=f"lease {self.key}", daemon=True)
         self._beat.start()
 
@@ -161,17 +163,21 @@ class FinalKeyLock:
             return True
         return False
 
+    def beat(self) -> bool:
+        """Renew the lease once; False once the lock turns out to be another run's (then `lost`)."""
+        try:
+            if self._renew():
+                return True
+        except (ClientError, BotoCoreError, OSError) as exc:
+            self.log(f"lock {self.where}: renewing the lease failed, will try again: {exc}")
+            return True
+        self.lost = True
+        self.log(f"lock {self.where}: taken over by another run (our lease had expired)")
+        return False
+
     def _heartbeat(self) -> None:
-        while not self._stop.wait(self.lease / 3):
-            try:
-                if self._renew():
-                    continue
-            except (ClientError, BotoCoreError, OSError) as exc:
-                self.log(f"lock {self.where}: renewing the lease failed, will try again: {exc}")
-                continue
-            self.lost = True
-            self.log(f"lock {self.where}: taken over by another run (our lease had expired)")
-            return
+        while not self._stop.wait(self.lease / 3) and self.beat():
+            pass
 
     def check(self) -> None:
         """Raise FinalizeBusy unless the lease is still ours (a best effort: there is no fencing token)."""
@@ -208,17 +214,21 @@ def final_key_lock(
     poll: tuple[float, float] = (0.2, 5.0),
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    heartbeat: bool = True,
 ) -> Iterator[FinalKeyLock]:
     """Hold the lock object `lock_key`, which guards `final_key`, as `owner` for the `with` block.
 
     FinalizeBusy if another owner holds it for `max_wait` seconds; `poll` is the first and the longest
-    pause between looks (each jittered). `clock` and `sleep` are there for tests.
+    pause between looks (each jittered). A thread renews the lease every third of it. `clock`, `sleep`
+    and `heartbeat` (False: no thread, the test calls `beat()`) are there for tests, to drive time.
     """
     lock = FinalKeyLock(
         s3, bucket=bucket, lock_key=lock_key, final_key=final_key, owner=owner, log=log,
         lease_seconds=lease_seconds, clock=clock,
     )  # fmt: skip
     lock.acquire(max_wait=max_wait, poll=poll, sleep=sleep)
+    if heartbeat:
+        lock.start_heartbeat()
     try:
         yield lock
     finally:

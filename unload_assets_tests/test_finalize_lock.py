@@ -1,8 +1,9 @@
 """The final key's lease lock against a real S3 server (moto on loopback), and the race it exists for.
 
 Two runs of one partition finalising at the same moment must end with ONE run's complete output: the
-`_one_complete_output` check reads S3 after every race. Lock timings are shrunk (leases under a second,
-short polls) so that nothing here waits long.
+`_one_complete_output` check reads S3 after every race. Leases are driven through the lock's clock and
+`beat()` (no heartbeat thread) rather than shrunk to fractions of a second, so a slow machine cannot
+turn a lease test red; one test watches the real thread renew, with a generous wait.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 from botocore.config import Config
 
 from unload_assets.finalize import FinalizeBusy, FinalizeResult
-from unload_assets.finalize_lock import FinalKeyLock, final_key_lock, lock_key_for
+from unload_assets.finalize_lock import final_key_lock, lock_key_for
 from unload_assets.local.faults import FaultProxy
 from unload_assets.local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION
 from unload_assets.part_names import part_key
@@ -112,27 +113,57 @@ def test_an_expired_lease_is_taken_over(s3, bucket, key):
     assert any("took it over from dead-run/" in m for m in logged)
 
 
+class Clock:
+    """Time for the lock under test: it moves only when a test (or the lock's own `sleep`) says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 def test_a_holder_that_stops_renewing_loses_the_lock_once_its_lease_runs_out(s3, bucket, key):
-    dead = FinalKeyLock(s3, bucket=bucket, lock_key=key, final_key="x", owner="run-a/", log=lambda m: None,
-                        lease_seconds=0.4, clock=time.time)  # fmt: skip
-    dead.acquire(max_wait=0, poll=(0.01, 0.01), sleep=time.sleep)
-    dead._stop.set()  # the worker froze: no more heartbeats (and no release)
-    started = time.monotonic()
-    with _lock(s3, bucket, key, "run-b/", max_wait=3, **FAST):
-        assert 0.2 < time.monotonic() - started < 2
-    with pytest.raises(FinalizeBusy, match="lost the lock"):
-        dead.check()  # it would not delete anything any more
+    clock = Clock()
+    # The worker froze right after taking the lock: no heartbeat, no release.
+    with _lock(s3, bucket, key, "run-a/", lease_seconds=120, clock=clock, heartbeat=False) as dead:
+        with _lock(s3, bucket, key, "run-b/", max_wait=600, clock=clock, sleep=clock.sleep, heartbeat=False):
+            assert _holder(s3, bucket, key)["owner"] == "run-b/"  # type: ignore[index]
+            waited = sum(clock.slept)
+            assert 120 <= waited <= 120 + 5  # until run-a's lease ran out, then within one poll (<= 5 s)
+        with pytest.raises(FinalizeBusy, match="lost the lock"):
+            dead.check()  # it would not delete anything any more
+        dead.lost = True  # as its next heartbeat would find: release leaves run-b's lock alone
 
 
 def test_the_heartbeat_keeps_a_live_lease_past_its_first_expiry(s3, bucket, key):
-    with _lock(s3, bucket, key, "run-a/", lease_seconds=0.6) as lock:
+    clock = Clock()
+    with _lock(s3, bucket, key, "run-a/", lease_seconds=60, clock=clock, heartbeat=False) as lock:
         first = lock.etag
-        # run-b waits well past the end of run-a's first lease, and never gets the lock.
-        with pytest.raises(FinalizeBusy), _lock(s3, bucket, key, "run-b/", max_wait=1.2, **FAST):
+        clock.now += 50
+        assert lock.beat() and lock.etag != first
+        clock.now += 50  # 100 s after the lock was taken: past the first lease, inside the renewed one
+        with pytest.raises(FinalizeBusy), _lock(s3, bucket, key, "run-b/", max_wait=0, clock=clock):
             pass
-        assert lock.etag != first and not lock.lost
-        assert _holder(s3, bucket, key)["owner"] == "run-a/"  # type: ignore[index]
+        assert not lock.lost and _holder(s3, bucket, key)["owner"] == "run-a/"  # type: ignore[index]
         lock.check()
+        clock.now += 11  # 111 s: the renewed lease (until 110 s) has run out too, with no beat since
+        with pytest.raises(FinalizeBusy, match="lost the lock"):
+            lock.check()
+    assert _holder(s3, bucket, key) is None
+
+
+def test_the_heartbeat_thread_renews_the_lease_on_its_own(s3, bucket, key):
+    # The real thread, in real time: a renewal every third of a 1.5 s lease, seen within a generous wait.
+    with _lock(s3, bucket, key, "run-a/", lease_seconds=1.5) as lock:
+        first = _holder(s3, bucket, key)["expires"]  # type: ignore[index]
+        _until(lambda: _holder(s3, bucket, key)["expires"] != first, timeout=30)  # type: ignore[index]
+        assert not lock.lost
     assert _holder(s3, bucket, key) is None
 
 
@@ -167,9 +198,9 @@ def test_release_leaves_alone_a_lock_another_run_took_over(s3, bucket, key):
 
 def test_a_renewal_that_finds_the_lock_taken_over_marks_it_lost(s3, bucket, key):
     logged: list[str] = []
-    with _lock(s3, bucket, key, "run-a/", lease_seconds=0.3, log=logged.append) as lock:
+    with _lock(s3, bucket, key, "run-a/", log=logged.append, heartbeat=False) as lock:
         _put_lease(s3, bucket, key, "run-b/", expires_in=60)
-        _until(lambda: lock.lost)
+        assert lock.beat() is False and lock.lost
         with pytest.raises(FinalizeBusy, match="lost the lock"):
             lock.check()
     assert any("taken over" in m for m in logged)
@@ -194,15 +225,16 @@ def test_lost_answers_and_errors_on_lock_calls_are_survived(faulty, s3, bucket, 
     )
     errors = proxy.inject("error", operation="GetObject", times=1, **lock_calls)
     logged: list[str] = []
-    with _lock(client, bucket, key, "run-a/", lease_seconds=0.6, log=logged.append) as lock:
+    with _lock(client, bucket, key, "run-a/", log=logged.append, heartbeat=False) as lock:
         assert first.fired == 1 and errors.fired == 1 and any("reclaimed" in m for m in logged)
         # A renewal whose answer is lost: the retry's If-Match fails, the body read back is ours.
         renewal = proxy.inject(
             "reset_after", predicate=lambda r: "if-match" in r.headers, times=1, **lock_calls
         )
-        _until(lambda: renewal.fired == 1)
-        etag = lock.etag
-        _until(lambda: lock.etag != etag)  # and the next renewal works from the adopted ETag
+        assert lock.beat() and renewal.fired == 1 and not lock.lost
+        adopted = lock.etag
+        assert s3.head_object(Bucket=bucket, Key=key)["ETag"] == adopted
+        assert lock.beat() and lock.etag != adopted  # the next renewal works from the adopted ETag
         assert not lock.lost and s3.head_object(Bucket=bucket, Key=key)["ETag"] == lock.etag
         lock.check()
         release = proxy.inject("reset_after", operation="DeleteObject", times=1, **lock_calls)
