@@ -16,6 +16,7 @@ import dagster as dg
 import pytest
 
 from unload_assets import sensors
+from unload_assets.local.slack_standin import SlackApiError as SlackApiErrorStandIn
 from unload_assets.local.slack_standin import SlackStandIn
 from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets.schedules import build_morning_runs
@@ -450,3 +451,95 @@ def test_no_secret_reaches_slack_the_skip_reason_or_the_tags(
     for value in [*secrets.values(), TOKEN]:
         assert value not in seen
     assert os.environ["REDSHIFT_PASSWORD"] == secrets["REDSHIFT_PASSWORD"]
+
+
+# ---- branches each shown to matter: a refused message, the tick budget, channel errors, triggers, expiry
+
+
+def test_a_refused_message_is_skipped_while_the_next_goes_out(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource, monkeypatch
+) -> None:
+    bad = _materialize(instance, [_daily("sales")], "2025-11-21")
+    good = _materialize(instance, [_daily("sales")], "2025-11-22")
+    real_post = standin._post_message
+
+    def picky(args: dict[str, Any]) -> dict[str, Any]:  # Slack refuses this one message, blocks or not
+        if bad in json.dumps(args):
+            raise SlackApiErrorStandIn("invalid_blocks")
+        return real_post(args)
+
+    monkeypatch.setattr(standin, "_post_message", picky)
+    reason = Daemon(instance).tick(slack)
+    assert reason == f"Announced 1 of 2 run(s) ({good[:8]}); Slack refused: {bad[:8]}: " + (
+        "Slack refused the message (invalid_blocks)."
+    )
+    assert [good in m["text"] for m in standin.messages()] == [True]
+
+
+def test_the_tick_budget_stops_posting_and_the_next_tick_goes_on(
+    instance: dg.DagsterInstance,
+    standin: SlackStandIn,
+    slack: UnloadSlackResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for day in (20, 21):
+        _materialize(instance, [_daily("sales")], f"2025-11-{day}")
+    daemon = Daemon(instance)
+    monkeypatch.setattr(sensors, "TICK_BUDGET_SECONDS", -1.0)  # used up before the first post
+    assert daemon.tick(slack) == (
+        "Announced 0 of 2 run(s); stopped: time budget of this tick used up; the rest is retried next tick."
+    )
+    assert standin.messages() == []
+    monkeypatch.setattr(sensors, "TICK_BUDGET_SECONDS", 15.0)
+    assert daemon.tick(slack).startswith("Announced 2 of 2")
+
+
+@pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel", "is_archived"])
+def test_a_channel_slack_will_not_post_to_stops_the_tick_naming_the_variable(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource, error: str
+) -> None:
+    _materialize(instance, [_daily("sales")], "2025-11-21")
+    standin.refuse("chat.postMessage", error)
+    daemon = Daemon(instance)
+    reason = daemon.tick(slack)
+    assert (
+        f"stopped: SLACK_CHANNEL '{CHANNEL}' cannot be posted to ({error}): fix it or invite the bot"
+        in reason
+    )
+    standin.refuse("chat.postMessage", None)
+    assert daemon.tick(slack).startswith("Announced 1 of 1") and len(standin.messages()) == 1
+
+
+@pytest.mark.parametrize(
+    ("tags", "label"),
+    [
+        ({"dagster/backfill": "kzqwbrtx"}, "backfill kzqwbrtx"),
+        ({"dagster/parent_run_id": "0123456789abcdef"}, "re-execution of 01234567"),
+        ({"dagster/sensor_name": "upstream_landed"}, "sensor upstream_landed"),
+        ({}, "launched by hand"),
+    ],
+)
+def test_each_trigger_is_named_in_the_message(
+    instance: dg.DagsterInstance,
+    standin: SlackStandIn,
+    slack: UnloadSlackResource,
+    tags: dict[str, str],
+    label: str,
+) -> None:
+    dg.materialize([_daily("sales")], partition_key="2025-11-21", instance=instance, tags=tags)
+    Daemon(instance).tick(slack)
+    [message] = standin.messages()
+    assert f" · {label} · " in message["text"] + json.dumps(message["blocks"])
+
+
+def test_runs_waiting_to_be_retagged_are_dropped_only_long_after_the_lookback(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    # Runs deleted since Slack took their message: the tag can never be written. A recent one is kept
+    # (the run storage may be back next tick); one older than twice the lookback is let go.
+    now = sensors._now()
+    recent, ancient = f"{now - 3600:.6f}", f"{now - 3 * sensors.LOOKBACK.total_seconds():.6f}"
+    cursor = sensors.Cursor(untagged={"deleted-recently": recent, "deleted-long-ago": ancient}).dump()
+    daemon = Daemon(instance, cursor=cursor)
+    assert daemon.tick(slack) == "Nothing to announce."
+    assert json.loads(daemon.cursor or "{}")["untagged"] == {"deleted-recently": recent}
