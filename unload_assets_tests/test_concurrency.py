@@ -1,8 +1,8 @@
 """Runs at the same time: many targets in one run, and one partition in two runs.
 
 - 50 targets in one run, steps in up to 8 processes, the `redshift` pool limited to 4 slots; every
-  UNLOAD is made to take a moment (an emulator stall) so that they overlap. The emulator counts the
-  UNLOADs in flight.
+  UNLOAD is held by the emulator until four are in flight, so that they overlap. The emulator counts
+  the UNLOADs in flight.
 - Two runs of the same day at once, whose outputs differ in content and in part count: the final key's
   lock in S3 makes their renames take turns, and what stays is one run's complete output.
 """
@@ -46,7 +46,11 @@ def test_fifty_targets_never_exceed_the_redshift_pool(local_stack, stack_env, tm
     monkeypatch.setenv(concurrency_jobs.CATALOGUE_ENV, str(catalogue))
     emulator = local_stack.emulator
     emulator.reset_peak()
-    stall = emulator.faults.inject("stall", seconds=0.3, to_contains="/_staging/many_", times=TARGETS)
+    # Each UNLOAD is held until four are in flight (the cap is reached by a condition, whatever the
+    # machine's speed; only the last few wait out the 8 s), then 0.3 s more, for a fifth to show.
+    stall = emulator.faults.inject(
+        "stall", seconds=8, until_active=POOL_LIMIT, grace=0.3, to_contains="/_staging/many_", times=TARGETS
+    )
     overrides = {"concurrency": {"pools": {"granularity": "op"}}}
     try:
         with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:

@@ -193,7 +193,16 @@ class UnloadRun:
             await asyncio.to_thread(self.fault.on_fire, self.fault)
         if self.fault.action == "drop":
             raise ConnectionDropped("the connection dropped mid-UNLOAD (injected fault)")
-        await asyncio.sleep(self.fault.seconds)
+        if not self.fault.until_active:
+            await asyncio.sleep(self.fault.seconds)
+            return
+        # A condition, not a sleep: held until that many UNLOADs are in flight (or `seconds` passed),
+        # then a little longer, so that a client allowing more at once would show it in `peak`.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.fault.seconds
+        while self.services.active < self.fault.until_active and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(min(self.fault.grace, max(0.0, deadline - loop.time())))
 
     async def _describe(self) -> str:
         """Settle the query text and its columns; the text to run."""

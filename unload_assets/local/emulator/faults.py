@@ -7,7 +7,9 @@ manifest, so a careless client would find partial output.
   the flow. The client's session ends; its transaction, if any, is rolled back.
 - `stall`: the UNLOAD waits `seconds` before going on. On its own that is a slow cluster; when the
   session's `statement_timeout` is shorter, the UNLOAD is cancelled as Redshift cancels it, with
-  SQLSTATE 57014 and "Query (<id>) canceled on user's request".
+  SQLSTATE 57014 and "Query (<id>) canceled on user's request". With `until_active=n` it waits only
+  until n UNLOADs are in flight at once (at most `seconds`), then `grace` seconds more: a test of a
+  concurrency cap then sees the cap reached by a condition, not by luck with timing.
 
 With `leave_files` (the default) the data files already written stay in S3, as a real cluster may
 leave them; otherwise they are deleted, as the emulator does for every other failure.
@@ -35,6 +37,8 @@ class UnloadFault:
     times: int  # how many UNLOADs it hits before it retires
     leave_files: bool
     on_fire: Callable[[UnloadFault], None] | None  # called (in a worker thread) just before it acts
+    until_active: int = 0  # stall: only until this many UNLOADs are in flight (0: the whole `seconds`)
+    grace: float = 0.0  # stall with until_active: held this much longer once the count is reached
     fired: int = 0
 
     @property
@@ -59,10 +63,12 @@ class UnloadFaults:
         times: int = 1,
         leave_files: bool = True,
         on_fire: Callable[[UnloadFault], None] | None = None,
+        until_active: int = 0,
+        grace: float = 0.0,
     ) -> UnloadFault:
         if action not in ("drop", "stall"):
             raise ValueError(f"unknown UNLOAD fault {action!r}: use 'drop' or 'stall'")
-        fault = UnloadFault(action, seconds, to_contains, times, leave_files, on_fire)
+        fault = UnloadFault(action, seconds, to_contains, times, leave_files, on_fire, until_active, grace)
         with self._lock:
             self._pending.append(fault)
         return fault
