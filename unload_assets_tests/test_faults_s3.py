@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from xml.sax.saxutils import escape
 
 import dagster as dg
 import pytest
@@ -197,3 +199,101 @@ def test_run_worker_killed_between_verified_copy_and_staging_delete(harness):
     assert len(harness.staging_left("fparts")) >= 2
     harness.instance.report_run_failed(run, message="run worker killed (SIGKILL)")
     harness.settle("fparts", harness.run("fparts", from_failure=run.run_id), new)
+
+
+# ---- S3 answers that are wrong rather than missing: a lying size, per-key delete errors, a short read ----
+
+
+def _failure_text(result: dg.ExecuteJobResult) -> str:
+    """Every step failure's messages, causes included (Dagster wraps the op's own error)."""
+    texts = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None:
+                texts.append(error.message)
+                error = error.cause
+    return "\n".join(texts)
+
+
+def _size_off_by_one(request, reply):
+    status, headers, body = reply
+    lied = [(n, str(int(v) - 1) if n.lower() == "content-length" else v) for n, v in headers]
+    return status, lied, body
+
+
+def _refused_per_key(request):
+    """S3's 200 DeleteResult naming every requested key as not deleted (and deleting none of them)."""
+    ns = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+    keys = [k.text or "" for k in ET.fromstring(request.body).iter(f"{ns}Key")]
+    errors = "".join(
+        f"<Error><Key>{escape(k)}</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+        for k in keys
+    )
+    body = f'<?xml version="1.0" encoding="UTF-8"?>\n<DeleteResult xmlns="{ns[1:-1]}">{errors}</DeleteResult>'
+    return 200, [("Content-Type", "application/xml")], body.encode()
+
+
+def test_a_final_object_of_the_wrong_size_fails_the_run_and_keeps_staging(harness):
+    new = harness.generation("fcombine", "size-lie")
+    final = "/exports/faults/fcombine/rows.csv"
+    rule = harness.faults.inject(
+        "rewrite",
+        operation="HeadObject",
+        predicate=lambda r: r.path.endswith(final),
+        rewrite=_size_off_by_one,
+    )
+    result = harness.run("fcombine")
+    assert not result.success and rule.fired >= 1
+    assert "bytes after the copy, expected" in _failure_text(result)
+    assert harness.staging_left("fcombine")  # nothing is deleted after a verification that failed
+    harness.settle("fcombine", result, new)
+
+
+def test_per_key_delete_errors_on_stale_parts_fail_the_run_and_lose_nothing(harness):
+    three = harness.generation("fparts", "three-again")
+    harness.settle("fparts", harness.run("fparts"), three)
+    new = harness.generation("fparts", "per-key", rows=ROWS - 5_000)  # 3 parts -> 2: part 3 is stale
+    rule = harness.faults.inject(
+        "answer",
+        operation="DeleteObjects",
+        predicate=lambda r: b"exports/faults/fparts/" in r.body,
+        answer=_refused_per_key,
+        on_inject=harness.watch("fparts", new),
+    )
+    result = harness.run("fparts")
+    assert not result.success and rule.fired >= 1
+    assert "could not delete 1 of 1 objects" in _failure_text(result) and "AccessDenied" in _failure_text(
+        result
+    )
+    harness.settle("fparts", result, new)
+
+
+def test_per_key_delete_errors_on_staging_leave_a_flagged_leftover(harness):
+    new = harness.generation("fcombine", "staging-per-key")
+    rule = harness.faults.inject(
+        "answer",
+        operation="DeleteObjects",
+        predicate=lambda r: b"_staging/" in r.body,
+        answer=_refused_per_key,
+    )
+    result = harness.run("fcombine")
+    harness.faults.clear()
+    assert result.success and rule.fired >= 1
+    assert harness.look("fcombine", {new}).complete == {"object": new}
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks["staging_cleaned"] is False and checks["final_objects_present"] is True
+    leftovers = harness.staging_left("fcombine")
+    assert leftovers and all(result.run_id in key for key in leftovers)
+    harness.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in leftovers]})
+    harness.current["fcombine"] = new
+
+
+def test_short_reads_of_staged_files_fail_the_run_before_anything_final(harness):
+    old, new = harness.current["fcombine"], harness.generation("fcombine", "short-read")
+    # Every GetObject under staging (the UNLOAD manifest the rename reads first) stops half way.
+    rule = harness.faults.inject("short", operation="GetObject", path_contains="/_staging/fcombine/")
+    result = harness.run("fcombine")
+    assert not result.success and rule.fired >= 1
+    assert harness.look("fcombine", {old}).complete == {"object": old}  # the previous output, untouched
+    harness.settle("fcombine", result, new)

@@ -2,7 +2,10 @@
 
 Point a client at `FaultProxy.endpoint_url` (e.g. `AWS_ENDPOINT_URL_S3`) and every request is forwarded
 to the real S3 server, except those a `Rule` picks: they get an S3-style 500 `InternalError`, a TCP reset
-(before or after S3 saw the request), or a slow answer. Rules pick requests by S3 operation, path or any
+(before or after S3 saw the request), a slow answer, S3's answer changed by a function (`rewrite`: a
+wrong size in a HeadObject, say), an answer made up without asking S3 (`answer`: a DeleteObjects that
+reports per-key errors and deletes nothing), or a short read (`short`: the headers promise the whole
+body, half of it arrives, then the connection drops). Rules pick requests by S3 operation, path or any
 predicate on method, query, headers and body, skip the first matches (to hit "the Nth UploadPartCopy")
 and fire for a seeded random fraction. `injected` counts what was done, per kind and operation.
 """
@@ -25,7 +28,9 @@ from urllib.parse import parse_qs, urlsplit
 from .loopback import LoopbackService
 from .postgres import free_port
 
-Kind = Literal["error", "reset", "reset_after", "slow"]
+Kind = Literal["error", "reset", "reset_after", "slow", "rewrite", "answer", "short"]
+Headers = list[tuple[str, str]]
+Reply = tuple[int, Headers, bytes]  # status, headers, body
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "te", "upgrade", "proxy-connection"}
 _OWN_HEADERS = {"content-length", "server", "date"}  # written by this proxy's send_response
 _ERROR_BODY = (
@@ -72,6 +77,8 @@ class Rule:
     skip: int = 0
     times: int | None = None
     delay: float = 0.5  # seconds, for "slow"
+    rewrite: Callable[[Request, Reply], Reply] | None = None  # for "rewrite": S3's answer -> what is sent
+    answer: Callable[[Request], Reply] | None = None  # for "answer": sent instead of asking S3
     # Called in the proxy's thread before the fault is applied, while the client waits for its answer:
     # the moment to look at what a reader would see, or to kill the client.
     on_inject: Callable[[Request], None] | None = None
@@ -82,6 +89,9 @@ class Rule:
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
+        needs = {"rewrite": self.rewrite, "answer": self.answer}
+        if self.kind in needs and needs[self.kind] is None:
+            raise ValueError(f"a {self.kind!r} rule needs its {self.kind}= function")
 
     def picks(self, request: Request) -> bool:
         if (
@@ -174,29 +184,38 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error()
         if kind == "slow":
             time.sleep(rule.delay)  # type: ignore[union-attr]
-        status, reason, reply_headers, reply = self._forward(headers, request.body)
+        if kind == "answer":
+            status, reply_headers, reply = rule.answer(request)  # type: ignore[union-attr,misc]
+        else:
+            status, reply_headers, reply = self._forward(headers, request.body)
         if kind == "reset_after":
             return self._reset()  # S3 did the work; the client never hears of it
-        self.send_response(status, reason)
+        if kind == "rewrite":
+            status, reply_headers, reply = rule.rewrite(request, (status, reply_headers, reply))  # type: ignore[union-attr,misc]
+        self.send_response(status)
         for name, value in reply_headers:
             if name.lower() not in _HOP_BY_HOP | _OWN_HEADERS:
                 self.send_header(name, value)
         length = next((v for n, v in reply_headers if n.lower() == "content-length"), None)
         self.send_header("Content-Length", length if self.command == "HEAD" and length else str(len(reply)))
         self.end_headers()
+        if kind == "short" and self.command != "HEAD":
+            self.wfile.write(reply[: len(reply) // 2])
+            self.wfile.flush()
+            return self._reset()  # the rest never comes
         if self.command != "HEAD":
             self.wfile.write(reply)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
-    def _forward(self, headers: dict[str, str], body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+    def _forward(self, headers: dict[str, str], body: bytes) -> Reply:
         conn = http.client.HTTPConnection(*self.proxy.upstream, timeout=120)
         try:
             sent = {k: v for k, v in headers.items() if k not in _HOP_BY_HOP}
             sent["content-length"] = str(len(body))
             conn.request(self.command, self.path, body=body, headers=sent)
             response = conn.getresponse()
-            return response.status, response.reason, response.getheaders(), response.read()
+            return response.status, response.getheaders(), response.read()
         finally:
             conn.close()
 
