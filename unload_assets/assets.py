@@ -57,15 +57,6 @@ def upstream_key(schema: str, table: str) -> dg.AssetKey:
     return dg.AssetKey(["redshift", schema, table])
 
 
-def resource(context: Any, name: str) -> Any:
-    """The resource object itself, as a typed op parameter gets it (`context.resources.s3` is a client).
-
-    This is the mapping Dagster's own injection of typed resource parameters reads; it is not in the
-    documented API, so it is read here only.
-    """
-    return context.resources.original_resource_dict[name]
-
-
 def build_unload_asset(
     target: UnloadTarget, *, partitions_def: dg.PartitionsDefinition | None
 ) -> dg.AssetsDefinition:
@@ -146,8 +137,11 @@ def _input_names(upstream: list[tuple[str, str]]) -> list[str]:
 
 def _unload_op(target: UnloadTarget, input_names: list[str]) -> dg.OpDefinition:
     def compute(context: dg.OpExecutionContext, _: Mapping[str, Any]) -> Iterator[dg.Output[StagedUnload]]:
-        redshift, settings, s3 = (resource(context, name) for name in ("redshift", "unload_settings", "s3"))
-        yield dg.Output(run_unload(context, target, redshift=redshift, settings=settings, s3=s3))
+        # Public resource access: `context.resources.s3` is the boto3 client S3Resource hands to ops.
+        res = context.resources
+        yield dg.Output(
+            run_unload(context, target, redshift=res.redshift, settings=res.unload_settings, s3=res.s3)
+        )
 
     return dg.OpDefinition(
         compute_fn=compute,
@@ -164,7 +158,7 @@ def _unload_op(target: UnloadTarget, input_names: list[str]) -> dg.OpDefinition:
 
 def _rename_op(target: UnloadTarget) -> dg.OpDefinition:
     def compute(context: dg.OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[dg.Output[None]]:
-        yield rename_staged(context, target, inputs["staged"], s3=resource(context, "s3"))
+        yield rename_staged(context, target, inputs["staged"], s3=context.resources.s3)
 
     return dg.OpDefinition(
         compute_fn=compute,

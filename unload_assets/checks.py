@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 import dagster as dg
 
-from .assets import NOTHING_IN, asset_key_for, resource
+from .assets import NOTHING_IN, asset_key_for
 from .final_state import TAG as STAGING_TAG
 from .finalize_lock import final_key_lock, lock_key_for
 from .keys import render_key
@@ -45,7 +45,7 @@ def build_unload_checks(target: UnloadTarget) -> dg.AssetChecksDefinition:
     def compute(
         context: dg.AssetCheckExecutionContext, _: Mapping[str, Any]
     ) -> Iterator[dg.AssetCheckResult]:
-        return _evaluate(context, target, resource(context, "s3"), resource(context, "unload_settings"))
+        return _evaluate(context, target, context.resources.s3, context.resources.unload_settings)
 
     op = dg.OpDefinition(
         compute_fn=compute,
@@ -64,7 +64,7 @@ def build_unload_checks(target: UnloadTarget) -> dg.AssetChecksDefinition:
 
 
 def _evaluate(
-    context: dg.AssetCheckExecutionContext, target: UnloadTarget, s3: Any, settings: UnloadSettings
+    context: dg.AssetCheckExecutionContext, target: UnloadTarget, client: Any, settings: UnloadSettings
 ) -> Iterator[dg.AssetCheckResult]:
     key = asset_key_for(target.name)
     materialization = _materialization_checked(context, key)
@@ -83,7 +83,6 @@ def _evaluate(
                 asset_key=key, check_name=name, passed=False, metadata={"reason": "no s3_uri recorded"}
             )
         return
-    client = s3.get_client()
     partition = str(metadata.get("partition", "unpartitioned"))
     day = None if partition == "unpartitioned" else date.fromisoformat(partition)
     final_key = render_key(target.key_template, target=target.name, partition_date=day)

@@ -101,7 +101,7 @@ def short_error(message: str, description: str | None = None) -> str:
     """One line of an error: the user's Failure description if any, without module paths or stack."""
     raw = (description or message or "").strip()
     line = next((ln.strip() for ln in raw.splitlines() if ln.strip()), "unknown error")
-    line = re.sub(r"^(?:[A-Za-z_][\w]*\.)+(?=[A-Z]\w*: )", "", line)  # dagster._core...Failure: -> Failure:
+    line = re.sub(r"^(?:[A-Za-z_][\w]*\.)+(?=[A-Z]\w*: )", "", line)  # a.b.c.Failure: -> Failure:
     return line if len(line) <= _ERROR_CHARS else line[: _ERROR_CHARS - 1] + "…"
 
 

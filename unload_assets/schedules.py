@@ -12,13 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
-
-if TYPE_CHECKING:  # the return type of define_asset_job, not exported at the top level
-    from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 DAILY_JOB = "daily_unloads"
 UNPARTITIONED_JOB = "unpartitioned_unloads"
@@ -27,7 +24,7 @@ RUN_AT_CRON = "0 9 * * *"  # in the execution timezone, so 09:00 local on both s
 
 @dataclass(frozen=True)
 class MorningRun:
-    job: UnresolvedAssetJobDefinition
+    job: Any  # what dg.define_asset_job returns; Dagster does not export its class
     schedule: dg.ScheduleDefinition
 
 

@@ -21,12 +21,9 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import dagster as dg
-from dagster._core.events import DagsterEventType as Ev
-from dagster._core.storage.dagster_run import RunRecord
-from dagster._utils.error import SerializableErrorInfo
 
 from . import notify
 from .resources.slack import NotDelivered, UnloadSlackResource
@@ -47,6 +44,8 @@ SECRET_ENV_VARS = (
     "UNLOAD_SECRET_ACCESS_KEY",
     "UNLOAD_SESSION_TOKEN",
 )
+Ev = dg.DagsterEventType
+RunRecord = dg.RunRecord
 _EVENTS = {Ev.ASSET_MATERIALIZATION_PLANNED, Ev.ASSET_MATERIALIZATION, Ev.STEP_FAILURE, Ev.RUN_FAILURE}
 
 
@@ -251,7 +250,18 @@ def _read(instance: dg.DagsterInstance, run_id: str) -> _Reading:
     return reading
 
 
-def _short(error: SerializableErrorInfo | None, description: str | None) -> str:
+class _ErrorInfo(Protocol):
+    """What Dagster records of an error (its SerializableErrorInfo, which it does not export)."""
+
+    @property
+    def message(self) -> str: ...
+    @property
+    def cls_name(self) -> str | None: ...
+    @property
+    def cause(self) -> _ErrorInfo | None: ...
+
+
+def _short(error: _ErrorInfo | None, description: str | None) -> str:
     # Dagster wraps user errors (step execution, retry exhaustion); the user's own error says what went wrong.
     while (
         error is not None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
 from .finalize import FinalizeResult, SplitRefused, finalize
 from .finalize_lock import lock_key_for
@@ -49,7 +49,7 @@ def run_unload(
     *,
     redshift: RedshiftUnloadResource,
     settings: UnloadSettings,
-    s3: S3Resource,
+    s3: Any,
 ) -> StagedUnload:
     day = partition_date(context, target)
     # Each attempt gets its own folder: UNLOAD refuses a non-empty destination, and a failed attempt
@@ -64,7 +64,7 @@ def run_unload(
     bucket, _, key_prefix = location[len("s3://") :].partition("/")
     # Nothing an earlier attempt of this run staged is of use any more (its rename never ran).
     run_folder = _run_folder(key_prefix)
-    s3_client = s3.get_client()
+    s3_client = s3  # the boto3 client (context.resources.s3)
     leftovers = list_keys(s3_client, bucket, run_folder)
     if leftovers:
         context.log.info(f"Removing {len(leftovers)} staged file(s) left by an earlier attempt of this run")
@@ -91,7 +91,7 @@ def run_unload(
 
 
 def rename_staged(
-    context: dg.OpExecutionContext, target: UnloadTarget, staged: StagedUnload, *, s3: S3Resource
+    context: dg.OpExecutionContext, target: UnloadTarget, staged: StagedUnload, *, s3: Any
 ) -> dg.Output[None]:
     day = partition_date(context, target)
     final_key = render_key(target.key_template, target=target.name, partition_date=day)
@@ -100,7 +100,7 @@ def rename_staged(
     started = time.monotonic()
     try:
         result = finalize(
-            s3.get_client(),
+            s3,
             bucket=staged.bucket,
             staging_prefix=staged.staging_prefix,
             manifest_key=staged.manifest_key,

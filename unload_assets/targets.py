@@ -22,7 +22,7 @@ ENV_VAR = "UNLOAD_TARGETS_FILE"
 PACKAGED_CATALOGUE = Path(__file__).with_name("unload_targets.yaml")
 
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
-# Dagster's own rules (dagster._core.utils.is_valid_email, dagster._utils.tags), checked here so that a
+# Dagster's own rules for owners' e-mails and for tags, checked here so that a
 # bad value is reported against its catalogue line instead of failing later inside the asset factory.
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,7}")
 _TAG_KEY = re.compile(r"(?:[A-Za-z0-9_.-]{1,63}/)?[A-Za-z0-9_.-]{1,63}")
