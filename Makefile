@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup system-deps test-deps run test lint typecheck clean
+.PHONY: setup system-deps test-deps run test test-unit lint typecheck clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,10 @@ typecheck: setup
 # Two workers, each with its own servers; a module stays on one worker (unload_assets_tests/conftest.py).
 test: setup test-deps lint typecheck
 	$(BIN)/pytest -n 2 --dist loadgroup
+
+# The quick tier: every test that needs no server (no PostgreSQL, S3 or network), in well under a minute.
+test-unit: setup
+	$(BIN)/pytest -m unit -q
 
 run: setup system-deps
 	$(BIN)/python -m unload_assets.local.demo $(if $(ONCE),--once,)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,11 +23,45 @@ from unload_assets.local.stack import LocalStack
 DEPLOYMENTS = {"test_production_shape", "test_celery", "test_e2e"}
 
 
+# A test is `unit` (the quick tier: `make test-unit`) unless it is marked as needing servers or uses a
+# fixture that starts one. A unit test runs with loopback TCP refused (`_no_network`), so a test that
+# claims the quick tier and still reaches for a server fails at once instead of slowing the tier.
+SERVER_MARKS = ("stack", "e2e", "production")
+SERVER_FIXTURES = {"local_stack", "stack_env", "pg_cluster", "s3_server", "emulator", "standin", "moto"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
             module = item.module.__name__.rsplit(".", 1)[-1] if item.module else item.nodeid
             item.add_marker(pytest.mark.xdist_group("deployments" if module in DEPLOYMENTS else module))
+        servers = any(item.get_closest_marker(m) for m in SERVER_MARKS)
+        if servers or SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            if not servers:
+                item.add_marker(pytest.mark.stack)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("unit") is None:
+        return
+    real_connect, real_bind = socket.socket.connect, socket.socket.bind
+
+    def refuse(kind: str, real: Any) -> Any:
+        def guarded(self: socket.socket, address: Any) -> Any:
+            if self.family in (socket.AF_INET, socket.AF_INET6):
+                raise AssertionError(
+                    f"a unit test ({request.node.nodeid}) opened a network socket ({kind} {address}): "
+                    "use a server fixture, or mark the test `stack`"
+                )
+            return real(self, address)  # Unix sockets (multiprocessing's forkserver) are fine
+
+        return guarded
+
+    monkeypatch.setattr(socket.socket, "connect", refuse("connect", real_connect))
+    monkeypatch.setattr(socket.socket, "bind", refuse("bind", real_bind))
 
 
 def _world_enterable_tmpdir(prefix: str) -> Path:

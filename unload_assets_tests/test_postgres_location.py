@@ -12,9 +12,12 @@ import pytest
 
 from unload_assets.local.postgres import RELOCATED_BASE, PostgresCluster
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0, reason="as another user the server runs as that user, who can enter the folder"
-)
+pytestmark = [
+    pytest.mark.stack,  # starts a PostgreSQL server of its own
+    pytest.mark.skipif(
+        os.geteuid() != 0, reason="as another user the server runs as that user, who can enter the folder"
+    ),
+]
 
 
 def test_a_data_directory_the_postgres_user_cannot_reach_is_kept_where_it_can():

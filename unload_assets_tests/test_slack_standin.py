@@ -17,6 +17,8 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 
 from unload_assets.local.slack_standin import SlackStandIn
 
+pytestmark = pytest.mark.stack  # the stand-in is a server on loopback
+
 TOKEN = "xoxb-standin-test-token"
 BLOCKS = [{"type": "section", "text": {"type": "mrkdwn", "text": "*sales* → `s3://b/k.csv.gz`"}}]
 
