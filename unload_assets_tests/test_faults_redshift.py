@@ -99,3 +99,30 @@ def test_a_dropped_connection_then_a_timeout_are_retried_with_backoff(harness, t
     # already checked that staging is empty and the new output complete).
     logs = [entry.user_message for entry in harness.instance.all_logs(result.run_id)]
     assert any("left by an earlier attempt of this run" in message for message in logs)
+
+
+def test_the_retry_limit_third_wait_included_then_the_run_fails_and_loses_nothing(harness):
+    # A connection that drops on every attempt: four attempts (three retries), then the run fails with
+    # the previous output untouched; re-executed once Redshift is back, it completes.
+    target = "fcombine"
+    old, new = harness.current[target], harness.generation(target, "retry-limit")
+    drop = harness.faults.inject("drop", to_contains=f"_staging/{target}/", times=10)
+    result = harness.run(target)
+    unload_step = f"s3__{target}.unload_{target}"
+    steps = [e.event_type_value for e in result.all_events if e.step_key == unload_step and e.is_step_event]
+    kinds = [k for k in steps if k in ("STEP_START", "STEP_RESTARTED", "STEP_UP_FOR_RETRY", "STEP_FAILURE")]
+    assert not result.success
+    assert kinds == ["STEP_START"] + ["STEP_UP_FOR_RETRY", "STEP_RESTARTED"] * 3 + ["STEP_FAILURE"], kinds
+    [failure] = [e for e in result.all_events if e.step_key == unload_step and e.is_step_failure]
+    error, text = failure.step_failure_data.error, ""
+    while error is not None:
+        text, error = text + error.message, error.cause
+    # Seen once under load: the fault fired three times, the fourth attempt stopping before its UNLOAD;
+    # its error is a transient one all the same, and the limit is what this test is about.
+    assert "UNLOAD did not finish" in text or "Could not connect to Redshift" in text, text
+    assert drop.fired in (3, 4)
+    waits = [wait for _, wait, _ in _retries(result)]
+    # RetryPolicy(max_retries=3, delay=2, EXPONENTIAL, PLUS_MINUS): (2^n - 1) * 2 s, each +- 2 s.
+    assert len(waits) == 3 and 0 <= waits[0] <= 4 <= waits[1] <= 8 and 12 <= waits[2] <= 16
+    assert harness.look(target, {old}).complete == {"object": old}
+    harness.settle(target, result, new)
