@@ -21,7 +21,11 @@ from unload_assets.execution import CELERY_BROKER_ENV
 from .pipeline_helpers import get_bytes, write_catalogue
 from .production import BIN, REPO, ProductionShape, RedisServer, Service, keep_logs, production_env
 
-pytestmark = [pytest.mark.production, pytest.mark.stack]
+pytestmark = [
+    pytest.mark.production,
+    pytest.mark.stack,
+    pytest.mark.timeout(1800),
+]  # above the sum of the test's own deadlines, which name what is late
 
 BUCKET = "unload-local"
 TARGETS = 20

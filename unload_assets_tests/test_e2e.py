@@ -23,7 +23,11 @@ from unload_assets.targets import PACKAGED_CATALOGUE
 
 from .pipeline_helpers import get_bytes
 
-pytestmark = [pytest.mark.e2e, pytest.mark.stack]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.stack,
+    pytest.mark.timeout(900),
+]  # above the sum of the test's own deadlines, which name what is late
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"

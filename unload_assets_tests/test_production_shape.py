@@ -22,7 +22,11 @@ from unload_assets.local.faults import FaultProxy
 from .pipeline_helpers import decompress, get_bytes, write_catalogue
 from .production import ProductionShape, keep_logs, production_env, zone_where_9_am_is
 
-pytestmark = [pytest.mark.production, pytest.mark.stack]
+pytestmark = [
+    pytest.mark.production,
+    pytest.mark.stack,
+    pytest.mark.timeout(1800),
+]  # above the sum of the test's own deadlines, which name what is late
 
 BUCKET = "unload-local"
 FINAL = "exports/prod/customers.csv.gz"

@@ -22,13 +22,20 @@ def raises(local_stack, stack_env) -> str:
             "create or replace function public.raise_sqlstate(code text) returns int language plpgsql as "
             "$$ begin raise exception 'injected failure %', code using errcode = code; end $$"
         )
+        cur.execute(
+            "create or replace function public.raise_with(code text, message text) returns int"
+            " language plpgsql as $$ begin raise exception '%', message using errcode = code; end $$"
+        )
     return "public.raise_sqlstate"
 
 
-def _unload(select: str) -> None:
+def _unload(select: str, secrets: tuple[str, ...] = ()) -> None:
     sql = f"UNLOAD ('{select}') TO 's3://unload-local/_staging/errors/' IAM_ROLE default PARALLEL OFF"
     with dg.build_resources({"redshift": redshift_from_env(os.environ)}) as resources:  # EnvVars resolved
-        resources.redshift.unload(sql, redacted=sql)
+        redacted = sql  # as the statement builder redacts credentials in what it logs
+        for secret in secrets:
+            redacted = redacted.replace(secret, "***")
+        resources.redshift.unload(sql, redacted=redacted, secrets=secrets)
 
 
 @pytest.mark.parametrize(
@@ -54,3 +61,16 @@ def test_other_sqlstates_fail_at_once_naming_the_code(raises, code):
     assert failed.value.allow_retries is False
     assert f"Redshift refused the UNLOAD ({code}): " in str(failed.value.description)
     assert failed.value.metadata["sqlstate"].value == code
+
+
+@pytest.mark.parametrize("code", ["42000", "53300"])  # refused (Failure) and transient (retried)
+def test_a_secret_that_redshift_echoes_in_its_error_never_reaches_the_exception(raises, code):
+    # A cluster may quote what it was given (credentials in a failed statement, say): the error the op
+    # raises, which Dagster records and Slack may show, holds the secret's place, never its value.
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzz0SECRET"
+    select = f"select public.raise_with(''{code}'', ''credentials {secret} refused'')"
+    with pytest.raises((dg.Failure, TransientRedshiftError)) as raised:
+        _unload(select, secrets=(secret,))
+    error = raised.value
+    text = str(error) + str(getattr(error, "description", "")) + repr(getattr(error, "metadata", {}))
+    assert secret not in text and "credentials *** refused" in text
