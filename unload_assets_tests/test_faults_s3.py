@@ -121,6 +121,14 @@ def test_a_lost_complete_multipart_answer(harness):
     assert rule.fired == 1
 
 
+def _clear_flagged_leftover(harness: Harness, result: dg.ExecuteJobResult, new: str) -> None:
+    """A delivered run whose staging delete failed left its own staged files only: removed here."""
+    leftovers = harness.staging_left("fcombine")
+    assert leftovers and all(result.run_id in key for key in leftovers)
+    harness.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in leftovers]})
+    harness.current["fcombine"] = new
+
+
 def test_staging_delete_failing_after_delivery_leaves_a_flagged_leftover(harness):
     new = harness.generation("fcombine", "staging-stays")
     rule = harness.faults.inject(
@@ -135,10 +143,7 @@ def test_staging_delete_failing_after_delivery_leaves_a_flagged_leftover(harness
     assert checks == {"final_objects_present": True, "has_rows": True, "staging_cleaned": False}
     [event] = result.get_asset_materialization_events()
     assert event.materialization.metadata["staging_cleaned"].value is False
-    leftovers = harness.staging_left("fcombine")
-    assert leftovers and all(result.run_id in key for key in leftovers)
-    harness.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in leftovers]})
-    harness.current["fcombine"] = new
+    _clear_flagged_leftover(harness, result, new)
 
 
 def test_unload_writes_failing_fail_the_run_before_anything_final(harness):
@@ -283,10 +288,7 @@ def test_per_key_delete_errors_on_staging_leave_a_flagged_leftover(harness):
     assert harness.look("fcombine", {new}).complete == {"object": new}
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["staging_cleaned"] is False and checks["final_objects_present"] is True
-    leftovers = harness.staging_left("fcombine")
-    assert leftovers and all(result.run_id in key for key in leftovers)
-    harness.s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in leftovers]})
-    harness.current["fcombine"] = new
+    _clear_flagged_leftover(harness, result, new)
 
 
 def test_short_reads_of_staged_files_fail_the_run_before_anything_final(harness):
