@@ -40,5 +40,7 @@ test-unit: setup
 run: setup system-deps
 	$(BIN)/python -m unload_assets.local.demo $(if $(ONCE),--once,)
 
+# The stack's PostgreSQL data may live outside the clone (root with a clone only root can enter).
 clean:
+	@if [ -x $(BIN)/unload-assets-local ]; then $(BIN)/unload-assets-local clean; fi
 	rm -rf $(VENV) .local-stack .dagster_home .env test-artifacts

@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .postgres import PostgresNotFound
+from .postgres import PostgresNotFound, remove_cluster
 from .stack import LocalStack, StackConfig
 
 
@@ -27,11 +27,19 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--slack-port", type=int, default=0)
     up.add_argument("--bucket", default="unload-local")
     up.add_argument("--webserver-url", default="http://127.0.0.1:3000", help="for links in Slack messages")
+    clean = sub.add_parser("clean", help="stop and delete the stack's PostgreSQL data, wherever it lives")
+    clean.add_argument("--dir", type=Path, default=Path(".local-stack"), help="state directory")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "clean":
+        removed = remove_cluster(args.dir.absolute() / "pgdata")
+        print(
+            f"unload-assets-local: removed {removed}" if removed else "unload-assets-local: nothing to remove"
+        )
+        return 0
     config = StackConfig(
         workdir=args.dir.absolute(),
         pg_port=args.pg_port,

@@ -83,6 +83,30 @@ def _closed_parent(path: Path) -> Path | None:
     return None
 
 
+def relocated_data_dir(requested: Path) -> Path | None:
+    """Where a data directory asked for at `requested` really lives when root runs the server as
+    `postgres` and a folder above `requested` is closed to others; None when it lives where asked."""
+    requested = Path(requested).absolute()
+    if _closed_parent(requested) is None:
+        return None
+    digest = hashlib.sha256(str(requested).encode()).hexdigest()[:16]
+    return RELOCATED_BASE / digest / requested.name
+
+
+def remove_cluster(requested: Path) -> Path | None:
+    """Stop the cluster asked for at `requested` if it runs, and delete its data wherever it lives
+    (`make clean`); returns the folder deleted, if any."""
+    requested = Path(requested).absolute()
+    relocated = relocated_data_dir(requested) if os.geteuid() == 0 else None
+    data_dir = relocated or requested
+    if (data_dir / "postmaster.pid").exists():
+        PostgresCluster(requested).stop()
+    if not data_dir.exists():
+        return None
+    shutil.rmtree(relocated.parent if relocated else data_dir, ignore_errors=True)
+    return data_dir
+
+
 @dataclass
 class PostgresCluster:
     data_dir: Path
@@ -95,16 +119,15 @@ class PostgresCluster:
         self.data_dir = Path(self.data_dir).absolute()
         self.bindir = find_bindir()
         self.os_user = _run_as()
-        if self.os_user and _closed_parent(self.data_dir) is not None:
+        relocated = relocated_data_dir(self.data_dir) if self.os_user else None
+        if relocated is not None:
             # Root with a clone in a folder only root can enter (its home, `mktemp -d`): the server runs
             # as `postgres`, which cannot reach that path, so its data lives in a place it can reach,
             # one per requested path, so that a second `make run` finds the same cluster.
-            digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
-            base = RELOCATED_BASE / digest
-            base.mkdir(parents=True, exist_ok=True)
-            for folder in (RELOCATED_BASE, base):
+            relocated.parent.mkdir(parents=True, exist_ok=True)
+            for folder in (RELOCATED_BASE, relocated.parent):
                 folder.chmod(0o755)
-            self.data_dir = base / self.data_dir.name
+            self.data_dir = relocated
         if not self.port:
             self.port = free_port()
 
