@@ -299,3 +299,33 @@ def test_short_reads_of_staged_files_fail_the_run_before_anything_final(harness)
     assert not result.success and rule.fired >= 1
     assert harness.look("fcombine", {old}).complete == {"object": old}  # the previous output, untouched
     harness.settle("fcombine", result, new)
+
+
+def _slow_down(request):
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+        "<Message>Please reduce your request rate.</Message><RequestId>SLOWDOWN</RequestId></Error>"
+    )
+    return 503, [("Content-Type", "application/xml")], body.encode()
+
+
+def test_s3_throttling_inside_unload_is_retried_by_the_op(harness):
+    # Every write of the first attempt's UNLOAD is throttled (its own S3 client retries, then gives up):
+    # Redshift's XX000 "S3ServiceException ... SlowDown" must be retried like any transient error.
+    new = harness.generation("fcombine", "slowed-down")
+    rule = harness.faults.inject(
+        "answer",
+        predicate=lambda r: (
+            r.method in ("PUT", "POST") and "/_staging/fcombine/" in r.path and "/attempt-0/" in r.path
+        ),
+        answer=_slow_down,
+    )
+    result = harness.run("fcombine")
+    assert rule.fired >= 3 and result.success
+    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert len(retries) == 1 and "unload_fcombine" in (retries[0].step_key or "")
+    error, text = retries[0].event_specific_data.error, ""
+    while error is not None:
+        text, error = text + error.message, error.cause
+    assert "Error SlowDown" in text and "TransientRedshiftError" in text
+    harness.settle("fcombine", result, new)

@@ -74,3 +74,19 @@ def test_a_secret_that_redshift_echoes_in_its_error_never_reaches_the_exception(
     error = raised.value
     text = str(error) + str(getattr(error, "description", "")) + repr(getattr(error, "metadata", {}))
     assert secret not in text and "credentials *** refused" in text
+
+
+@pytest.mark.parametrize(
+    ("message", "transient"),
+    [
+        ("S3ServiceException:Please reduce your request rate.,Status 503,Error SlowDown,Rid X", True),
+        ("S3ServiceException:We encountered an internal error.,Status 500,Error InternalError,Rid X", True),
+        ("S3ServiceException:Access Denied,Status 403,Error AccessDenied,Rid X", False),
+        ("S3ServiceException:The specified bucket does not exist,Status 404,Error NoSuchBucket,Rid X", False),
+    ],
+)
+def test_s3_trouble_inside_unload_is_retried_only_when_s3_says_so(raises, message, transient):
+    # Redshift reports S3's failures inside UNLOAD as XX000 with S3's own status and code.
+    expected = TransientRedshiftError if transient else dg.Failure
+    with pytest.raises(expected):
+        _unload(f"select public.raise_with(''XX000'', ''{message}'')")

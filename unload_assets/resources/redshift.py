@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -191,13 +192,25 @@ def _connect_error(
     return TransientRedshiftError(f"Could not connect to Redshift at {where}: {message}")
 
 
+# S3 slowing UNLOAD down or failing inside it: Redshift reports XX000 with S3's own status and code
+# ("S3ServiceException:Please reduce your request rate.,Status 503,Error SlowDown,..."). Worth another try.
+_S3_TRANSIENT = re.compile(
+    r"S3ServiceException:.*(?:Status (?:500|503)"
+    r"|Error (?:SlowDown|InternalError|ServiceUnavailable|RequestTimeout))"
+)
+
+
+def _s3_throttled(code: str, message: str) -> bool:
+    return code in ("", "XX000") and _S3_TRANSIENT.search(message) is not None
+
+
 def _classify(exc: psycopg2.Error, redacted: str, secrets: tuple[str | None, ...]) -> Exception:
     message = scrub((exc.pgerror or str(exc)).strip(), secrets)
     code = exc.pgcode or ""
     transient = isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError) and (
         not code or code[:2] in _TRANSIENT_SQLSTATE_CLASSES
     )
-    if transient or code[:2] in _TRANSIENT_SQLSTATE_CLASSES:
+    if transient or code[:2] in _TRANSIENT_SQLSTATE_CLASSES or _s3_throttled(code, message):
         return TransientRedshiftError(
             f"UNLOAD did not finish: connection lost, cancelled or out of capacity "
             f"({code or 'no SQLSTATE'}): {message}"

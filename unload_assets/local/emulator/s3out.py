@@ -34,10 +34,16 @@ def put_args(cmd: UnloadCommand) -> dict[str, str]:
 
 
 def s3_message(exc: Exception) -> str:
-    """An S3 failure as the client sees it."""
-    error = getattr(exc, "response", {}).get("Error", {}) if hasattr(exc, "response") else {}
-    code, text = error.get("Code"), error.get("Message")
-    return f"UNLOAD: S3 error: {code}: {text}" if code else f"UNLOAD: S3 error: {exc}"
+    """An S3 failure as Redshift words it (SQLSTATE XX000): `S3ServiceException:<message>,Status <http
+    status>,Error <code>,Rid <request id>`. Throttling (503 SlowDown) reads the same way, which is how a
+    client tells it from a statement's own error."""
+    response = getattr(exc, "response", None) or {}
+    error, meta = response.get("Error", {}), response.get("ResponseMetadata", {})
+    code, text = error.get("Code"), error.get("Message") or str(exc)
+    if not code:
+        return f"S3ServiceException:{exc}"
+    status, rid = meta.get("HTTPStatusCode", "?"), meta.get("RequestId", "")
+    return f"S3ServiceException:{text},Status {status},Error {code},Rid {rid}"
 
 
 class S3Target:
