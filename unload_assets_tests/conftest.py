@@ -17,7 +17,7 @@ from unload_assets.local.postgres import PostgresCluster
 from unload_assets.local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION, S3Server
 from unload_assets.local.stack import LocalStack
 
-# The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup` in setup.cfg), each with its own
+# `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`), each with its own
 # servers. A module stays on one worker (its module-scoped servers start once), and the modules that
 # start whole Dagster deployments share one worker, so that no two of them compete for the two cores.
 DEPLOYMENTS = {"test_production_shape", "test_celery", "test_e2e"}
