@@ -18,7 +18,6 @@ the client sees, below the 900 s AWS allows, so a test can outlive one credentia
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import re
@@ -37,7 +36,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from xml.sax.saxutils import escape
 
 from .emulator.credentials import CredentialRegistry
-from .loopback import LoopbackService
+from .loopback import LoopbackService, forward, read_body, relay
 from .postgres import free_port
 
 log = logging.getLogger(__name__)
@@ -51,8 +50,6 @@ _REDSHIFT_XMLNS = "http://redshift.amazonaws.com/doc/2012-12-01/"
 _WORKGROUP_NAME = re.compile(r"[a-z0-9-]{3,64}")
 _EXPIRATION_ELEMENT = re.compile(rb"<Expiration>[^<]*</Expiration>")
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "te", "upgrade", "proxy-connection"}
-_OWN_HEADERS = {"content-length", "host"}  # recomputed for each hop
 
 
 class RedshiftCredentialsStandIn(LoopbackService):
@@ -116,19 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet; request lines carry no secrets, but one per call would drown the test output
 
-    def _body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return b"".join(chunks)
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
     def _handle(self) -> None:
-        body = self._body()
+        body = read_body(self)
         target = self.headers.get("X-Amz-Target", "")
         if target == SERVERLESS_TARGET:
             self.standin._count(target.rpartition(".")[2])
@@ -141,8 +127,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._get_cluster_credentials_with_iam(body)
             return
         try:
-            status, reason, headers, reply = self._forward(
-                self.command, self.path, self._upstream_headers(), body
+            status, headers, reply = forward(
+                self.standin.upstream, self.command, self.path, self._upstream_headers(), body
             )
         except OSError as e:
             log.warning("moto at %s:%s unreachable for %s: %s", *self.standin.upstream, action or "?", e)
@@ -150,33 +136,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if action == "GetClusterCredentials" and status == 200:
             reply = self._record_cluster_credentials(reply)
-        self.send_response_only(status, reason)  # moto's own Server and Date headers pass through
-        for name, value in headers:
-            if name.lower() not in _HOP_BY_HOP | _OWN_HEADERS:
-                self.send_header(name, value)
-        length = next((v for n, v in headers if n.lower() == "content-length"), None)
-        self.send_header("Content-Length", length if self.command == "HEAD" and length else str(len(reply)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(reply)
+        relay(self, (status, headers, reply))  # moto's own Server and Date headers pass through
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _handle
 
     # ---- forwarding to moto --------------------------------------------------------------
     def _upstream_headers(self) -> dict[str, str]:
-        return {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP | _OWN_HEADERS}
-
-    def _forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
-        conn = http.client.HTTPConnection(*self.standin.upstream, timeout=120)
-        try:
-            # http.client adds Host (moto's address); Content-Length is the body's as forwarded.
-            conn.request(method, path, body=body, headers={**headers, "Content-Length": str(len(body))})
-            response = conn.getresponse()
-            return response.status, response.reason, response.getheaders(), response.read()
-        finally:
-            conn.close()
+        # Without the client's Host, http.client names moto's address.
+        return {k: v for k, v in self.headers.items() if k.lower() != "host"}
 
     def _record_cluster_credentials(self, reply: bytes) -> bytes:
         """Record what moto minted, first moving its expiration when the lifetime override is set."""
@@ -217,14 +184,16 @@ class _Handler(BaseHTTPRequestHandler):
         headers = self._upstream_headers()
         headers["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
         try:
-            status, reason, reply_headers, reply = self._forward("POST", "/", headers, question.encode())
+            status, reply_headers, reply = forward(
+                self.standin.upstream, "POST", "/", headers, question.encode()
+            )
         except OSError as e:
             log.warning("moto at %s:%s unreachable for %s: %s", *self.standin.upstream, WITH_IAM_ACTION, e)
             self._send(502, "text/plain", b"moto unreachable\n")
             return
         if status != 200:  # e.g. ClusterNotFound, which is what AWS answers GetClusterCredentialsWithIAM too
             content_type = next((v for n, v in reply_headers if n.lower() == "content-type"), "text/xml")
-            self._send(status, content_type, reply, reason)
+            self._send(status, content_type, reply)
             return
         password = _password()
         expiration = _iso(self.standin._expiry(duration))

@@ -12,7 +12,6 @@ and fire for a seeded random fraction. `injected` counts what was done, per kind
 
 from __future__ import annotations
 
-import http.client
 import random
 import socket
 import struct
@@ -25,14 +24,10 @@ from http.server import BaseHTTPRequestHandler
 from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
-from .loopback import LoopbackService
+from .loopback import LoopbackService, Reply, forward, read_body, relay, relay_head
 from .postgres import free_port
 
 Kind = Literal["error", "reset", "reset_after", "slow", "rewrite", "answer", "short"]
-Headers = list[tuple[str, str]]
-Reply = tuple[int, Headers, bytes]  # status, headers, body
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "te", "upgrade", "proxy-connection"}
-_OWN_HEADERS = {"content-length", "server", "date"}  # written by this proxy's send_response
 _ERROR_BODY = (
     '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code><Message>We encountered an'
     " internal error. Please try again.</Message><RequestId>FAULT{n:08d}</RequestId></Error>"
@@ -159,21 +154,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass  # quiet: one line per S3 request would drown the test output
 
-    def _body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks = []
-            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                pass  # trailers
-            return b"".join(chunks)
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
     def _handle(self) -> None:
         url = urlsplit(self.path)
         headers = {k.lower(): v for k, v in self.headers.items()}
-        request = Request(self.command, url.path, parse_qs(url.query, True), headers, self._body())
+        request = Request(self.command, url.path, parse_qs(url.query, True), headers, read_body(self))
         rule = self.proxy._decide(request)
         kind = rule.kind if rule else None
         if rule and rule.on_inject:
@@ -185,39 +169,21 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "slow":
             time.sleep(rule.delay)  # type: ignore[union-attr]
         if kind == "answer":
-            status, reply_headers, reply = rule.answer(request)  # type: ignore[union-attr,misc]
+            reply = rule.answer(request)  # type: ignore[union-attr,misc]
         else:
-            status, reply_headers, reply = self._forward(headers, request.body)
+            reply = forward(self.proxy.upstream, self.command, self.path, headers, request.body)
         if kind == "reset_after":
             return self._reset()  # S3 did the work; the client never hears of it
         if kind == "rewrite":
-            status, reply_headers, reply = rule.rewrite(request, (status, reply_headers, reply))  # type: ignore[union-attr,misc]
-        self.send_response(status)
-        for name, value in reply_headers:
-            if name.lower() not in _HOP_BY_HOP | _OWN_HEADERS:
-                self.send_header(name, value)
-        length = next((v for n, v in reply_headers if n.lower() == "content-length"), None)
-        self.send_header("Content-Length", length if self.command == "HEAD" and length else str(len(reply)))
-        self.end_headers()
+            reply = rule.rewrite(request, reply)  # type: ignore[union-attr,misc]
         if kind == "short" and self.command != "HEAD":
-            self.wfile.write(reply[: len(reply) // 2])
+            relay_head(self, reply)
+            self.wfile.write(reply[2][: len(reply[2]) // 2])
             self.wfile.flush()
             return self._reset()  # the rest never comes
-        if self.command != "HEAD":
-            self.wfile.write(reply)
+        relay(self, reply)
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
-
-    def _forward(self, headers: dict[str, str], body: bytes) -> Reply:
-        conn = http.client.HTTPConnection(*self.proxy.upstream, timeout=120)
-        try:
-            sent = {k: v for k, v in headers.items() if k not in _HOP_BY_HOP}
-            sent["content-length"] = str(len(body))
-            conn.request(self.command, self.path, body=body, headers=sent)
-            response = conn.getresponse()
-            return response.status, response.getheaders(), response.read()
-        finally:
-            conn.close()
 
     def _error(self) -> None:
         data = _ERROR_BODY.format(n=self.proxy.total_injected).encode()

@@ -1,10 +1,20 @@
-"""A threaded HTTP server on 127.0.0.1, served from a daemon thread: the stand-ins' common shell."""
+"""A threaded HTTP server on 127.0.0.1, served from a daemon thread: the stand-ins' common shell, and
+what the two that sit in front of moto (the S3 fault proxy, the AWS credentials stand-in) share to
+read a request, forward it upstream and relay the answer."""
 
 from __future__ import annotations
 
+import http.client
 import threading
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar, TypeVar
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "expect", "te", "upgrade", "proxy-connection"}
+)
+Headers = list[tuple[str, str]]
+Reply = tuple[int, Headers, bytes]  # status, headers, body
 
 _Service = TypeVar("_Service", bound="LoopbackService")
 
@@ -52,3 +62,51 @@ class LoopbackService:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request body, chunked (boto3 streams some uploads that way) or by Content-Length."""
+    if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
+        chunks = []
+        while size := int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()
+        while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass  # trailers
+        return b"".join(chunks)
+    return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+
+
+def forward(
+    upstream: tuple[str, int], method: str, path: str, headers: Mapping[str, str], body: bytes
+) -> Reply:
+    """The request sent on to `upstream` with the caller's headers (hop-by-hop ones aside; without a Host,
+    http.client names the upstream) and the body's own Content-Length; the upstream's answer."""
+    conn = http.client.HTTPConnection(*upstream, timeout=120)
+    try:
+        sent = {k: v for k, v in headers.items() if k.lower() not in HOP_BY_HOP | {"content-length"}}
+        conn.request(method, path, body=body, headers={**sent, "Content-Length": str(len(body))})
+        response = conn.getresponse()
+        return response.status, response.getheaders(), response.read()
+    finally:
+        conn.close()
+
+
+def relay(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    """An upstream answer to the client as it came."""
+    relay_head(handler, reply)
+    if handler.command != "HEAD":
+        handler.wfile.write(reply[2])
+
+
+def relay_head(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    """The status line and headers of an upstream answer (its Server and Date too), Content-Length that
+    of its body (a HEAD keeps the upstream's, which describes the object); the caller writes the body."""
+    status, headers, body = reply
+    handler.send_response_only(status)
+    for name, value in headers:
+        if name.lower() not in HOP_BY_HOP | {"content-length"}:
+            handler.send_header(name, value)
+    length = next((v for n, v in headers if n.lower() == "content-length"), None)
+    handler.send_header("Content-Length", length if handler.command == "HEAD" and length else str(len(body)))
+    handler.end_headers()
