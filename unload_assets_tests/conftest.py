@@ -17,6 +17,8 @@ from unload_assets.local.postgres import PostgresCluster
 from unload_assets.local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION, S3Server
 from unload_assets.local.stack import LocalStack
 
+from .emulator_helpers import emulator_for
+
 # `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`), each with its own
 # servers. A module stays on one worker (its module-scoped servers start once), and the modules that
 # start whole Dagster deployments share one worker, so that no two of them compete for the two cores.
@@ -103,16 +105,8 @@ def bucket(s3_server) -> str:
 
 @pytest.fixture(scope="module")
 def emulator(pg_cluster, s3_server) -> Iterator[RedshiftEmulator]:
-    """A Redshift emulator (4 slices) in front of the session's PostgreSQL, writing to its S3 server."""
-    emu = RedshiftEmulator(
-        pg_host="127.0.0.1",
-        pg_port=pg_cluster.port,
-        s3_endpoint_url=s3_server.endpoint_url,
-        listen_port=0,
-        slices=4,
-        superuser_dsn=pg_cluster.dsn(superuser=True),
-        logins={pg_cluster.user: pg_cluster.password},
-    ).start()
+    """A Redshift emulator in front of the session's PostgreSQL, logging clients in itself (MD5)."""
+    emu = emulator_for(pg_cluster, s3_server, logins={pg_cluster.user: pg_cluster.password}).start()
     yield emu
     emu.stop()
 

@@ -20,7 +20,7 @@ import pytest
 from unload_assets.local.emulator.credentials import CredentialRegistry
 from unload_assets.local.emulator.proxy import RedshiftEmulator
 
-from .emulator_helpers import connect
+from .emulator_helpers import connect, emulator_for
 from .test_emulator_proxy import PSQL
 from .test_emulator_unload import objects, unload
 
@@ -42,13 +42,9 @@ def clock() -> Clock:
 
 @pytest.fixture(scope="module")
 def iam_emulator(pg_cluster, s3_server, clock) -> Iterator[RedshiftEmulator]:
-    emu = RedshiftEmulator(
-        pg_host="127.0.0.1",
-        pg_port=pg_cluster.port,
-        s3_endpoint_url=s3_server.endpoint_url,
-        listen_port=0,
-        slices=4,
-        superuser_dsn=pg_cluster.dsn(superuser=True),
+    emu = emulator_for(
+        pg_cluster,
+        s3_server,
         credentials=CredentialRegistry(clock),
         backend_login=(pg_cluster.user, pg_cluster.password),
     ).start()
