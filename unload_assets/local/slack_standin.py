@@ -184,23 +184,13 @@ class SlackStandIn(LoopbackService):
         channel = str(args.get("channel") or "")
         if not channel:
             raise SlackApiError("channel_not_found")
-        blocks = args.get("blocks")
-        if isinstance(blocks, str):  # form-encoded callers send blocks as a JSON string
-            try:
-                blocks = json.loads(blocks)
-            except ValueError:
-                raise SlackApiError("invalid_blocks") from None
+        blocks = _json_arg(args, "blocks", "invalid_blocks")
         if blocks is not None and not isinstance(blocks, list):
             raise SlackApiError("invalid_blocks")
         text = args.get("text")
         if not text and not blocks:
             raise SlackApiError("no_text")
-        metadata = args.get("metadata")
-        if isinstance(metadata, str):  # form-encoded callers send metadata as a JSON string
-            try:
-                metadata = json.loads(metadata)
-            except ValueError:
-                raise SlackApiError("invalid_metadata_format") from None
+        metadata = _json_arg(args, "metadata", "invalid_metadata_format")
         if metadata is not None and not (
             isinstance(metadata, dict)
             and metadata.get("event_type")
@@ -246,6 +236,17 @@ class SlackStandIn(LoopbackService):
         if raw and not raw.endswith("\n"):
             with self.record_file.open("a", encoding="utf-8") as f:
                 f.write("\n")  # so the next record does not glue onto a torn line
+
+
+def _json_arg(args: dict[str, Any], name: str, error: str) -> Any:
+    """Argument `name`, decoded when a form-encoded caller sent it as a JSON string; `error` if unreadable."""
+    value = args.get(name)
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        raise SlackApiError(error) from None
 
 
 def _as_message(record: dict[str, Any], with_metadata: bool) -> dict[str, Any]:
