@@ -317,11 +317,7 @@ def postgres_copy(cmd: CopyCommand, columns: list[str]) -> str:
     """The `COPY ... FROM STDIN` PostgreSQL runs: CSV for csv, JSON and Parquet; text for text."""
     target = cmd.table + (f" ({', '.join(_ident(c) for c in columns)})" if columns else "")
     if cmd.format == "text":
-        delimiter = cmd.delimiter or "|"
-        null = cmd.null_as if cmd.null_as is not None else "\\N"
-        # Without ESCAPE, Redshift reads backslashes as they are; PostgreSQL's text format would not, so
-        # they are doubled on the way (and the NULL string with them).
-        null = null if cmd.escape else null.replace("\\", "\\\\")
+        delimiter, null = text_delimiter(cmd), text_null(cmd)
         return f"COPY {target} FROM STDIN WITH (FORMAT text, DELIMITER {_lit(delimiter)}, NULL {_lit(null)})"
     if cmd.format == "csv":
         delimiter, null = cmd.delimiter or ",", cmd.null_as or ""
@@ -332,6 +328,17 @@ def postgres_copy(cmd: CopyCommand, columns: list[str]) -> str:
     return f"COPY {target} FROM STDIN WITH (FORMAT csv)"
 
 
+def text_delimiter(cmd: CopyCommand) -> str:
+    return cmd.delimiter or "|"
+
+
+def text_null(cmd: CopyCommand) -> str:
+    """The NULL string PostgreSQL is given for text: without ESCAPE, Redshift reads backslashes as they
+    are; PostgreSQL's text format would not, so they are doubled on the way (and the NULL string too)."""
+    null = cmd.null_as if cmd.null_as is not None else "\\N"
+    return null if cmd.escape else null.replace("\\", "\\\\")
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -340,12 +347,68 @@ def _lit(text: str) -> str:
     return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-async def table_columns(backend: BackendSession, table: str) -> list[str]:
+async def table_columns(backend: BackendSession, table: str) -> dict[str, bool]:
+    """The table's columns in order, each with whether it holds text (char, varchar, text)."""
     rows = await backend.query(
-        "SELECT attname FROM pg_attribute WHERE attrelid = " + _lit(table) + "::regclass "
-        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        "SELECT a.attname, t.typcategory = 'S' FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = " + _lit(table) + "::regclass AND a.attnum > 0 AND NOT a.attisdropped "
+        "ORDER BY a.attnum"
     )
-    return [bytes(r[0] or b"").decode() for r in rows]
+    return {bytes(r[0] or b"").decode(): bytes(r[1] or b"") == b"t" for r in rows}
+
+
+class EmptyAsNull:
+    """Text-format rows with every empty field of a non-text column replaced by the NULL string, as
+    Redshift loads them ("empty fields for other data types, such as INT, are always loaded with NULL";
+    PostgreSQL's text COPY refuses them). With ESCAPE a backslash escapes the next byte (a delimiter or
+    a newline inside a field). A row cut by a chunk boundary waits for the rest."""
+
+    def __init__(self, non_text: list[bool], delimiter: bytes, null: bytes, *, escape: bool) -> None:
+        self.non_text, self.delimiter, self.null, self.escape = non_text, delimiter, null, escape
+        self.pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        data, out, row, i = self.pending + data, bytearray(), 0, 0
+        if not self.escape:
+            row = data.rfind(b"\n") + 1
+            out += b"".join(self._row(r) + b"\n" for r in data[:row].split(b"\n")[:-1])
+        else:
+            while i < len(data):
+                if data[i] == 0x5C:  # backslash: the next byte is the field's, whatever it is
+                    i += 2
+                    continue
+                if data[i] == 0x0A:
+                    out += self._row(data[row:i]) + b"\n"
+                    row = i + 1
+                i += 1
+        self.pending = data[row:]
+        return bytes(out)
+
+    def finish(self) -> bytes:
+        rest, self.pending = self.pending, b""
+        return self._row(rest) if rest else b""
+
+    def _row(self, row: bytes) -> bytes:
+        d = self.delimiter
+        if row and d + d not in row and not row.startswith(d) and not row.endswith(d):
+            return row  # no empty field
+        fields = self._fields(row) if self.escape and b"\\" in row else row.split(d)
+        return d.join(
+            self.null if not f and k < len(self.non_text) and self.non_text[k] else f
+            for k, f in enumerate(fields)
+        )
+
+    def _fields(self, row: bytes) -> list[bytes]:
+        fields, start, i = [], 0, 0
+        while i < len(row):
+            if row[i] == 0x5C:
+                i += 2
+                continue
+            if row[i : i + 1] == self.delimiter:
+                fields.append(row[start:i])
+                start = i + 1
+            i += 1
+        return [*fields, row[start:]]
 
 
 def rows_as_csv(rows: Iterator[list[Any]]) -> Iterator[bytes]:
@@ -431,8 +494,10 @@ async def load(s3: Any, backend: BackendSession, session: Session, catalog: Any,
     try:
         cmd = parse_copy(sql)
         files = await source_files(s3, cmd)
-        columns = list(cmd.columns) or await table_columns(backend, cmd.table)
-        answer = await backend.copy_in(postgres_copy(cmd, columns), _feed(s3, cmd, files, columns))
+        kinds = await table_columns(backend, cmd.table)
+        columns = list(cmd.columns) or list(kinds)
+        non_text = [not kinds.get(c.strip('"'), kinds.get(c.strip('"').lower(), True)) for c in columns]
+        answer = await backend.copy_in(postgres_copy(cmd, columns), _feed(s3, cmd, files, columns, non_text))
     except UnloadError as exc:
         return await refuse(backend, {"M": str(exc)})
     except BackendError as exc:
@@ -456,11 +521,19 @@ async def load(s3: Any, backend: BackendSession, session: Session, catalog: Any,
 
 
 async def _feed(
-    s3: Any, cmd: CopyCommand, files: list[SourceFile], columns: list[str]
+    s3: Any, cmd: CopyCommand, files: list[SourceFile], columns: list[str], non_text: list[bool]
 ) -> AsyncIterator[bytes]:
     for source in files:
         chunks = file_bytes(s3, cmd.bucket, source, cmd.compression)
-        if cmd.format in ("csv", "text"):
+        if cmd.format == "text" and any(non_text):
+            empty = EmptyAsNull(
+                non_text, text_delimiter(cmd).encode(), text_null(cmd).encode(), escape=cmd.escape
+            )
+            async for chunk in _skip_lines(chunks, cmd.ignoreheader):
+                yield empty.feed(chunk if cmd.escape else chunk.replace(b"\\", b"\\\\"))
+            if rest := empty.finish():
+                yield rest + b"\n"
+        elif cmd.format in ("csv", "text"):
             last = b"\n"
             async for chunk in _skip_lines(chunks, cmd.ignoreheader):
                 yield chunk if cmd.format == "csv" or cmd.escape else chunk.replace(b"\\", b"\\\\")
