@@ -1,10 +1,9 @@
-"""Checks on each unload asset's latest materialisation: what it recorded is what S3 holds.
+"""Checks on each delivery: what the rename recorded is what S3 holds.
 
-One checks definition per target, not one `@multi_asset_check` for all: a check step then depends
-only on its own asset, so in the daily run each target is checked as soon as it lands and a failed
-target does not leave the other 999 unchecked. (One shared definition would load ~0.3 s faster at
-1000 targets but builds each job in time quadratic in the targets: slower from ~2000 on.)
-The op is built from `OpDefinition`: `@multi_asset_check` would inspect 1000 identical closures.
+The rename op evaluates a target's checks right after delivering it, from the metadata it just recorded
+(`check_specs` on the unload assets, see assets.py): no step of their own, and a target that fails
+leaves the others checked. A run that selects checks without their asset (a checks-only run from the
+UI) judges the materialisation of its partition instead (`evaluate_latest`).
 """
 
 from collections.abc import Iterator, Mapping
@@ -14,10 +13,10 @@ from urllib.parse import unquote
 
 import dagster as dg
 
-from .assets import NOTHING_IN, asset_key_for
 from .final_state import TAG as STAGING_TAG
 from .finalize_lock import final_key_lock, lock_key_for
 from .keys import render_key
+from .naming import asset_key_for
 from .resources import UnloadSettings
 from .targets import UnloadTarget
 
@@ -28,8 +27,6 @@ CHECKS = {
     "one_object": "The final key holds the whole output as one object, not a manifest of parts (warns; "
     "targets with on_split: combine).",
 }
-# can_subset: each check's output is optional, so one check can run without the others.
-_CHECK_OUT = dg.Out(is_required=False)
 
 
 def check_names(target: UnloadTarget) -> list[str]:
@@ -37,45 +34,57 @@ def check_names(target: UnloadTarget) -> list[str]:
     return [name for name in CHECKS if name != "one_object" or target.on_split == "combine"]
 
 
-def build_unload_checks(target: UnloadTarget) -> dg.AssetChecksDefinition:
+def check_specs(target: UnloadTarget) -> list[dg.AssetCheckSpec]:
     key = asset_key_for(target.name)
-    specs = [dg.AssetCheckSpec(name, asset=key, description=CHECKS[name]) for name in check_names(target)]
-    input_name = f"s3_{target.name}"  # the name `@multi_asset_check` gives the checked asset's input
+    return [dg.AssetCheckSpec(name, asset=key, description=CHECKS[name]) for name in check_names(target)]
 
-    def compute(
-        context: dg.AssetCheckExecutionContext, _: Mapping[str, Any]
-    ) -> Iterator[dg.AssetCheckResult]:
-        return _evaluate(context, target, context.resources.s3, context.resources.unload_settings)
 
-    op = dg.OpDefinition(
-        compute_fn=compute,
-        name=f"{target.name}_delivery_checks",
-        ins={input_name: NOTHING_IN},
-        outs={spec.get_python_identifier(): _CHECK_OUT for spec in specs},
-        required_resource_keys={"s3", "unload_settings"},
-        config_schema={},  # as `@multi_asset_check` declares it: run config may say `config: {}`
-    )
-    return dg.AssetChecksDefinition.create(
-        keys_by_input_name={input_name: key},
-        node_def=op,
-        check_specs_by_output_name={spec.get_python_identifier(): spec for spec in specs},
-        can_subset=True,
-    )
+def plain(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata as the values it holds (what a materialisation record gives back)."""
+    return {k: v.value if isinstance(v, dg.MetadataValue) else v for k, v in metadata.items()}
+
+
+def evaluate_checks(
+    context: dg.OpExecutionContext,
+    target: UnloadTarget,
+    client: Any,
+    settings: UnloadSettings,
+    metadata: Mapping[str, Any],
+) -> Iterator[dg.AssetCheckResult]:
+    """The selected checks of `target`, on the delivery whose materialisation metadata is `metadata`."""
+    key = asset_key_for(target.name)
+    selected = {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
+    results = _evaluate(context, target, client, settings, plain(metadata))
+    return (r for r in results if r.check_name in selected)
+
+
+def evaluate_latest(
+    context: dg.OpExecutionContext, target: UnloadTarget, client: Any, settings: UnloadSettings
+) -> Iterator[dg.AssetCheckResult]:
+    """A checks-only run: the selected checks of `target` on its partition's latest materialisation."""
+    key = asset_key_for(target.name)
+    selected = {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
+    materialization = _materialization_checked(context, key)
+    if materialization is None:
+        for name in check_names(target):
+            if name in selected:
+                yield dg.AssetCheckResult(
+                    asset_key=key, check_name=name, passed=False, metadata={"reason": "never materialised"}
+                )
+        return
+    metadata = plain(materialization.metadata)
+    yield from (r for r in _evaluate(context, target, client, settings, metadata) if r.check_name in selected)
 
 
 def _evaluate(
-    context: dg.AssetCheckExecutionContext, target: UnloadTarget, client: Any, settings: UnloadSettings
+    context: dg.OpExecutionContext,
+    target: UnloadTarget,
+    client: Any,
+    settings: UnloadSettings,
+    metadata: dict[str, Any],
 ) -> Iterator[dg.AssetCheckResult]:
     key = asset_key_for(target.name)
-    materialization = _materialization_checked(context, key)
     names = check_names(target)
-    if materialization is None:
-        for name in names:
-            yield dg.AssetCheckResult(
-                asset_key=key, check_name=name, passed=False, metadata={"reason": "never materialised"}
-            )
-        return
-    metadata: dict[str, Any] = {k: v.value for k, v in materialization.metadata.items()}
     bucket = str(metadata.get("s3_uri", ""))[len("s3://") :].split("/", 1)[0]
     if not bucket:  # not written by our rename (reported by hand, say): nothing to judge it by
         for name in names:
@@ -127,7 +136,7 @@ def _one_object(key: dg.AssetKey, metadata: dict[str, Any]) -> dg.AssetCheckResu
 
 
 def _materialization_checked(
-    context: dg.AssetCheckExecutionContext, key: dg.AssetKey
+    context: dg.OpExecutionContext, key: dg.AssetKey
 ) -> dg.AssetMaterialization | None:
     """This run's materialisation of `key`; in a checks-only run, the latest of the run's partition.
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import dagster as dg
 from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
-from .assets import HANDOFF_IO_MANAGER, build_unload_asset, external_table_specs, handoff_prefix
-from .checks import build_unload_checks
+from .assets import HANDOFF_IO_MANAGER, build_unload_assets, external_table_specs, handoff_prefix
 from .execution import executor_from_env
 from .resources import UnloadSettings, redshift_from_env
 from .resources.slack import UnloadSlackResource
@@ -48,9 +47,61 @@ def _partitions_for(
     return cache[start]
 
 
+def max_concurrent_unloads() -> int:
+    """UNLOAD_MAX_CONCURRENT: UNLOADs one run's unload step runs at once (4)."""
+    raw = os.getenv("UNLOAD_MAX_CONCURRENT", "").strip()
+    if not raw:
+        return 4
+    if not raw.isdigit() or not 1 <= int(raw) <= 50:
+        raise ValueError(f"UNLOAD_MAX_CONCURRENT must be a whole number from 1 to 50, not {raw!r}")
+    return int(raw)
+
+
+def batch_size() -> int:
+    """UNLOAD_BATCH_SIZE: targets per pair of ops (0, the default: all targets of a partitioning).
+
+    Smaller batches give a distributed executor (Celery, Kubernetes) steps to spread over machines."""
+    raw = os.getenv("UNLOAD_BATCH_SIZE", "").strip() or "0"
+    if not raw.isdigit():
+        raise ValueError(f"UNLOAD_BATCH_SIZE must be a whole number (0: no limit), not {raw!r}")
+    return int(raw)
+
+
 def _optional_secret(name: str) -> dg.EnvVar | None:
     # Key-based UNLOAD authorization is opt-in: only wire the variables that are set.
     return dg.EnvVar(name) if os.getenv(name) else None
+
+
+def _groups(
+    targets: list[UnloadTarget],
+) -> list[tuple[str, dg.PartitionsDefinition | None, list[UnloadTarget]]]:
+    """Targets by partitions definition (one multi-asset each): `daily` (or `daily_from_<start>` when
+    targets start on different days) and `unpartitioned`."""
+    cache: dict[date, dg.DailyPartitionsDefinition] = {}
+    by_start: dict[date | None, list[UnloadTarget]] = {}
+    for target in targets:
+        start = target.partitioning.start_date if target.partitioning.type == "daily" else None
+        by_start.setdefault(start, []).append(target)
+    starts = sorted(s for s in by_start if s is not None)
+    groups = [
+        (
+            "daily" if len(starts) == 1 else f"daily_from_{start:%Y_%m_%d}",
+            _partitions_for(by_start[start][0], cache),
+            by_start[start],
+        )
+        for start in starts
+    ]
+    if None in by_start:
+        groups.append(("unpartitioned", None, by_start[None]))
+    size = batch_size()
+    if not size:
+        return groups
+    return [
+        (f"{name}_{n // size + 1}", partitions_def, group[n : n + size])
+        for name, partitions_def, group in groups
+        if len(group) > size
+        for n in range(0, len(group), size)
+    ] + [g for g in groups if len(g[2]) <= size]
 
 
 def build_resources(catalogue: Catalogue) -> dict[str, object]:
@@ -72,6 +123,7 @@ def build_resources(catalogue: Catalogue) -> dict[str, object]:
             access_key_id=_optional_secret("UNLOAD_ACCESS_KEY_ID"),
             secret_access_key=_optional_secret("UNLOAD_SECRET_ACCESS_KEY"),
             session_token=_optional_secret("UNLOAD_SESSION_TOKEN"),
+            max_concurrent_unloads=max_concurrent_unloads(),
         ),
         # An unset token stays empty (not a config error) so the sensors can say what is missing.
         "slack": UnloadSlackResource(
@@ -84,14 +136,13 @@ def build_resources(catalogue: Catalogue) -> dict[str, object]:
 
 def build_definitions(catalogue_path: str | Path | None = None) -> dg.Definitions:
     catalogue = load_catalogue(catalogue_path)
-    cache: dict[date, dg.DailyPartitionsDefinition] = {}
     unload_assets = [
-        build_unload_asset(t, partitions_def=_partitions_for(t, cache)) for t in catalogue.targets
+        build_unload_assets(targets, name=name, partitions_def=partitions_def)
+        for name, partitions_def, targets in _groups(catalogue.targets)
     ]
     morning = build_morning_runs(unload_assets, timezone=unload_timezone())
     return dg.Definitions(
         assets=[*external_table_specs(catalogue.targets), *unload_assets],
-        asset_checks=[build_unload_checks(t) for t in catalogue.targets],
         jobs=[run.job for run in morning],
         schedules=[run.schedule for run in morning],
         sensors=build_notification_sensors(sensor_interval_seconds()),

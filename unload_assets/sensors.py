@@ -26,6 +26,8 @@ from typing import Any, Protocol
 import dagster as dg
 
 from . import notify
+from .assets import FAILED_TARGETS
+from .naming import is_unload
 from .resources.slack import NotDelivered, UnloadSlackResource
 
 ANNOUNCED_TAG = "unload_assets/slack_announced"  # value: the Slack message ts (proof, and where to look)
@@ -33,7 +35,6 @@ ANNOUNCED_TAG = "unload_assets/slack_announced"  # value: the Slack message ts (
 ANNOUNCED_RUN_TAG = "unload_assets/slack_announced_run"
 CHANNEL_TAG = "unload_assets/slack_channel"
 ATTEMPT_TAG = "unload_assets/slack_attempt"  # "<run id>@<unix time>" of the first post attempted
-UNLOAD_KEY_PREFIX = "s3"  # unload assets are s3/<target> (assets.asset_key_for)
 LOOKBACK = timedelta(hours=24)
 TICK_BUDGET_SECONDS = 15.0  # well inside Dagster's 60 s sensor timeout; the rest waits for the next tick
 HISTORY_LOOKUPS = 20  # previous-delivery queries per failure message; further targets are listed without
@@ -77,6 +78,7 @@ class Cursor:
 class _Reading:
     deliveries: list[notify.Delivery] = field(default_factory=list)
     failures: dict[str, notify.StepFailure] = field(default_factory=dict)
+    rename_failed: set[str] = field(default_factory=set)  # targets whose rename stopped part-way
     planned: dict[dg.AssetKey, str | None] = field(default_factory=dict)  # key -> partition
 
 
@@ -231,23 +233,37 @@ def _read(instance: dg.DagsterInstance, run_id: str) -> _Reading:
         if event is None:
             continue
         key = event.asset_key
-        if event.event_type == Ev.ASSET_MATERIALIZATION and _is_unload(key):
+        if event.event_type == Ev.ASSET_MATERIALIZATION and is_unload(key):
             mat = event.step_materialization_data.materialization
             meta: dict[str, Any] = {k: v.value for k, v in mat.metadata.items()}
             meta.setdefault("partition", mat.partition)
             reading.deliveries.append(notify.delivery_from_metadata(key.path[-1], meta))  # type: ignore[union-attr]
-        elif event.event_type == Ev.ASSET_MATERIALIZATION_PLANNED and key is not None and _is_unload(key):
+        elif event.event_type == Ev.ASSET_MATERIALIZATION_PLANNED and key is not None and is_unload(key):
             reading.planned[key] = getattr(event.event_specific_data, "partition", None)
         elif event.event_type == Ev.STEP_FAILURE and event.step_key:
             data = event.step_failure_data
-            described = data.user_failure_data.description if data.user_failure_data else None
-            short = _short(data.error, described)
-            reading.failures[event.step_key] = notify.StepFailure(event.step_key, short)
+            per_target = _failed_targets(data.user_failure_data)
+            for target, failed in per_target.items():  # the rename step names each target not delivered
+                stage, said = str(failed.get("stage", "")), notify.short_error(str(failed.get("error", "")))
+                reading.failures[target] = notify.StepFailure(f"{target} ({stage})", said)
+                if stage == "rename":
+                    reading.rename_failed.add(target)
+            if not per_target:
+                described = data.user_failure_data.description if data.user_failure_data else None
+                short = _short(data.error, described)
+                reading.failures[event.step_key] = notify.StepFailure(event.step_key, short)
         elif event.event_type == Ev.RUN_FAILURE and not reading.failures:
             error = getattr(event.event_specific_data, "error", None)
             short = _short(error, None if error else entry.message)
             reading.failures["(run)"] = notify.StepFailure("(run)", short)
     return reading
+
+
+def _failed_targets(user_failure: Any) -> dict[str, dict[str, Any]]:
+    """{target: {stage, error}} from the rename step's Failure metadata (assets.FAILED_TARGETS)."""
+    found = getattr(getattr(user_failure, "metadata", None) or {}, "get", lambda _: None)(FAILED_TARGETS)
+    value = getattr(found, "value", None)
+    return {str(k): v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
 
 
 class _ErrorInfo(Protocol):
@@ -306,7 +322,7 @@ def _untouched(
     instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None, reading: _Reading, *, lookup: bool
 ) -> notify.Untouched:
     target = key.path[-1]
-    rename_failed = any(step.split(".")[-1] == f"rename_{target}" for step in reading.failures)
+    rename_failed = target in reading.rename_failed
     previous = None
     if lookup:
         partitions = [partition] if partition and "…" not in partition else None
@@ -343,7 +359,3 @@ def _trigger(tags: dict[str, str] | Any) -> str:
         if tags.get(tag):
             return f"{label} {tags[tag][:8] if tag.endswith('_id') else tags[tag]}"
     return "launched by hand"
-
-
-def _is_unload(key: dg.AssetKey | None) -> bool:
-    return key is not None and len(key.path) == 2 and key.path[0] == UNLOAD_KEY_PREFIX

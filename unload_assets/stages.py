@@ -1,4 +1,4 @@
-"""The bodies of the two ops of every unload asset: run UNLOAD into staging, then finalise the keys."""
+"""What the two ops do for one target: run its UNLOAD into staging, then finalise its keys."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ def run_unload(
     redshift: RedshiftUnloadResource,
     settings: UnloadSettings,
     s3: Any,
+    attempt: int = 0,
 ) -> StagedUnload:
     day = partition_date(context, target)
     # Each attempt gets its own folder: UNLOAD refuses a non-empty destination, and a failed attempt
@@ -59,7 +60,10 @@ def run_unload(
         staging_prefix=settings.staging_key_prefix(),
         target_name=target.name,
         partition_key=day.isoformat() if day else None,
-        run_id=f"{context.run_id}/attempt-{context.retry_number}",
+        # (a step Dagster retried whole, after a crash, numbers its attempts apart)
+        run_id=f"{context.run_id}/"
+        + (f"retry-{context.retry_number}-" if context.retry_number else "")
+        + f"attempt-{attempt}",
     )
     bucket, _, key_prefix = location[len("s3://") :].partition("/")
     # Nothing an earlier attempt of this run staged is of use any more (its rename never ran).
@@ -92,7 +96,8 @@ def run_unload(
 
 def rename_staged(
     context: dg.OpExecutionContext, target: UnloadTarget, staged: StagedUnload, *, s3: Any
-) -> dg.Output[None]:
+) -> dict[str, dg.RawMetadataValue]:
+    """Finalise `target`'s staged files; the delivery's materialisation metadata."""
     day = partition_date(context, target)
     final_key = render_key(target.key_template, target=target.name, partition_date=day)
     by_rename = header_by_rename(fmt=target.format, header=target.header, on_split=target.on_split)
@@ -116,7 +121,7 @@ def rename_staged(
     except SplitRefused as exc:
         raise dg.Failure(description=f"Target '{target.name}': {exc}", allow_retries=False) from None
     seconds = time.monotonic() - started
-    return dg.Output(None, metadata=_metadata(target, staged, result, final_key, day, seconds))
+    return _metadata(target, staged, result, final_key, day, seconds)
 
 
 def _metadata(

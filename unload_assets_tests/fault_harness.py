@@ -23,8 +23,9 @@ from typing import Any, Protocol
 import dagster as dg
 import psycopg2
 
-from unload_assets.assets import asset_key_for
+from unload_assets.assets import FAILED_TARGETS, asset_key_for
 from unload_assets.definitions import build_definitions
+from unload_assets.retries import Retry, retries_logged
 
 BUCKET = "unload-local"
 HEADER = ["id", "payload", "gen"]
@@ -149,11 +150,19 @@ class Harness:
             )
         return gen
 
-    def run(self, target: str, *, from_failure: str | None = None) -> dg.ExecuteJobResult:
+    def run(
+        self, target: str, *, from_failure: str | None = None, from_asset_failure: str | None = None
+    ) -> dg.ExecuteJobResult:
+        """A run of `target`'s job; or a re-execution of a failed run: from its failed step (the rename
+        again, from the S3 handoff), or from asset failure (the targets not delivered, UNLOAD included)."""
         self.runs += 1
         options = dg.ReexecutionOptions.from_failure(from_failure, self.instance) if from_failure else None
+        selection = undelivered(self.instance, from_asset_failure) if from_asset_failure else None
         with dg.execute_job(
-            dg.reconstructable(JOBS[target]), instance=self.instance, reexecution_options=options
+            dg.reconstructable(JOBS[target]),
+            instance=self.instance,
+            reexecution_options=options,
+            asset_selection=selection,
         ) as result:
             return result
 
@@ -201,7 +210,9 @@ class Harness:
         self.faults.clear()
         if not result.success:
             self.look(target, {self.current[target], new})
-            result = self.run(target, from_failure=result.run_id)
+            unloaded = all(f["stage"] == "rename" for f in failed_targets(result).values())
+            how = "from_failure" if unloaded else "from_asset_failure"
+            result = self.run(target, **{how: result.run_id})
         assert result.success
         found = self.look(target, {new})
         assert found.complete == {VIEW[target]: new} and not found.parts_without_manifest, found
@@ -238,4 +249,32 @@ def wait_for_child(pid: int, timeout: float) -> int:
 
 
 def step_retries(result: dg.ExecuteJobResult) -> list[str]:
+    """Steps Dagster retried whole (a crashed process); a target's own retries are `target_retries`."""
     return [e.step_key or "" for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
+def target_retries(instance: dg.DagsterInstance, run_id: str) -> list[Retry]:
+    """The retries of single targets inside the run's steps, from the run's log."""
+    return retries_logged(entry.user_message for entry in instance.all_logs(run_id))
+
+
+def failed_targets(result: dg.ExecuteJobResult) -> dict[str, dict[str, str]]:
+    """{target: {stage, error}} that the run's rename step reported as not delivered."""
+    found: dict[str, dict[str, str]] = {}
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data.user_failure_data:
+            value = event.step_failure_data.user_failure_data.metadata.get(FAILED_TARGETS)
+            found.update(value.value if value else {})
+    return found
+
+
+def undelivered(instance: dg.DagsterInstance, run_id: str) -> list[dg.AssetKey]:
+    """What "re-execute from asset failure" selects: the assets the run planned but did not materialise."""
+    kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED, dg.DagsterEventType.ASSET_MATERIALIZATION}
+    planned, done = set(), set()
+    for record in instance.get_records_for_run(run_id, of_type=kinds, limit=10_000).records:
+        event = record.event_log_entry.dagster_event
+        if event is not None and event.asset_key is not None:
+            is_planned = event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+            (planned if is_planned else done).add(event.asset_key)
+    return sorted(planned - done, key=lambda k: k.to_string())

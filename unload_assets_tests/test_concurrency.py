@@ -1,8 +1,9 @@
 """Runs at the same time: many targets in one run, and one partition in two runs.
 
-- 50 targets in one run, steps in up to 8 processes, the `redshift` pool limited to 4 slots; every
-  UNLOAD is held by the emulator until four are in flight, so that they overlap. The emulator counts
-  the UNLOADs in flight.
+- 50 targets in one run, in batches of 10 (five unload steps), steps in up to 8 processes, the
+  `redshift` pool limited to 2 slots and each unload step to 2 UNLOADs at once: at most 4 in flight.
+  Every UNLOAD is held by the emulator until four are in flight, so that they overlap. The emulator
+  counts the UNLOADs in flight.
 - Two runs of the same day at once, whose outputs differ in content and in part count: the final key's
   lock in S3 makes their renames take turns, and what stays is one run's complete output.
 """
@@ -29,7 +30,9 @@ from .pipeline_helpers import get_bytes
 pytestmark = pytest.mark.stack
 
 TARGETS = 50
-POOL_LIMIT = 4
+POOL_LIMIT = 2  # unload steps at once
+PER_STEP = 2  # UNLOADs at once in one unload step (UNLOAD_MAX_CONCURRENT)
+CAP = POOL_LIMIT * PER_STEP
 BUCKET = "unload-local"
 TARGET = """
   - name: many_{n:02d}
@@ -44,12 +47,14 @@ def test_fifty_targets_never_exceed_the_redshift_pool(local_stack, stack_env, tm
     catalogue = tmp_path / "many.yaml"
     catalogue.write_text("targets:" + "".join(TARGET.format(n=n, total=TARGETS) for n in range(TARGETS)))
     monkeypatch.setenv(concurrency_jobs.CATALOGUE_ENV, str(catalogue))
+    monkeypatch.setenv("UNLOAD_BATCH_SIZE", "10")
+    monkeypatch.setenv("UNLOAD_MAX_CONCURRENT", str(PER_STEP))
     emulator = local_stack.emulator
     emulator.reset_peak()
     # Each UNLOAD is held until four are in flight (the cap is reached by a condition, whatever the
     # machine's speed; only the last few wait out the 8 s), then 0.3 s more, for a fifth to show.
     stall = emulator.faults.inject(
-        "stall", seconds=8, until_active=POOL_LIMIT, grace=0.3, to_contains="/_staging/many_", times=TARGETS
+        "stall", seconds=8, until_active=CAP, grace=0.3, to_contains="/_staging/many_", times=TARGETS
     )
     overrides = {"concurrency": {"pools": {"granularity": "op"}}}
     try:
@@ -66,7 +71,7 @@ def test_fifty_targets_never_exceed_the_redshift_pool(local_stack, stack_env, tm
         emulator.faults.clear()
 
     assert stall.fired == TARGETS
-    assert emulator.peak_concurrent_unloads == POOL_LIMIT  # reached, never exceeded
+    assert emulator.peak_concurrent_unloads == CAP  # reached, never exceeded
     assert materialised == {asset_key_for(f"many_{n:02d}") for n in range(TARGETS)}
     s3 = local_stack.s3.client()
     delivered = [

@@ -2,9 +2,10 @@
 
 The stack's emulator is told to drop the connection, or to stall until the session's statement_timeout
 (`REDSHIFT_STATEMENT_TIMEOUT_SECONDS`) cancels it, right after it has written the data files and before
-the manifest: the worst moment, with partial output in staging. The unload op must be retried with
-backoff into a fresh staging folder, nothing partial may reach the final keys (judged by `fault_harness`
-while the fault fires and after the run), and the previous output stays until the new one is complete.
+the manifest: the worst moment, with partial output in staging. The target's UNLOAD must be retried
+with backoff (inside the unload step, for that target only) into a fresh staging folder, nothing
+partial may reach the final keys (judged by `fault_harness` while the fault fires and after the run),
+and the previous output stays until the new one is complete.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 import dagster as dg
 import pytest
 
-from .fault_harness import CATALOGUE, Harness, create_tables
+from .fault_harness import CATALOGUE, Harness, create_tables, failed_targets, step_retries, target_retries
 
 pytestmark = pytest.mark.stack
 
@@ -58,19 +59,6 @@ def _partial_staging_seen(harness: Harness, target: str, new: str) -> tuple[list
     return seen, hook
 
 
-def _retries(result: dg.ExecuteJobResult) -> list[tuple[str, float, str]]:
-    """(step, seconds it waited, the error behind it, causes included) for every retry in the run."""
-    retries = []
-    for event in result.all_events:
-        if event.event_type_value == "STEP_UP_FOR_RETRY":
-            data = event.event_specific_data
-            text, error = "", data.error
-            while error is not None:
-                text, error = text + error.message, error.cause
-            retries.append((event.step_key or "", float(data.seconds_to_wait or 0), text))
-    return retries
-
-
 @pytest.mark.parametrize("target", ["fparts", "fcombine"])
 def test_a_dropped_connection_then_a_timeout_are_retried_with_backoff(harness, target):
     new = harness.generation(target, "redshift-faults", rows=ROWS - 5_000)
@@ -85,15 +73,18 @@ def test_a_dropped_connection_then_a_timeout_are_retried_with_backoff(harness, t
     assert [len(keys) for keys in seen] == [2, 2]
     assert all(not key.endswith("manifest") for keys in seen for key in keys)
     assert all(f"/{result.run_id}/attempt-{n}/" in seen[n][0] for n in (0, 1))
-    unload_step = f"s3__{target}.unload_{target}"
-    retries = _retries(result)
-    assert [step for step, _, _ in retries] == [unload_step, unload_step]
-    (_, first_wait, first_error), (_, second_wait, second_error) = retries
+    retries = target_retries(harness.instance, result.run_id)
+    assert [(r.what, r.attempt) for r in retries] == [
+        (f"UNLOAD of '{target}'", 1),
+        (f"UNLOAD of '{target}'", 2),
+    ]
+    assert step_retries(result) == []  # the step itself was never retried: only the target
+    (first_wait, first_error), (second_wait, second_error) = ((r.wait, r.error) for r in retries)
     # libpq's words for a connection dropped without an answer: over TLS (the stack's `verify-full`), the
     # TLS layer sees the end of the stream first.
     assert any(words in first_error for words in ("server closed the connection", "SSL SYSCALL error: EOF"))
     assert "57014" in second_error and "canceled on user's request" in second_error
-    # RetryPolicy(delay=2, EXPONENTIAL, PLUS_MINUS jitter): 2 +- 2 s, then 6 +- 2 s.
+    # UNLOAD_BACKOFF (delay 2, exponential, +- jitter): 2 +- 2 s, then 6 +- 2 s.
     assert 0 <= first_wait <= 4 <= second_wait <= 8
     # The successful attempt started by removing both failed attempts' partial files (settle() has
     # already checked that staging is empty and the new output complete).
@@ -108,21 +99,19 @@ def test_the_retry_limit_third_wait_included_then_the_run_fails_and_loses_nothin
     old, new = harness.current[target], harness.generation(target, "retry-limit")
     drop = harness.faults.inject("drop", to_contains=f"_staging/{target}/", times=10)
     result = harness.run(target)
-    unload_step = f"s3__{target}.unload_{target}"
-    steps = [e.event_type_value for e in result.all_events if e.step_key == unload_step and e.is_step_event]
-    kinds = [k for k in steps if k in ("STEP_START", "STEP_RESTARTED", "STEP_UP_FOR_RETRY", "STEP_FAILURE")]
     assert not result.success
-    assert kinds == ["STEP_START"] + ["STEP_UP_FOR_RETRY", "STEP_RESTARTED"] * 3 + ["STEP_FAILURE"], kinds
-    [failure] = [e for e in result.all_events if e.step_key == unload_step and e.is_step_failure]
-    error, text = failure.step_failure_data.error, ""
-    while error is not None:
-        text, error = text + error.message, error.cause
+    retries = target_retries(harness.instance, result.run_id)
+    assert [r.attempt for r in retries] == [1, 2, 3] and step_retries(result) == []
+    # The rename step names the target that was not delivered, and why: the fourth attempt's error.
+    [(name, failed)] = failed_targets(result).items()
+    assert name == target and failed["stage"] == "unload"
     # Seen once under load: the fault fired three times, the fourth attempt stopping before its UNLOAD;
     # its error is a transient one all the same, and the limit is what this test is about.
+    text = failed["error"]
     assert "UNLOAD did not finish" in text or "Could not connect to Redshift" in text, text
     assert drop.fired in (3, 4)
-    waits = [wait for _, wait, _ in _retries(result)]
-    # RetryPolicy(max_retries=3, delay=2, EXPONENTIAL, PLUS_MINUS): (2^n - 1) * 2 s, each +- 2 s.
-    assert len(waits) == 3 and 0 <= waits[0] <= 4 <= waits[1] <= 8 and 12 <= waits[2] <= 16
+    waits = [r.wait for r in retries]
+    # UNLOAD_BACKOFF (4 attempts, delay 2, exponential, +- jitter): (2^n - 1) * 2 s, each +- 2 s.
+    assert 0 <= waits[0] <= 4 <= waits[1] <= 8 and 12 <= waits[2] <= 16
     assert harness.look(target, {old}).complete == {"object": old}
     harness.settle(target, result, new)

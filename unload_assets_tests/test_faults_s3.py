@@ -28,6 +28,7 @@ from .fault_harness import (
     create_tables,
     fparts_job,
     step_retries,
+    target_retries,
     wait_for_child,
 )
 
@@ -84,7 +85,7 @@ def test_random_faults_on_every_request(harness, target):
     assert harness.faults.total_injected - before >= 3
 
 
-def test_complete_multipart_failing_a_whole_attempt_is_healed_by_the_op_retry(harness):
+def test_complete_multipart_failing_a_whole_attempt_is_healed_by_the_targets_retry(harness):
     new = harness.generation("fcombine", "cmu-fails")
     rule = harness.faults.inject(
         "error",
@@ -94,10 +95,13 @@ def test_complete_multipart_failing_a_whole_attempt_is_healed_by_the_op_retry(ha
         on_inject=harness.watch("fcombine", new),
     )
     result = harness.settle("fcombine", harness.run("fcombine"), new)
-    assert rule.fired == 6 and step_retries(result) == ["s3__fcombine.rename_fcombine"]
+    assert rule.fired == 6 and step_retries(result) == []
+    assert [(r.what, r.attempt) for r in target_retries(harness.instance, result.run_id)] == [
+        ("rename of 'fcombine'", 1)
+    ]
 
 
-def test_the_nth_upload_part_copy_reset_is_healed_by_the_op_retry(harness):
+def test_the_nth_upload_part_copy_reset_is_healed_by_the_targets_retry(harness):
     new = harness.generation("fcombine", "copy-reset")
     # Part 2's UploadPartCopy is reset through all 6 boto attempts: the first rename attempt fails.
     rule = harness.faults.inject(
@@ -108,7 +112,10 @@ def test_the_nth_upload_part_copy_reset_is_healed_by_the_op_retry(harness):
         on_inject=harness.watch("fcombine", new),
     )
     result = harness.settle("fcombine", harness.run("fcombine"), new)
-    assert rule.fired == 6 and step_retries(result) == ["s3__fcombine.rename_fcombine"]
+    assert rule.fired == 6 and step_retries(result) == []
+    assert [(r.what, r.attempt) for r in target_retries(harness.instance, result.run_id)] == [
+        ("rename of 'fcombine'", 1)
+    ]
 
 
 def test_a_lost_complete_multipart_answer(harness):
@@ -322,10 +329,7 @@ def test_s3_throttling_inside_unload_is_retried_by_the_op(harness):
     )
     result = harness.run("fcombine")
     assert rule.fired >= 3 and result.success
-    retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-    assert len(retries) == 1 and "unload_fcombine" in (retries[0].step_key or "")
-    error, text = retries[0].event_specific_data.error, ""
-    while error is not None:
-        text, error = text + error.message, error.cause
-    assert "Error SlowDown" in text and "TransientRedshiftError" in text
+    [retry] = target_retries(harness.instance, result.run_id)
+    assert retry.what == "UNLOAD of 'fcombine'" and retry.attempt == 1
+    assert "Error SlowDown" in retry.error and "TransientRedshiftError" in retry.error
     harness.settle("fcombine", result, new)

@@ -14,6 +14,9 @@ from unload_assets.definitions import build_definitions
 from .pipeline_helpers import get_bytes, write_catalogue
 
 pytestmark = pytest.mark.stack
+# An unpartitioned target's assets are the graph `unloads_unpartitioned` (assets.py).
+UNLOAD_STEP = "unloads_unpartitioned.unload_unpartitioned"
+RENAME_STEP = "unloads_unpartitioned.rename_unpartitioned"
 
 CATALOGUE = """
 targets:
@@ -88,7 +91,7 @@ def test_a_killed_rename_step_is_retried_within_the_run(local_stack, stack_env, 
     ):
         assert result.success
         retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-        assert [e.step_key for e in retries] == ["s3__crashy.rename_crashy"]
+        assert [e.step_key for e in retries] == [RENAME_STEP]
     assert len(crash_log.read_text().splitlines()) == 1
     _assert_exactly_final(local_stack.s3.client())
 
@@ -105,7 +108,7 @@ def test_reexecution_after_crashes_between_copy_and_delete(local_stack, stack_en
         final = get_bytes(s3, "unload-local", "exports/crashy/sales.csv")
         # The handoff from the unload op sits in S3, not on this machine: the re-execution below runs
         # with the first run's local artifact storage gone, as in a fresh pod.
-        handoff = f"_staging/_dagster/storage/{first.run_id}/s3__crashy.unload_crashy/result"
+        handoff = f"_staging/_dagster/storage/{first.run_id}/{UNLOAD_STEP}/staged"
         assert s3.head_object(Bucket="unload-local", Key=handoff)["ContentLength"] > 0
         local = tmp_path / "home" / "storage"
         # (Compute logs are the instance's business: S3ComputeLogManager in production, see deploy/.)
@@ -119,7 +122,7 @@ def test_reexecution_after_crashes_between_copy_and_delete(local_stack, stack_en
         ) as second:
             assert second.success
             step_keys = {e.step_key for e in second.all_events if e.is_step_success}
-            assert step_keys == {"s3__crashy.rename_crashy", "crashy_delivery_checks"}
+            assert step_keys == {RENAME_STEP}  # the checks run inside the rename step
             checks = {c.check_name: c.passed for c in second.get_asset_check_evaluations()}
             assert checks.pop("one_object", True) is True  # combine targets only
             assert checks == {"final_objects_present": True, "has_rows": True, "staging_cleaned": True}

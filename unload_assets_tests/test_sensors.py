@@ -16,6 +16,7 @@ import dagster as dg
 import pytest
 
 from unload_assets import sensors
+from unload_assets.assets import FAILED_TARGETS
 from unload_assets.local.slack_standin import SlackApiError as SlackApiErrorStandIn
 from unload_assets.local.slack_standin import SlackStandIn
 from unload_assets.resources.slack import UnloadSlackResource
@@ -51,22 +52,27 @@ def _daily(target: str, rows: int = 10, *, error: str | None = None) -> dg.Asset
     return _asset
 
 
-def _graph_with_failing_rename(target: str) -> dg.AssetsDefinition:
-    """Shaped like the real assets: op unload_<target>, then rename_<target>, which fails here."""
+def _batch_with_failures(delivered: str, failed: dict[str, dict[str, str]]) -> dg.AssetsDefinition:
+    """Shaped like the real rename step: delivers one target, then fails naming the others
+    (assets.FAILED_TARGETS: {target: {stage, error}})."""
+    names = [delivered, *failed]
 
-    @dg.op(name=f"unload_{target}")
-    def unload() -> int:
-        return 1
+    @dg.multi_asset(
+        specs=[dg.AssetSpec(["s3", n], group_name="unloads", skippable=True) for n in names],
+        partitions_def=DAY,
+        name="rename_daily",
+    )
+    def _batch(context):  # type: ignore[no-untyped-def]
+        yield dg.MaterializeResult(
+            asset_key=["s3", delivered], metadata=_metadata(delivered, context.partition_key, 10)
+        )
+        raise dg.Failure(
+            description=f"{len(failed)} target(s) not delivered",
+            metadata={FAILED_TARGETS: dg.MetadataValue.json(failed)},
+            allow_retries=False,
+        )
 
-    @dg.op(name=f"rename_{target}")
-    def rename(staged: int) -> None:
-        raise RuntimeError("copy of part 2 failed: SlowDown")
-
-    @dg.graph_asset(name=target, key_prefix=["s3"], group_name="unloads", partitions_def=DAY)
-    def _asset() -> None:
-        return rename(unload())
-
-    return _asset
+    return _batch
 
 
 class Daemon:
@@ -166,17 +172,26 @@ def test_one_message_per_failed_run_naming_step_error_and_what_was_left(
     assert len(standin.messages()) == 1
 
 
-def test_a_failed_rename_says_staging_is_kept(
+def test_each_target_not_delivered_is_named_with_its_stage_and_error(
     instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
 ) -> None:
-    _materialize(instance, [_graph_with_failing_rename("refunds")])
+    failed = {
+        "refunds": {"stage": "rename", "error": "RuntimeError: copy of part 2 failed: SlowDown"},
+        "orders": {"stage": "unload", "error": "Redshift refused the UNLOAD (42P01): no such table"},
+    }
+    _materialize(instance, [_batch_with_failures("sales", failed)])
     Daemon(instance, "failure").tick(slack)
     [message] = standin.messages()
-    assert (
-        "refunds.rename_refunds" in message["text"]
-        and "RuntimeError: copy of part 2 failed" in message["text"]
-    )
-    assert "staged files kept for a re-run" in message["text"] and "no earlier delivery" in message["text"]
+    text = message["text"]
+    # Each target is named with the stage it failed in and its own error, not the shared step.
+    assert "refunds (rename)`: RuntimeError: copy of part 2 failed" in text
+    assert "orders (unload)`: Redshift refused the UNLOAD (42P01)" in text
+    assert "rename_daily" not in text
+    refunds = next(line for line in text.splitlines() if line.startswith("• *refunds*"))
+    orders = next(line for line in text.splitlines() if line.startswith("• *orders*"))
+    assert "staged files kept for a re-run" in refunds and "no earlier delivery" in refunds
+    assert "staged files kept" not in orders
+    assert f"s3://{BUCKET}/exports/sales/2025-11-22/sales.csv.gz" in text  # delivered in the run anyway
 
 
 def test_an_outage_delays_messages_and_recovery_delivers_each_exactly_once(

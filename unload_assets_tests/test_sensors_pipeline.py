@@ -101,7 +101,7 @@ targets:
 """
 
 
-def test_a_failed_run_is_announced_with_the_step_the_error_and_what_was_kept(
+def test_a_failed_run_is_announced_with_the_target_the_error_and_what_was_kept(
     instance: dg.DagsterInstance, local_stack: LocalStack, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
     from unload_assets.definitions import build_definitions
@@ -117,7 +117,7 @@ def test_a_failed_run_is_announced_with_the_step_the_error_and_what_was_kept(
     assert _tick(defs, instance, "unload_failure_to_slack").startswith("Announced 1 of 1")
     [message] = local_stack.slack.messages()
     text = message["text"]
-    assert "`s3__vanished.unload_vanished`" in text and "no_such_table" in text
+    assert "`vanished (unload)`" in text and "no_such_table" in text  # the target, and where it failed
     assert "*vanished* — no earlier delivery to keep" in text
     assert "*customers_snapshot* unpartitioned" in text and "customers.csv.gz" in text  # delivered anyway
     assert f"/runs/{failed.run_id}" in text and 'File "' not in text and "Traceback" not in text

@@ -20,6 +20,13 @@ class UnloadSettings(ConfigurableResource):
         default=None, description="Key-based authorization (instead of a role)."
     )
     secret_access_key: str | None = Field(default=None, description="Secret; never logged.")
+    max_concurrent_unloads: int = Field(
+        default=4,
+        ge=1,
+        le=50,
+        description="UNLOADs one unload step runs at once. The `redshift` pool limits how many unload "
+        "steps run at once: the deployment's cap is the product (deploy/dagster.yaml sets the pool to 1).",
+    )
     session_token: str | None = Field(default=None, description="Secret; never logged.")
 
     def auth(self) -> UnloadAuth:
