@@ -46,7 +46,7 @@ import dagster as dg
 from stack_process import start_stack, stop_stack
 
 from unload_assets.definitions import DEFAULT_TIMEZONE
-from unload_assets.local.postgres import free_port
+from unload_assets.local.postgres import RELOCATED_BASE, free_port
 from unload_assets.schedules import DAILY_JOB, previous_day
 
 BIN = Path(sys.executable).parent
@@ -99,8 +99,8 @@ def machine_busy() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def session_cpu(sid: int) -> float:
-    """CPU seconds of every live process in session `sid`, with the children each has reaped."""
+def session_cpu(sids: set[int]) -> float:
+    """CPU seconds of every live process in the sessions `sids`, with the children each has reaped."""
     total, tick = 0, os.sysconf("SC_CLK_TCK")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -110,19 +110,33 @@ def session_cpu(sid: int) -> float:
                 fields = stat.read().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        if int(fields[3]) == sid:  # fields after "(comm)": state ppid pgrp session ... utime(11) ..
+        if int(fields[3]) in sids:  # fields after "(comm)": state ppid pgrp session ... utime(11) ..
             total += sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
     return total / tick
 
 
-STACK_SESSION = 0  # set in main(): the session of the local stack's processes
+STACK_SESSIONS: set[int] = set()  # set in main(): the stack's session, and PostgreSQL's own
+
+
+def stack_sessions(proc: subprocess.Popen[bytes], workdir: Path) -> set[int]:
+    """The stack's session, and the session of its PostgreSQL (whose postmaster starts one of its own):
+    found through postmaster.pid in the cluster's data folder, wherever the stack put it."""
+    sessions = {os.getsid(proc.pid)}
+    for found in [*workdir.rglob("postmaster.pid"), *RELOCATED_BASE.glob("*/*/postmaster.pid")]:
+        try:
+            pid = int(found.read_text().split()[0])
+            if str(workdir) in Path(f"/proc/{pid}/cmdline").read_text() or found.is_relative_to(workdir):
+                sessions.add(os.getsid(pid))
+        except (OSError, ValueError, IndexError):
+            continue
+    return sessions
 
 
 def run_dagster(args: list[str], env: dict[str, str], log: Path) -> tuple[float, float, float, float]:
     """Wall s, CPU s of the machine meanwhile, peak RSS MB of the CLI's largest process; raises if it
     failed. The machine's CPU, not getrusage: step processes forked by a forkserver, or run by Celery
     workers, are not waited by the CLI, so its children's rusage misses them."""
-    busy0, stack0 = machine_busy(), session_cpu(STACK_SESSION)
+    busy0, stack0 = machine_busy(), session_cpu(STACK_SESSIONS)
     wall0 = time.perf_counter()
     with log.open("wb") as out:
         proc = subprocess.Popen([str(BIN / "dagster"), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -131,7 +145,7 @@ def run_dagster(args: list[str], env: dict[str, str], log: Path) -> tuple[float,
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - wall0
-    cpu, stack_cpu = machine_busy() - busy0, session_cpu(STACK_SESSION) - stack0
+    cpu, stack_cpu = machine_busy() - busy0, session_cpu(STACK_SESSIONS) - stack0
     if proc.returncode != 0:
         tail = log.read_text(errors="replace")[-4000:]
         raise RuntimeError(f"`dagster {' '.join(args)}` exited {proc.returncode}:\n{tail}")
@@ -244,8 +258,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-morning-"))
     workdir.chmod(0o755)  # the `postgres` user enters it when we run as root
     proc, stack_env = start_stack(workdir, args.rows)
-    global STACK_SESSION
-    STACK_SESSION = os.getsid(proc.pid)
+    STACK_SESSIONS.update(stack_sessions(proc, workdir))
+    print(f"stack sessions measured: {sorted(STACK_SESSIONS)}")
     try:
         timezone = stack_env.get("UNLOAD_TIMEZONE") or os.getenv("UNLOAD_TIMEZONE") or DEFAULT_TIMEZONE
         day = previous_day(None, timezone).isoformat()

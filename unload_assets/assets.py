@@ -46,7 +46,9 @@ _STEP_RETRY = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENT
 # a worker's disk; the assets' own outputs are Nothing (their value is the metadata): no IO manager runs.
 HANDOFF_IO_MANAGER = "handoff_io_manager"
 NOTHING_IN = dg.In(dg.Nothing)
+# Built once and shared by every output: Dagster resolves an Out's type each time one is made.
 _OPTIONAL_NOTHING = dg.Out(dg.Nothing, is_required=False)
+_OPTIONAL_CHECK = dg.Out(is_required=False)
 # What `kinds=` on an asset decorator writes: one tag per kind.
 _KIND_TAGS = {f"dagster/kind/{kind}": "" for kind in KINDS}
 
@@ -259,7 +261,7 @@ def _rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetC
             )
 
     outs = {output_name(t.name): _OPTIONAL_NOTHING for t in targets}
-    outs.update({spec.get_python_identifier(): dg.Out(is_required=False) for spec in specs})
+    outs.update({spec.get_python_identifier(): _OPTIONAL_CHECK for spec in specs})
     return dg.OpDefinition(
         compute_fn=compute,
         name=f"rename_{name}",

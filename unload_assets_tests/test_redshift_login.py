@@ -150,8 +150,11 @@ def test_a_wrong_password_for_a_temporary_user_is_refused(auth, local_stack, sta
         )  # fmt: skip
 
 
-def test_a_run_that_outlives_its_credentials_keeps_working(auth, local_stack, tmp_path, s3, monkeypatch):
-    auth("iam")
+@pytest.mark.parametrize("mode", ["iam", "serverless"])
+def test_a_run_that_outlives_its_credentials_keeps_working(
+    auth, mode, local_stack, tmp_path, s3, monkeypatch
+):
+    auth(mode)
     monkeypatch.setenv("UNLOAD_MAX_CONCURRENT", "1")  # the three UNLOADs one after the other
     local_stack.aws.lifetime_seconds = 2
     before = len(local_stack.credentials.minted())
