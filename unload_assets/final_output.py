@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from .empty_output import empty_body
 from .final_state import (
     SIZE,
     FinalizeError,
@@ -41,15 +42,22 @@ def produce(
     compression: str | None,
     header: bool,
     opening: bytes | None = None,
+    schema: dict | None = None,
 ) -> Output:
     """The final output for `entries` (on_split="fail" with several entries is refused by the caller).
 
     `opening`: the header member the rename writes on top (the staged files carry no header).
+    `schema`: the UNLOAD manifest's, for the empty Parquet file of a day without rows.
     """
     if opening is not None:
         return write_opened(job, entries, opening)
-    if not entries and fmt == "parquet":
-        return write_parts(job, entries, "no rows, and an empty object is not a valid Parquet file")
+    if not entries:  # no rows, no staged file: still a valid object of the format at the final key
+        try:
+            data = empty_body(fmt, compression, schema)
+            return write_opened(job, [], data) if data else write_empty(job)
+        except ValueError as exc:
+            job.log(f"no rows, and {exc}; writing an empty manifest of parts instead")
+            return write_parts(job, entries, f"no rows, and {exc}")
     if len(entries) <= 1:
         return write_single(job, entries)
     if on_split == "parts":
@@ -64,26 +72,24 @@ def produce(
     return write_parts(job, entries, reason)
 
 
+def write_empty(job: Job) -> Output:
+    """A zero-byte object at the final key (an uncompressed text, CSV or JSON day without rows)."""
+    meta = {**object_metadata(job, "single", 0, None), SIZE: "0"}
+    write_multipart(
+        job.s3, bucket=job.bucket, dest_key=job.final_key, sources=[], plan=[], metadata=meta,
+        content_type=job.ctype, traffic=job.traffic,
+    )  # fmt: skip
+    verify(job, job.final_key, 0)
+    job.log(f"no rows: an empty object at {s3_url(job.bucket, job.final_key)}")
+    return Output([(job.final_key, 0)], "single", 0, None)
+
+
 def write_single(job: Job, entries: list[StagedFile]) -> Output:
-    """One staged file (or none: zero rows, an empty object) -> exactly the final key."""
-    meta = object_metadata(job, "single", len(entries), None)
-    if entries:
-        copy_verified(job, entries[0], job.final_key, meta)
-    else:
-        write_multipart(
-            job.s3,
-            bucket=job.bucket,
-            dest_key=job.final_key,
-            sources=[],
-            plan=[],
-            metadata={**meta, SIZE: "0"},
-            content_type=job.ctype,
-            traffic=job.traffic,
-        )
-        verify(job, job.final_key, 0)
-    size = entries[0].size if entries else 0
-    job.log(f"{len(entries)} staged file(s) -> {s3_url(job.bucket, job.final_key)} ({size:,} bytes)")
-    return Output([(job.final_key, size)], "single", len(entries), None)
+    """One staged file -> exactly the final key."""
+    [entry] = entries
+    copy_verified(job, entry, job.final_key, object_metadata(job, "single", 1, None))
+    job.log(f"1 staged file -> {s3_url(job.bucket, job.final_key)} ({entry.size:,} bytes)")
+    return Output([(job.final_key, entry.size)], "single", 1, None)
 
 
 def _header_skips(job: Job, entries: list[StagedFile]) -> list[int]:
@@ -118,7 +124,8 @@ def write_combined(job: Job, entries: list[StagedFile], header: bool) -> Output:
 def write_opened(job: Job, entries: list[StagedFile], opening: bytes) -> Output:
     """`opening` (the header member), then every staged file, as ONE object at the final key.
 
-    Also for one staged file, or none (zero rows: the object is the header line alone).
+    Also for one staged file, or none (zero rows: the object is the header line alone, or the valid
+    empty object of `empty_output`).
     """
     pieces = [Piece(e.size) for e in entries]
     try:

@@ -156,8 +156,9 @@ def _finalize_locked(
                 raise FinalizeError(f"{s3_url(bucket, manifest_key)}: {exc}") from None
             opening = compressed_member(header_style.line(names), compression)
         done = produce(
-            job, entries, on_split=on_split, fmt=fmt, compression=compression, header=header, opening=opening
-        )
+            job, entries, on_split=on_split, fmt=fmt, compression=compression, header=header,
+            opening=opening, schema=manifest.schema,
+        )  # fmt: skip
     else:
         job.log(f"an earlier attempt already committed {s3_url(bucket, final_key)}; resuming at cleanup")
     lock.check()  # a lease that lapsed mid-way: another run may be writing now, so delete nothing

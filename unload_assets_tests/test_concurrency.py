@@ -20,8 +20,10 @@ import dagster as dg
 import psycopg2
 import pytest
 
+from unload_assets import sensors
 from unload_assets.assets import REDSHIFT_POOL, asset_key_for
 from unload_assets.finalize_lock import final_key_lock
+from unload_assets.resources.slack import UnloadSlackResource
 
 from . import concurrency_jobs
 from .fault_harness import wait_for_child
@@ -43,7 +45,9 @@ TARGET = """
 """
 
 
-def test_fifty_targets_never_exceed_the_redshift_pool(local_stack, stack_env, tmp_path, monkeypatch):
+def test_fifty_targets_never_exceed_the_redshift_pool_and_one_message_lists_them_all(
+    local_stack, stack_env, tmp_path, monkeypatch
+):
     catalogue = tmp_path / "many.yaml"
     catalogue.write_text("targets:" + "".join(TARGET.format(n=n, total=TARGETS) for n in range(TARGETS)))
     monkeypatch.setenv(concurrency_jobs.CATALOGUE_ENV, str(catalogue))
@@ -67,6 +71,17 @@ def test_fifty_targets_never_exceed_the_redshift_pool(local_stack, stack_env, tm
                 materialised = {e.asset_key for e in result.get_asset_materialization_events()}
             info = instance.event_log_storage.get_concurrency_info(REDSHIFT_POOL)
             assert info.claimed_slots == [] and info.pending_steps == []  # every slot given back
+            # One Slack message for the run, listing every one of the 50 deliveries.
+            local_stack.slack.clear()
+            slack = UnloadSlackResource(
+                token=stack_env["SLACK_BOT_TOKEN"], channel=stack_env["SLACK_CHANNEL"],
+                base_url=stack_env["SLACK_API_URL"],
+            )  # fmt: skip
+            sensors.announce(dg.build_sensor_context(instance=instance), slack, dg.DagsterRunStatus.SUCCESS)
+            [message] = local_stack.slack.messages()
+            blocks = json.dumps(message["blocks"])
+            assert message["text"].startswith(":white_check_mark: Delivered: 50 unload targets")
+            assert all(f"exports/many/{n:02d}.csv" in blocks for n in range(TARGETS))
     finally:
         emulator.faults.clear()
 

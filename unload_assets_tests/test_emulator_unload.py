@@ -278,6 +278,15 @@ def test_zero_rows(rs, to, s3_server):
     assert rs.notices[-1] == "INFO:  UNLOAD completed, 0 record(s) unloaded successfully.\n"
 
 
+def test_zero_rows_of_parquet_write_one_file_holding_the_schema(rs, to, s3_server):
+    pq = pytest.importorskip("pyarrow.parquet")
+    unload(rs, "select g, g::text as t from generate_series(1, 0) g", to + "pq_", "FORMAT PARQUET MANIFEST")
+    found = objects(s3_server, to)
+    [entry] = json.loads(found["pq_manifest"])["entries"]
+    table = pq.read_table(io.BytesIO(found[entry["url"][len(to) :]]))
+    assert table.num_rows == 0 and table.schema.names == ["g", "t"]
+
+
 def test_overwrite_rules(rs, to, s3_server):
     select = "select g from generate_series(1, 20) g"
     unload(rs, select, to)  # four slice files

@@ -223,9 +223,34 @@ def test_zero_rows_give_an_empty_object(s3, bucket, out, fmt, pieces):
     assert body(s3, bucket, out + "z") == b"" and [o.size for o in result.objects] == [0]
 
 
-def test_zero_rows_of_parquet_give_an_empty_copy_manifest(s3, bucket, out):
+@pytest.mark.parametrize(
+    ("compression", "read"),
+    [("gzip", gzip.decompress), ("bzip2", bz2.decompress), ("zstd", lambda b: zstandard.decompress(b, 1))],
+)
+def test_zero_rows_without_a_staged_file_give_a_valid_empty_compressed_object(
+    s3, bucket, out, compression, read
+):
+    # JSON UNLOAD writes no file for zero rows: the final key still gets a valid (empty) stream.
+    result = run(s3, bucket, stage(s3, bucket, []), out + "z.json", fmt="json", compression=compression)
+    data = body(s3, bucket, out + "z.json")
+    assert result.mode == "single" and [o.size for o in result.objects] == [len(data)] and data
+    assert read(data) == b""
+
+
+def test_zero_rows_of_parquet_give_a_valid_file_with_the_columns_and_no_rows(s3, bucket, out):
+    pq = pytest.importorskip("pyarrow.parquet")
+    result = run(s3, bucket, stage(s3, bucket, [], verbose=True), out + "z.parquet", fmt="parquet")
+    assert result.mode == "single" and [o.key for o in result.objects] == [out + "z.parquet"]
+    table = pq.read_table(io.BytesIO(body(s3, bucket, out + "z.parquet")))
+    assert table.num_rows == 0
+    assert [(f.name, str(f.type)) for f in table.schema] == [("id", "int32"), ("n", "string")]
+
+
+def test_zero_rows_of_parquet_without_a_schema_give_an_empty_copy_manifest(s3, bucket, out):
+    # A manifest without VERBOSE has no columns to build the file from: an empty, COPY-loadable manifest.
     result = run(s3, bucket, stage(s3, bucket, []), out + "z.parquet", fmt="parquet")
     assert result.mode == "parts" and "no rows" in (result.fallback_reason or "")
+    assert "schema" in (result.fallback_reason or "")
     assert json.loads(body(s3, bucket, out + "z.parquet.manifest")) == {"entries": []}
 
 

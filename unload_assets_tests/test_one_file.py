@@ -226,3 +226,45 @@ def test_parquet_falls_back_to_parts_and_says_so(local_stack, stack_env, wide_ta
     message = success_message(run, [delivery_from_metadata("pq_split", meta)])
     assert "manifest of parts, not the file" in message.text
     assert "parquet cannot be combined" in message.text
+
+
+@pytest.mark.parametrize(("fmt", "compression"), [("json", "gzip"), ("parquet", "none"), ("text", "bzip2")])
+def test_an_empty_day_delivers_a_valid_empty_object_says_0_rows_and_the_check_warns(
+    local_stack, stack_env, onefile_table, tmp_path, fmt, compression
+):
+    from unload_assets import notify
+
+    name = f"empty_{fmt}"
+    suffix = {"none": "", "gzip": ".gz", "bzip2": ".bz2"}[compression]
+    key = f"exports/onefile/{name}/out.{fmt}{suffix}"
+    catalogue = write_catalogue(
+        tmp_path,
+        f"""
+targets:
+  - name: {name}
+    description: a day without rows
+    sql: select id, plain from public.onefile where id < 0
+    key_template: {key}
+    format: {fmt}
+    compression: {compression}
+""",
+        name=f"{name}.yaml",
+    )
+    result = materialise(catalogue, name)
+    meta = materialisation_metadata(result, name)
+    assert meta["rows"] == 0 and meta["s3_uri"] == f"s3://{BUCKET}/{key}"
+    data = get_bytes(local_stack.s3.client(), BUCKET, key)
+    if fmt == "parquet":
+        pq = pytest.importorskip("pyarrow.parquet")
+        table = pq.read_table(io.BytesIO(data))
+        assert table.num_rows == 0 and table.schema.names == ["id", "plain"]
+    else:
+        assert data and decompress(data, compression) == b""  # a valid, empty stream
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["final_objects_present"].passed
+    assert not checks["has_rows"].passed and checks["has_rows"].severity.value == "WARN"
+    message = notify.success_message(
+        notify.RunFacts("r" * 36, "job", "http://x/runs/r", "launched by hand"),
+        [notify.delivery_from_metadata(name, meta)],
+    )
+    assert f"*{name}* unpartitioned · 0 rows" in message.text

@@ -60,6 +60,8 @@ class CsvBatches:
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
+        if not data:  # zero rows: the file holds the schema alone (Arrow's CSV reader refuses empty input)
+            return self.schema.empty_table(), []
         try:
             raw = pacsv.read_csv(
                 pa.py_buffer(data),
