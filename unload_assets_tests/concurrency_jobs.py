@@ -1,9 +1,9 @@
-"""Jobs for the concurrency tests, rebuilt by each process from a catalogue named in the env.
+"""Jobs for the concurrency tests, rebuilt by each process.
 
-`same_partition_job` runs in-process (the test forks two of its runs at once). `many_targets_job` runs
-its steps in processes forked from a forkserver that preloads this module: when the catalogue variable
-is set (it is, in the forkserver), importing the module builds the job once, and every forked step
-process starts with it built instead of building 50 graph assets again.
+`same_partition_job` runs in-process (the test forks two of its runs at once) from the catalogue the
+environment names. `many_targets_job` runs its steps in processes of a multiprocess executor; what it
+is built from comes as an argument (the forkserver that forks the steps may have started in another
+test, with another environment).
 """
 
 from __future__ import annotations
@@ -15,18 +15,23 @@ import dagster as dg
 
 from unload_assets.definitions import build_definitions
 
+from .pipeline_helpers import environment
+
 CATALOGUE_ENV = "CONCURRENCY_CATALOGUE"
 SAME_PARTITION_ENV = "SAME_PARTITION_CATALOGUE"
 MAX_CONCURRENT_STEPS = 8  # twice the Redshift pool: without the pool, 8 UNLOADs could run at once
 
 
-def many_targets_job() -> dg.JobDefinition:
-    return _job(os.environ[CATALOGUE_ENV])
+def many_targets_job(env: dict[str, str]) -> dg.JobDefinition:
+    """Built from `env` (the catalogue, the batch size, UNLOADs per step), passed to each step process
+    as an argument (pipeline_helpers.job_with_env)."""
+    return _job(tuple(sorted(env.items())))
 
 
 @functools.cache
-def _job(catalogue: str) -> dg.JobDefinition:
-    defs = build_definitions(catalogue)
+def _job(env: tuple[tuple[str, str], ...]) -> dg.JobDefinition:
+    with environment(dict(env)):
+        defs = build_definitions(dict(env)[CATALOGUE_ENV])
     executor = dg.multiprocess_executor.configured(
         {
             "max_concurrent": MAX_CONCURRENT_STEPS,
@@ -47,7 +52,3 @@ def same_partition_job() -> dg.JobDefinition:
         assets=defs.assets, asset_checks=defs.asset_checks, resources=defs.resources, jobs=[job]
     )
     return defs.resolve_job_def("same_partition")
-
-
-if os.environ.get(CATALOGUE_ENV):
-    many_targets_job()

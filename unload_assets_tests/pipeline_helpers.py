@@ -6,7 +6,10 @@ import bz2
 import csv
 import gzip
 import io
+import os
 import textwrap
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,33 @@ import zstandard
 
 from unload_assets.assets import asset_key_for
 from unload_assets.definitions import build_definitions
+
+
+@contextmanager
+def environment(env: Mapping[str, str]) -> Iterator[None]:
+    """`env` set while the block runs, the previous values back after it."""
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def job_with_env(module: str, function: str, env: Mapping[str, str]) -> Any:
+    """A reconstructable job built by `module.function(env=env)`: each step process gets `env` as an
+    argument. (Through the process environment it would not: the warm forkserver that forks the steps
+    keeps the environment of the test that started it.)"""
+    return dg.build_reconstructable_job(
+        module,
+        function,
+        reconstructable_kwargs={"env": dict(env)},
+        reconstructor_working_directory=str(Path(__file__).resolve().parents[1]),  # where the tests import
+    )
 
 
 def write_catalogue(tmp_path: Path, body: str, *, name: str = "catalogue.yaml") -> Path:

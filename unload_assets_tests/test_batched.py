@@ -26,7 +26,7 @@ from unload_assets.definitions import build_definitions
 from unload_assets.local.stack import LocalStack
 
 from .fault_harness import failed_targets, step_retries, target_retries, undelivered
-from .pipeline_helpers import get_bytes
+from .pipeline_helpers import environment, get_bytes, job_with_env
 
 pytestmark = pytest.mark.stack
 
@@ -43,9 +43,14 @@ TARGET = """
 """
 
 
-def batch_job() -> dg.JobDefinition:
-    """The unpartitioned morning job of the catalogue named in the environment, as the schedule runs it."""
-    return build_definitions(os.environ[CATALOGUE_ENV]).resolve_job_def("unpartitioned_unloads")
+def batch_job(env: dict[str, str]) -> dg.JobDefinition:
+    """The unpartitioned morning job of the catalogue `env` names, as the schedule runs it."""
+    with environment(env):
+        return build_definitions(env[CATALOGUE_ENV]).resolve_job_def("unpartitioned_unloads")
+
+
+def _job(catalogue: Path):  # type: ignore[no-untyped-def]
+    return job_with_env(__name__, "batch_job", {CATALOGUE_ENV: str(catalogue)})
 
 
 def _expected(dsn: str) -> dict[int, list[list[str]]]:
@@ -62,8 +67,6 @@ def _delivered(s3, n: int) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def catalogue(local_stack: LocalStack, stack_env, tmp_path_factory) -> Iterator[Path]:
-    # One catalogue file for the module: the warm forkserver that forks the steps keeps the
-    # environment it started with.
     body = "targets:" + "".join(
         TARGET.format(
             n=n, total=TARGETS, table="public.batch_late" if f"b_{n:02d}" == LATE else "public.sales"
@@ -75,9 +78,7 @@ def catalogue(local_stack: LocalStack, stack_env, tmp_path_factory) -> Iterator[
     dsn = local_stack.postgres.dsn()
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("drop table if exists public.batch_late")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv(CATALOGUE_ENV, str(path))
-        yield path
+    yield path
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("drop table if exists public.batch_late")
     s3 = local_stack.s3.client()
@@ -96,7 +97,7 @@ def test_one_failing_target_leaves_the_others_delivered_and_reexecution_runs_onl
 
     dsn, s3 = local_stack.postgres.dsn(), local_stack.s3.client()
     expected = _expected(dsn)
-    job = dg.reconstructable(batch_job)
+    job = _job(catalogue)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
         first = dg.execute_job(job, instance=instance)
         assert not first.success
@@ -153,7 +154,7 @@ def test_a_dropped_connection_is_retried_for_that_target_only(
     drop = local_stack.emulator.faults.inject("drop", to_contains="/_staging/b_03/", times=1)
     try:
         with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-            result = dg.execute_job(dg.reconstructable(batch_job), instance=instance)
+            result = dg.execute_job(_job(catalogue), instance=instance)
             assert result.success
             retries = target_retries(instance, result.run_id)
             assert [(r.what, r.attempt) for r in retries] == [("UNLOAD of 'b_03'", 1)]
@@ -168,9 +169,7 @@ def test_materialising_one_target_runs_only_its_unload(
     catalogue: Path, local_stack: LocalStack, tmp_path: Path
 ) -> None:
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        result = dg.execute_job(
-            dg.reconstructable(batch_job), instance=instance, asset_selection=[asset_key_for("b_05")]
-        )
+        result = dg.execute_job(_job(catalogue), instance=instance, asset_selection=[asset_key_for("b_05")])
         assert result.success
         assert {e.asset_key for e in result.get_asset_materialization_events()} == {asset_key_for("b_05")}
         checks = {c.check_name for c in result.get_asset_check_evaluations()}

@@ -27,7 +27,7 @@ from unload_assets.resources.slack import UnloadSlackResource
 
 from . import concurrency_jobs
 from .fault_harness import wait_for_child
-from .pipeline_helpers import get_bytes
+from .pipeline_helpers import get_bytes, job_with_env
 
 pytestmark = pytest.mark.stack
 
@@ -50,9 +50,12 @@ def test_fifty_targets_never_exceed_the_redshift_pool_and_one_message_lists_them
 ):
     catalogue = tmp_path / "many.yaml"
     catalogue.write_text("targets:" + "".join(TARGET.format(n=n, total=TARGETS) for n in range(TARGETS)))
-    monkeypatch.setenv(concurrency_jobs.CATALOGUE_ENV, str(catalogue))
-    monkeypatch.setenv("UNLOAD_BATCH_SIZE", "10")
-    monkeypatch.setenv("UNLOAD_MAX_CONCURRENT", str(PER_STEP))
+    env = {
+        concurrency_jobs.CATALOGUE_ENV: str(catalogue),
+        "UNLOAD_BATCH_SIZE": "10",
+        "UNLOAD_MAX_CONCURRENT": str(PER_STEP),
+    }
+    job = job_with_env(concurrency_jobs.__name__, "many_targets_job", env)
     emulator = local_stack.emulator
     emulator.reset_peak()
     # Each UNLOAD is held until four are in flight (the cap is reached by a condition, whatever the
@@ -64,9 +67,7 @@ def test_fifty_targets_never_exceed_the_redshift_pool_and_one_message_lists_them
     try:
         with dg.instance_for_test(temp_dir=str(tmp_path), overrides=overrides) as instance:
             instance.event_log_storage.set_concurrency_slots(REDSHIFT_POOL, POOL_LIMIT)
-            with dg.execute_job(
-                dg.reconstructable(concurrency_jobs.many_targets_job), instance=instance
-            ) as result:
+            with dg.execute_job(job, instance=instance) as result:
                 assert result.success
                 materialised = {e.asset_key for e in result.get_asset_materialization_events()}
             info = instance.event_log_storage.get_concurrency_info(REDSHIFT_POOL)

@@ -11,7 +11,7 @@ from dagster_aws.s3 import S3Resource
 from unload_assets.assets import asset_key_for
 from unload_assets.definitions import build_definitions
 
-from .pipeline_helpers import get_bytes, write_catalogue
+from .pipeline_helpers import get_bytes, job_with_env, write_catalogue
 
 pytestmark = pytest.mark.stack
 # An unpartitioned target's assets are the graph `unloads_unpartitioned` (assets.py).
@@ -49,15 +49,15 @@ class CrashingS3Resource(S3Resource):
         return client
 
 
-def crashy_job() -> dg.JobDefinition:
-    """Module-level so that the multiprocess executor can rebuild it in each step process."""
-    defs = build_definitions(os.environ["CRASH_TEST_CATALOGUE"])
+def crashy_job(env: dict[str, str]) -> dg.JobDefinition:
+    """Module-level so that the multiprocess executor can rebuild it in each step process, from `env`."""
+    defs = build_definitions(env["CRASH_TEST_CATALOGUE"])
     resources = {
         **defs.resources,
         "s3": CrashingS3Resource(
             endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"],
-            crash_log=os.environ["CRASH_TEST_LOG"],
-            crashes=int(os.environ["CRASH_TEST_CRASHES"]),
+            crash_log=env["CRASH_TEST_LOG"],
+            crashes=int(env["CRASH_TEST_CRASHES"]),
         ),
     }
     crashy = dg.define_asset_job("crashy_job", selection=[asset_key_for("crashy")])
@@ -67,12 +67,15 @@ def crashy_job() -> dg.JobDefinition:
     return defs.resolve_job_def("crashy_job")
 
 
-def _prepare(tmp_path, monkeypatch, crashes: int) -> Path:
-    monkeypatch.setenv("CRASH_TEST_CATALOGUE", str(write_catalogue(tmp_path, CATALOGUE)))
-    monkeypatch.setenv("CRASH_TEST_LOG", str(tmp_path / "crashes.log"))
-    monkeypatch.setenv("CRASH_TEST_CRASHES", str(crashes))
+def _prepare(tmp_path, crashes: int) -> tuple[Path, object]:
+    """The crash log, and the job that crashes `crashes` times (its settings passed to every step)."""
+    env = {
+        "CRASH_TEST_CATALOGUE": str(write_catalogue(tmp_path, CATALOGUE)),
+        "CRASH_TEST_LOG": str(tmp_path / "crashes.log"),
+        "CRASH_TEST_CRASHES": str(crashes),
+    }
     (tmp_path / "home").mkdir()
-    return tmp_path / "crashes.log"
+    return tmp_path / "crashes.log", job_with_env(__name__, "crashy_job", env)
 
 
 def _assert_exactly_final(s3, expected_body: bytes | None = None) -> None:
@@ -83,11 +86,11 @@ def _assert_exactly_final(s3, expected_body: bytes | None = None) -> None:
         assert get_bytes(s3, "unload-local", "exports/crashy/sales.csv") == expected_body
 
 
-def test_a_killed_rename_step_is_retried_within_the_run(local_stack, stack_env, tmp_path, monkeypatch):
-    crash_log = _prepare(tmp_path, monkeypatch, crashes=1)
+def test_a_killed_rename_step_is_retried_within_the_run(local_stack, stack_env, tmp_path):
+    crash_log, job = _prepare(tmp_path, crashes=1)
     with (
         dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance,
-        dg.execute_job(dg.reconstructable(crashy_job), instance=instance) as result,
+        dg.execute_job(job, instance=instance) as result,
     ):
         assert result.success
         retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
@@ -96,12 +99,11 @@ def test_a_killed_rename_step_is_retried_within_the_run(local_stack, stack_env, 
     _assert_exactly_final(local_stack.s3.client())
 
 
-def test_reexecution_after_crashes_between_copy_and_delete(local_stack, stack_env, tmp_path, monkeypatch):
+def test_reexecution_after_crashes_between_copy_and_delete(local_stack, stack_env, tmp_path):
     # Every attempt of the first run dies (1 + 3 retries): the run fails with copies made, staging kept.
-    crash_log = _prepare(tmp_path, monkeypatch, crashes=4)
+    crash_log, job = _prepare(tmp_path, crashes=4)
     s3 = local_stack.s3.client()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
-        job = dg.reconstructable(crashy_job)
         first = dg.execute_job(job, instance=instance)
         assert not first.success and len(crash_log.read_text().splitlines()) == 4
         assert s3.list_objects_v2(Bucket="unload-local", Prefix="_staging/crashy/").get("KeyCount", 0) >= 2
