@@ -30,6 +30,7 @@ class RunFacts:
     partition: str | None = None
     started: float | None = None
     ended: float | None = None
+    after: str | None = None  # the run's history: "after 1 retry", "after run 1a2b3c4d failed"
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def success_message(
     targets = sorted({d.target for d in deliveries})
     names = ", ".join(targets) if len(targets) <= 3 else f"{len(targets)} unload targets"
     title = f"Delivered: {names}" + (f" ({run.partition})" if run.partition else "")
+    title += f" {run.after}" if run.after else ""
     lines = [_delivery_line(d) for d in deliveries]
     return _message(":white_check_mark:", title, [("", lines)], run, secrets)
 
@@ -121,15 +123,66 @@ def failure_message(
     untouched: Sequence[Untouched],
     deliveries: Sequence[Delivery] = (),
     secrets: Iterable[str | None] = (),
+    *,
+    canceled: bool = False,
 ) -> SlackMessage:
-    title = f"Unload run failed: {run.job_name}" + (f" ({run.partition})" if run.partition else "")
-    failed = [f"• `{_esc(f.step_key)}`: {_esc(f.error)}" for f in failures] or ["• (no step failed)"]
+    how = "canceled" if canceled else "failed"
+    title = f"Unload run {how}: {run.job_name}" + (f" ({run.partition})" if run.partition else "")
+    title += f" {run.after}" if run.after else ""
+    failed = [f"• `{_esc(f.step_key)}`: {_esc(f.error)}" for f in failures] or [
+        "• canceled before it finished" if canceled else "• (no step failed)"
+    ]
     parts = [
         ("*Failed*", failed),
         ("*Not delivered — left as it was*", [_untouched_line(u) for u in untouched]),
         ("*Delivered in this run anyway*", [_delivery_line(d) for d in deliveries]),
     ]
-    return _message(":x:", title, [(h, ls) for h, ls in parts if ls], run, secrets)
+    return _message(
+        ":no_entry_sign:" if canceled else ":x:", title, [(h, ls) for h, ls in parts if ls], run, secrets
+    )
+
+
+@dataclass(frozen=True)
+class BacklogLine:
+    run_id: str
+    job_name: str
+    status: str  # SUCCESS, FAILURE, CANCELED
+    partition: str | None
+    what: str  # "3 delivered, not delivered: sales (unload)"
+    link: str
+    ended: float | None
+
+
+_STATUS_EMOJI = {"SUCCESS": ":white_check_mark:", "FAILURE": ":x:", "CANCELED": ":no_entry_sign:"}
+
+
+def backlog_message(lines: Sequence[BacklogLine], secrets: Iterable[str | None] = ()) -> SlackMessage:
+    """One message for runs that finished while announcements could not go out (a long outage)."""
+    statuses = sorted({line.status.lower() for line in lines})
+    kinds = " and ".join(statuses)
+    title = f":hourglass: {len(lines)} {kinds} unload runs finished while announcements were paused"
+    rows = [
+        f"• {_STATUS_EMOJI.get(line.status, '')} <{line.link}|{_esc(line.job_name)}>"
+        + (f" {_esc(line.partition)}" if line.partition else "")
+        + f" · {_esc(line.what)}"
+        + (f" · ended {_slack_date(line.ended)}" if line.ended else "")
+        for line in lines
+    ]
+    known = tuple(s for s in secrets if s)
+    known += tuple(_esc(s) for s in known)
+    title = scrub(title, known)
+    rows = [scrub(row, known) for row in rows]
+    sections = list(_chunks(rows, "Each run is listed once; its details are in Dagster."))
+    if len(sections) > _MAX_SECTIONS:
+        sections = [*sections[: _MAX_SECTIONS - 1], "_… more in Dagster (too long for one Slack message)_"]
+    blocks = [
+        _block("header", _plain(title[:_HEADER_CHARS])),
+        *(_block("section", _mrkdwn(c)) for c in sections),
+    ]
+    text = "\n".join([title, *rows])
+    if len(text) > _TEXT_CHARS:
+        text = text[: _TEXT_CHARS - 40] + "\n… (more in Dagster)"
+    return SlackMessage(text=text, blocks=blocks)
 
 
 def format_bytes(n: int | None) -> str:

@@ -1,10 +1,12 @@
-"""Slack notices for finished unload runs: exactly once.
+"""Slack notices for finished unload runs: exactly once, whatever the outage.
 
 Not a run-status sensor: those set their cursor on the first tick (skipping what finished before),
 move it on even when posting failed, and never see in-process runs. Each tick instead asks the
-instance for runs that finished in the last 24 hours, skips those tagged as announced, posts the rest
-oldest first and tags each right after Slack accepts it. State lives on the runs (tags) and in the
-sensor cursor; nothing in a side file.
+instance for runs that finished since a watermark kept in the sensor's cursor (where Dagster keeps
+sensor state), skips those tagged as announced, posts the rest oldest first and tags each right after
+Slack accepts it. The watermark only moves past runs that are announced, so a daemon down for a long
+weekend finds every run when it comes back; more than CATCH_UP_THRESHOLD runs at once are told in one
+summary message instead of a flood (never silence).
 
 Exactly once: before a post the run is tagged as attempted, and each message carries the run's id in
 its Slack metadata. A run attempted before but never tagged as announced (a crash between Slack's
@@ -12,6 +14,10 @@ answer and the tag write, an answer lost to a reset or a timeout, a 5xx after Sl
 looked up in the channel's recent history; found, it is tagged with that message and not posted
 again. Only where the bot may not read the history (no `channels:history` scope) is such a run posted
 again, and the tick says so: a duplicate is harmless, a missing "delivered" leaves people waiting.
+
+Retried runs: a failed run that Dagster's run retries will retry (`dagster/will_retry`) is not
+announced; its retry is, with its final outcome ("delivered after 1 retry"). A cancelled run is
+announced by the failure sensor.
 """
 
 from __future__ import annotations
@@ -21,23 +27,26 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
 
 import dagster as dg
 
 from . import notify
-from .assets import FAILED_TARGETS
-from .naming import is_unload
 from .resources.slack import NotDelivered, UnloadSlackResource
+from .run_report import Reading, catch_up_message, message_for, read_run
 
 ANNOUNCED_TAG = "unload_assets/slack_announced"  # value: the Slack message ts (proof, and where to look)
 # Re-executions copy their parent's tags: this one names the run the announcement was for.
 ANNOUNCED_RUN_TAG = "unload_assets/slack_announced_run"
 CHANNEL_TAG = "unload_assets/slack_channel"
 ATTEMPT_TAG = "unload_assets/slack_attempt"  # "<run id>@<unix time>" of the first post attempted
-LOOKBACK = timedelta(hours=24)
+LOOKBACK = timedelta(hours=24)  # how far back the very first tick looks (no watermark yet)
+MARGIN_SECONDS = 300.0  # the watermark trails the clock: a run's end is committed a moment after it ends
+CATCH_UP_THRESHOLD = 10  # more runs than this waiting at once (an outage): one summary message
+CATCH_UP_MAX = 200  # runs in one summary; a longer backlog takes more ticks, never silence
+RETRY_WAIT = timedelta(hours=1)  # a retry Dagster said it would start, but has not: announce the failure
+WILL_RETRY_TAG = "dagster/will_retry"  # Dagster's: "true" on a failed run its run retries will retry
+AUTO_RETRY_RUN_TAG = "dagster/auto_retry_run_id"  # Dagster's: the retry run, once launched
 TICK_BUDGET_SECONDS = 15.0  # well inside Dagster's 60 s sensor timeout; the rest waits for the next tick
-HISTORY_LOOKUPS = 20  # previous-delivery queries per failure message; further targets are listed without
 SECRET_ENV_VARS = (
     "SLACK_BOT_TOKEN",
     "REDSHIFT_PASSWORD",
@@ -45,9 +54,7 @@ SECRET_ENV_VARS = (
     "UNLOAD_SECRET_ACCESS_KEY",
     "UNLOAD_SESSION_TOKEN",
 )
-Ev = dg.DagsterEventType
 RunRecord = dg.RunRecord
-_EVENTS = {Ev.ASSET_MATERIALIZATION_PLANNED, Ev.ASSET_MATERIALIZATION, Ev.STEP_FAILURE, Ev.RUN_FAILURE}
 
 
 def _now() -> float:
@@ -57,29 +64,29 @@ def _now() -> float:
 @dataclass
 class Cursor:
     """`untagged`: runs Slack accepted whose tag write failed (announced: retag, never re-post).
-    `not_before`: a long Retry-After from Slack, honoured across ticks instead of hammering it."""
+    `not_before`: a long Retry-After from Slack, honoured across ticks instead of hammering it.
+    `since`: the watermark; every run that ended before it is announced (None: the first tick)."""
 
     untagged: dict[str, str] = field(default_factory=dict)
     not_before: float = 0.0
+    since: float | None = None
 
     @classmethod
     def parse(cls, raw: str | None) -> Cursor:
         try:
             data = json.loads(raw or "{}")
-            return cls(untagged=dict(data.get("untagged", {})), not_before=float(data.get("not_before", 0)))
+            since = data.get("since")
+            return cls(
+                untagged=dict(data.get("untagged", {})),
+                not_before=float(data.get("not_before", 0)),
+                since=float(since) if since is not None else None,
+            )
         except (ValueError, TypeError, AttributeError):
             return cls()  # an unreadable cursor only loses the retag list; the run tags still hold
 
     def dump(self) -> str:
-        return json.dumps({"untagged": self.untagged, "not_before": self.not_before}, sort_keys=True)
-
-
-@dataclass
-class _Reading:
-    deliveries: list[notify.Delivery] = field(default_factory=list)
-    failures: dict[str, notify.StepFailure] = field(default_factory=dict)
-    rename_failed: set[str] = field(default_factory=set)  # targets whose rename stopped part-way
-    planned: dict[dg.AssetKey, str | None] = field(default_factory=dict)  # key -> partition
+        data = {"untagged": self.untagged, "not_before": self.not_before, "since": self.since}
+        return json.dumps(data, sort_keys=True)
 
 
 DEFAULT_INTERVAL_SECONDS = 30
@@ -89,7 +96,7 @@ def build_notification_sensors(interval_seconds: int = DEFAULT_INTERVAL_SECONDS)
     """The two Slack sensors; each looks for finished runs every `interval_seconds` at most."""
     return [
         _sensor("unload_success_to_slack", dg.DagsterRunStatus.SUCCESS, interval_seconds),
-        _sensor("unload_failure_to_slack", dg.DagsterRunStatus.FAILURE, interval_seconds),
+        _sensor("unload_failure_to_slack", dg.DagsterRunStatus.FAILURE, interval_seconds),  # and CANCELED
     ]
 
 
@@ -111,71 +118,153 @@ def announce(
 ) -> dg.SensorResult:
     cursor, instance, now = Cursor.parse(context.cursor), context.instance, _now()
     _retag(instance, cursor, now)
-    pending = _pending(instance, status, cursor, now)
-    waiting = f"{len(pending)} {status.value.lower()} unload run(s) waiting (kept for 24 h)"
+    pending, held = _pending(instance, status, cursor, now)
+    waiting = f"{len(pending)} {status.value.lower()} unload run(s) waiting"
     problem = slack.misconfiguration()
     if problem or cursor.not_before > now or not pending:
         until = datetime.fromtimestamp(cursor.not_before, timezone.utc).strftime("%H:%M:%S UTC")
         reason = f"Slack asked us to wait until {until}" if cursor.not_before > now else problem
-        return dg.SensorResult(
-            skip_reason=f"{reason}; {waiting}." if reason else "Nothing to announce.", cursor=cursor.dump()
-        )
+        _advance(cursor, [*_ends(pending), *held], now)
+        skip = f"{reason}; {waiting}." if reason else "Nothing to announce."
+        skip += f" {len(held)} failed run(s) wait for Dagster's retry." if held else ""
+        return dg.SensorResult(skip_reason=skip, cursor=cursor.dump())
     secrets = _secrets(slack)
-    sent, refused, stop = [], [], None
     try:
         found, unread = _already_posted(slack, pending), None
     except NotDelivered as exc:
         if exc.retry_after is not None:
             cursor.not_before = _now() + exc.retry_after
         if not exc.cannot_read:  # Slack cannot say now: ask again next tick rather than guess
+            _advance(cursor, [*_ends(pending), *held], now)
             summary = f"Announced 0 of {len(pending)} run(s); stopped: {exc.reason}; retried next tick."
             return dg.SensorResult(skip_reason=notify.scrub(summary, secrets), cursor=cursor.dump())
         found, unread = {}, exc.reason
-    deadline = time.monotonic() + TICK_BUDGET_SECONDS
-    for record, reading in pending:
-        run_id = record.dagster_run.run_id
-        if run_id in found:  # posted by an earlier attempt whose answer never came: tag it, never re-post
-            channel_id, ts = found[run_id]
-        elif time.monotonic() > deadline:
-            stop = "time budget of this tick used up"
-            break
-        else:
-            message = _message(instance, record, reading, secrets)
-            try:
-                if _attempt(record.dagster_run) is None:
-                    instance.add_run_tags(run_id, {ATTEMPT_TAG: f"{run_id}@{_now():.3f}"})
-                channel_id, ts = slack.post(message.text, message.blocks, run_id=run_id)
-            except NotDelivered as exc:
-                if exc.retry_after is not None:
-                    cursor.not_before = _now() + exc.retry_after
-                if exc.only_this_message:  # don't let one malformed message hold back the others
-                    refused.append(f"{run_id[:8]}: {exc.reason}")
-                    continue
-                stop = exc.reason + (
-                    "; looked up in the channel before any new post" if exc.maybe_posted else ""
-                )
-                break
-            except Exception as exc:  # the attempt tag could not be written: post nothing unrecorded
-                stop = f"could not tag run {run_id[:8]} before posting ({type(exc).__name__})"
-                break
-            sent.append(run_id)
-        try:  # a crash before this write is what the attempt tag and the history lookup cover
-            instance.add_run_tags(
-                run_id, {ANNOUNCED_TAG: ts, ANNOUNCED_RUN_TAG: run_id, CHANNEL_TAG: channel_id}
-            )
-        except Exception as exc:  # Slack has it: remember in the cursor so it is never re-posted
-            cursor.untagged[run_id] = ts
-            stop = f"could not tag run {run_id[:8]} as announced ({type(exc).__name__}); will retry the tag"
-            break
-        context.log.info(f"Announced run {run_id} in {slack.channel} (message ts {ts}).")
-    summary = f"Announced {len(sent) + len(found)} of {len(pending)} run(s)"
-    summary += f" ({', '.join(r[:8] for r in sent)})" if sent else ""
+    tick = _Tick(instance, slack, cursor, secrets, found)
+    rest = [(r, reading) for r, reading in pending if not tick.retag_found(r.dagster_run.run_id)]
+    if tick.stop is None and len(rest) > CATCH_UP_THRESHOLD:
+        tick.post_summary(rest[:CATCH_UP_MAX])
+    elif tick.stop is None:
+        tick.post_each(rest)
+    left = [(r, reading) for r, reading in pending if r.dagster_run.run_id not in tick.done]
+    _advance(cursor, [*_ends(left), *held], now)
+    summary = f"Announced {len(tick.done)} of {len(pending)} run(s)"
+    summary += f" ({', '.join(r[:8] for r in tick.sent)})" if tick.sent else ""
+    summary += f"; {tick.summarized} in one catch-up message" if tick.summarized else ""
     summary += f"; {len(found)} found already in the channel, not posted again" if found else ""
-    summary += f"; stopped: {stop}; the rest is retried next tick" if stop else ""
-    summary += f"; Slack refused: {'; '.join(refused)}" if refused else ""
+    summary += f"; stopped: {tick.stop}; the rest is retried next tick" if tick.stop else ""
+    summary += f"; Slack refused: {'; '.join(tick.refused)}" if tick.refused else ""
+    summary += f"; {len(held)} failed run(s) wait for Dagster's retry" if held else ""
     if unread:
         summary += f"; could not look for earlier attempts ({unread}): posted again, a duplicate is possible"
     return dg.SensorResult(skip_reason=notify.scrub(summary + ".", secrets), cursor=cursor.dump())
+
+
+class _Tick:
+    """One tick's posting: each run's message (or one summary), each run tagged once Slack has it."""
+
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        slack: UnloadSlackResource,
+        cursor: Cursor,
+        secrets: tuple[str, ...],
+        found: dict[str, tuple[str, str]],
+    ) -> None:
+        self.instance, self.slack, self.cursor, self.secrets, self.found = (
+            instance,
+            slack,
+            cursor,
+            secrets,
+            found,
+        )
+        self.done: set[str] = set()  # announced now (posted, or found in the channel)
+        self.sent: list[str] = []
+        self.refused: list[str] = []
+        self.summarized = 0
+        self.stop: str | None = None
+        self.deadline = time.monotonic() + TICK_BUDGET_SECONDS
+
+    def retag_found(self, run_id: str) -> bool:
+        """Posted by an earlier attempt whose answer never came: tag it, never re-post."""
+        if run_id not in self.found or self.stop is not None:
+            return False
+        channel_id, ts = self.found[run_id]
+        return self._tag(run_id, channel_id, ts)
+
+    def post_each(self, runs: list[tuple[RunRecord, Reading]]) -> None:
+        for record, reading in runs:
+            run_id = record.dagster_run.run_id
+            if time.monotonic() > self.deadline:
+                self.stop = "time budget of this tick used up"
+                return
+            message = message_for(self.instance, record, reading, self.secrets)
+            posted = self._post(message, [record])
+            if posted is None and self.stop is not None:
+                return
+            if posted is not None:
+                self.sent.append(run_id)
+                if not self._tag(run_id, *posted):
+                    return
+
+    def post_summary(self, runs: list[tuple[RunRecord, Reading]]) -> None:
+        message = catch_up_message(self.instance, runs, self.secrets)
+        posted = self._post(message, [record for record, _ in runs])
+        if posted is None:
+            return
+        for record, _ in runs:
+            if not self._tag(record.dagster_run.run_id, *posted):
+                return
+            self.summarized += 1
+
+    def _post(self, message: notify.SlackMessage, records: list[RunRecord]) -> tuple[str, str] | None:
+        run_ids = [r.dagster_run.run_id for r in records]
+        try:
+            for run_id, record in zip(run_ids, records, strict=True):
+                if _attempt(record.dagster_run) is None:
+                    self.instance.add_run_tags(run_id, {ATTEMPT_TAG: f"{run_id}@{_now():.3f}"})
+            return self.slack.post(message.text, message.blocks, run_id=run_ids[0], also=run_ids[1:])
+        except NotDelivered as exc:
+            if exc.retry_after is not None:
+                self.cursor.not_before = _now() + exc.retry_after
+            if exc.only_this_message and len(run_ids) == 1:  # one malformed message holds back no other
+                self.refused.append(f"{run_ids[0][:8]}: {exc.reason}")
+                return None
+            self.stop = exc.reason + (
+                "; looked up in the channel before any new post" if exc.maybe_posted else ""
+            )
+        except Exception as exc:  # the attempt tag could not be written: post nothing unrecorded
+            self.stop = f"could not tag run {run_ids[0][:8]} before posting ({type(exc).__name__})"
+        return None
+
+    def _tag(self, run_id: str, channel_id: str, ts: str) -> bool:
+        """Tag the run announced; a crash before this write is what the attempt tag and the history
+        lookup cover. False (and the tick stops) when the tag cannot be written."""
+        try:
+            self.instance.add_run_tags(
+                run_id, {ANNOUNCED_TAG: ts, ANNOUNCED_RUN_TAG: run_id, CHANNEL_TAG: channel_id}
+            )
+        except Exception as exc:  # Slack has it: remember in the cursor so it is never re-posted
+            self.cursor.untagged[run_id] = ts
+            self.done.add(run_id)
+            self.stop = (
+                f"could not tag run {run_id[:8]} as announced ({type(exc).__name__}); will retry the tag"
+            )
+            return False
+        self.done.add(run_id)
+        return True
+
+
+def _ends(runs: list[tuple[RunRecord, Reading]]) -> list[float]:
+    return [_ended(record) for record, _ in runs]
+
+
+def _ended(record: RunRecord) -> float:
+    return record.end_time or record.update_timestamp.timestamp()
+
+
+def _advance(cursor: Cursor, unannounced_ends: list[float], now: float) -> None:
+    """The watermark: up to the oldest run still to announce, else shortly before now."""
+    cursor.since = min([*unannounced_ends, now - MARGIN_SECONDS])
 
 
 def _attempt(run: dg.DagsterRun) -> float | None:
@@ -188,7 +277,7 @@ def _attempt(run: dg.DagsterRun) -> float | None:
 
 
 def _already_posted(
-    slack: UnloadSlackResource, pending: list[tuple[RunRecord, _Reading]]
+    slack: UnloadSlackResource, pending: list[tuple[RunRecord, Reading]]
 ) -> dict[str, tuple[str, str]]:
     """The pending runs an earlier attempt may have posted, looked up in the channel (one history read
     for all of them, from a minute before the earliest attempt)."""
@@ -198,22 +287,49 @@ def _already_posted(
     return slack.find_posted(set(attempted), oldest=min(attempted.values()) - 60)
 
 
+def _statuses(status: dg.DagsterRunStatus) -> list[dg.DagsterRunStatus]:
+    """The failure sensor tells of cancelled runs too: they did not deliver either."""
+    if status == dg.DagsterRunStatus.FAILURE:
+        return [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+    return [status]
+
+
 def _pending(
     instance: dg.DagsterInstance, status: dg.DagsterRunStatus, cursor: Cursor, now: float
-) -> list[tuple[RunRecord, _Reading]]:
-    since = now - LOOKBACK.total_seconds()
+) -> tuple[list[tuple[RunRecord, Reading]], list[float]]:
+    """Runs to announce, oldest first; and the end times of failed runs held back for Dagster's retry."""
+    since = cursor.since if cursor.since is not None else now - LOOKBACK.total_seconds()
     # updated_after narrows the query; tag writes bump update_timestamp, so end_time decides the window.
-    filters = dg.RunsFilter(statuses=[status], updated_after=datetime.fromtimestamp(since, timezone.utc))
-    found = []
+    filters = dg.RunsFilter(
+        statuses=_statuses(status), updated_after=datetime.fromtimestamp(since, timezone.utc)
+    )
+    found, held = [], []
     for record in instance.get_run_records(filters):
-        run = record.dagster_run
-        ended = record.end_time or record.update_timestamp.timestamp()
+        run, ended = record.dagster_run, _ended(record)
         if _announced(run) or run.run_id in cursor.untagged or ended < since:
             continue
-        reading = _read(instance, run.run_id)
+        if run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true":
+            if _superseded_by_retry(instance, run):
+                continue  # its retry is announced, with the final outcome
+            if ended > now - RETRY_WAIT.total_seconds():
+                held.append(ended)
+                continue  # the retry is about to start
+        reading = read_run(instance, run.run_id)
         if reading.deliveries or (status == dg.DagsterRunStatus.FAILURE and reading.planned):
             found.append((ended, record, reading))
-    return [(record, reading) for _, record, reading in sorted(found, key=lambda f: f[0])]
+        elif status == dg.DagsterRunStatus.FAILURE and run.status == dg.DagsterRunStatus.CANCELED:
+            found.append((ended, record, reading))  # cancelled before anything was planned: say so too
+    return [(record, reading) for _, record, reading in sorted(found, key=lambda f: f[0])], held
+
+
+def _superseded_by_retry(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """Dagster has launched the retry of this failed run: the retry's outcome is the news. The failed
+    run is tagged announced (as the retry's), so it leaves the watermark's way."""
+    retry = run.tags.get(AUTO_RETRY_RUN_TAG)
+    if not retry:
+        return False
+    instance.add_run_tags(run.run_id, {ANNOUNCED_TAG: f"retried as {retry}", ANNOUNCED_RUN_TAG: run.run_id})
+    return True
 
 
 def _announced(run: dg.DagsterRun) -> bool:
@@ -224,115 +340,6 @@ def _announced(run: dg.DagsterRun) -> bool:
         return False
     owner = run.tags.get(ANNOUNCED_RUN_TAG)
     return owner == run.run_id if owner else run.parent_run_id is None
-
-
-def _read(instance: dg.DagsterInstance, run_id: str) -> _Reading:
-    reading = _Reading()
-    for event_record in instance.get_records_for_run(run_id, of_type=_EVENTS).records:
-        entry, event = event_record.event_log_entry, event_record.event_log_entry.dagster_event
-        if event is None:
-            continue
-        key = event.asset_key
-        if event.event_type == Ev.ASSET_MATERIALIZATION and is_unload(key):
-            mat = event.step_materialization_data.materialization
-            meta: dict[str, Any] = {k: v.value for k, v in mat.metadata.items()}
-            meta.setdefault("partition", mat.partition)
-            reading.deliveries.append(notify.delivery_from_metadata(key.path[-1], meta))  # type: ignore[union-attr]
-        elif event.event_type == Ev.ASSET_MATERIALIZATION_PLANNED and key is not None and is_unload(key):
-            reading.planned[key] = getattr(event.event_specific_data, "partition", None)
-        elif event.event_type == Ev.STEP_FAILURE and event.step_key:
-            data = event.step_failure_data
-            per_target = _failed_targets(data.user_failure_data)
-            for target, failed in per_target.items():  # the rename step names each target not delivered
-                stage, said = str(failed.get("stage", "")), notify.short_error(str(failed.get("error", "")))
-                reading.failures[target] = notify.StepFailure(f"{target} ({stage})", said)
-                if stage == "rename":
-                    reading.rename_failed.add(target)
-            if not per_target:
-                described = data.user_failure_data.description if data.user_failure_data else None
-                short = _short(data.error, described)
-                reading.failures[event.step_key] = notify.StepFailure(event.step_key, short)
-        elif event.event_type == Ev.RUN_FAILURE and not reading.failures:
-            error = getattr(event.event_specific_data, "error", None)
-            short = _short(error, None if error else entry.message)
-            reading.failures["(run)"] = notify.StepFailure("(run)", short)
-    return reading
-
-
-def _failed_targets(user_failure: Any) -> dict[str, dict[str, Any]]:
-    """{target: {stage, error}} from the rename step's Failure metadata (assets.FAILED_TARGETS)."""
-    found = getattr(getattr(user_failure, "metadata", None) or {}, "get", lambda _: None)(FAILED_TARGETS)
-    value = getattr(found, "value", None)
-    return {str(k): v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
-
-
-class _ErrorInfo(Protocol):
-    """What Dagster records of an error (its SerializableErrorInfo, which it does not export)."""
-
-    @property
-    def message(self) -> str: ...
-    @property
-    def cls_name(self) -> str | None: ...
-    @property
-    def cause(self) -> _ErrorInfo | None: ...
-
-
-def _short(error: _ErrorInfo | None, description: str | None) -> str:
-    # Dagster wraps user errors (step execution, retry exhaustion); the user's own error says what went wrong.
-    while (
-        error is not None
-        and error.cause is not None
-        and ((error.cls_name or "").startswith("Dagster") or error.cls_name == "RetryRequestedFromPolicy")
-    ):
-        error = error.cause
-    return notify.short_error(error.message if error else "", description)
-
-
-def _message(
-    instance: dg.DagsterInstance, record: RunRecord, reading: _Reading, secrets: tuple[str, ...]
-) -> notify.SlackMessage:
-    run = record.dagster_run
-    webserver = (os.getenv("DAGSTER_WEBSERVER_URL") or "http://localhost:3000").rstrip("/")
-    tags = run.tags
-    first, last = (
-        tags.get("dagster/asset_partition_range_start"),
-        tags.get("dagster/asset_partition_range_end"),
-    )
-    facts = notify.RunFacts(
-        run_id=run.run_id,
-        job_name=run.job_name,
-        link=f"{webserver}/runs/{run.run_id}",
-        trigger=_trigger(tags),
-        partition=tags.get("dagster/partition") or (f"{first}…{last}" if first and last else None),
-        started=record.start_time,
-        ended=record.end_time,
-    )
-    if run.status == dg.DagsterRunStatus.SUCCESS:
-        return notify.success_message(facts, reading.deliveries, secrets)
-    delivered = {d.target for d in reading.deliveries}
-    untouched = [
-        _untouched(instance, key, part or facts.partition, reading, lookup=i < HISTORY_LOOKUPS)
-        for i, (key, part) in enumerate(k for k in reading.planned.items() if k[0].path[-1] not in delivered)
-    ]
-    failures = list(reading.failures.values())
-    return notify.failure_message(facts, failures, untouched, reading.deliveries, secrets)
-
-
-def _untouched(
-    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None, reading: _Reading, *, lookup: bool
-) -> notify.Untouched:
-    target = key.path[-1]
-    rename_failed = target in reading.rename_failed
-    previous = None
-    if lookup:
-        partitions = [partition] if partition and "…" not in partition else None
-        records_filter = dg.AssetRecordsFilter(key, asset_partitions=partitions)
-        found = instance.fetch_materializations(records_filter, limit=1).records
-        previous = found[0] if found else None
-    mat = previous.asset_materialization if previous else None
-    uri = mat.metadata.get("s3_uri") if mat else None
-    when = previous.timestamp if previous else None
-    return notify.Untouched(target, partition, getattr(uri, "value", None), when, rename_failed)
 
 
 def _retag(instance: dg.DagsterInstance, cursor: Cursor, now: float) -> None:
@@ -347,15 +354,3 @@ def _retag(instance: dg.DagsterInstance, cursor: Cursor, now: float) -> None:
 
 def _secrets(slack: UnloadSlackResource) -> tuple[str, ...]:
     return tuple(v for v in (slack.token, *map(os.getenv, SECRET_ENV_VARS)) if v)
-
-
-def _trigger(tags: dict[str, str] | Any) -> str:
-    for tag, label in (
-        ("dagster/backfill", "backfill"),
-        ("dagster/schedule_name", "schedule"),
-        ("dagster/sensor_name", "sensor"),
-        ("dagster/parent_run_id", "re-execution of"),
-    ):
-        if tags.get(tag):
-            return f"{label} {tags[tag][:8] if tag.endswith('_id') else tags[tag]}"
-    return "launched by hand"

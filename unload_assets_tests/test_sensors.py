@@ -361,7 +361,7 @@ def test_an_unreachable_slack_is_reported_and_retried(
     assert daemon.tick(slack).startswith("Announced 1 of 1")
 
 
-def test_runs_outside_the_lookback_and_runs_of_other_assets_are_not_announced(
+def test_an_outage_longer_than_a_day_loses_no_announcement_and_other_assets_stay_quiet(
     instance: dg.DagsterInstance,
     standin: SlackStandIn,
     slack: UnloadSlackResource,
@@ -373,12 +373,132 @@ def test_runs_outside_the_lookback_and_runs_of_other_assets_are_not_announced(
 
     _materialize(instance, [other], None)
     daemon = Daemon(instance)
+    assert daemon.tick(slack) == "Nothing to announce."  # the watermark is set
+    run_id = _materialize(instance, [_daily("sales")])
+    # The daemon was down over a long weekend: three days later the run is still found, once.
+    later = sensors._now() + 3 * 24 * 3600
+    monkeypatch.setattr(sensors, "_now", lambda: later)
+    assert daemon.tick(slack) == f"Announced 1 of 1 run(s) ({run_id[:8]})."
     assert daemon.tick(slack) == "Nothing to announce."
+    [message] = standin.messages()
+    assert "sales" in message["text"] and "other" not in message["text"]
+
+
+def test_a_sensor_started_for_the_first_time_does_not_announce_last_months_runs(
+    instance: dg.DagsterInstance,
+    standin: SlackStandIn,
+    slack: UnloadSlackResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     _materialize(instance, [_daily("sales")])
     later = sensors._now() + 25 * 3600
     monkeypatch.setattr(sensors, "_now", lambda: later)
-    assert daemon.tick(slack) == "Nothing to announce."
+    assert Daemon(instance).tick(slack) == "Nothing to announce."  # no cursor yet: a day back at most
     assert standin.messages() == []
+
+
+def test_a_backlog_after_an_outage_is_one_catch_up_message_posted_exactly_once(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    days = [f"2025-11-{day:02d}" for day in range(1, 13)]  # 12 runs waiting: over the threshold of 10
+    runs = [_materialize(instance, [_daily("sales")], day) for day in days]
+    daemon = Daemon(instance, cursor=sensors.Cursor(since=0.0).dump())
+    standin.lose_answers(1)  # Slack takes the summary but its answer never arrives
+    first = daemon.tick(slack)
+    assert "Announced 0 of 12" in first and "looked up in the channel" in first
+    assert (
+        daemon.tick(slack) == "Announced 12 of 12 run(s); 12 found already in the channel, not posted again."
+    )
+    [message] = standin.messages()
+    assert message["text"].startswith(":hourglass: 12 success unload runs finished while announcements")
+    assert all(day in message["text"] for day in days)
+    assert {instance.get_run_by_id(r).tags[sensors.ANNOUNCED_TAG] for r in runs} == {message["ts"]}  # type: ignore[union-attr]
+    assert daemon.tick(slack) == "Nothing to announce."
+
+
+def test_a_cancelled_run_is_announced_as_cancelled(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    job = dg.Definitions(assets=[_daily("sales")]).resolve_implicit_global_asset_job_def()
+    run = instance.create_run_for_job(job_def=job, tags={"dagster/partition": "2025-11-22"})
+    instance.report_run_canceling(run)
+    instance.report_run_canceled(run)
+    assert Daemon(instance, "failure").tick(slack) == f"Announced 1 of 1 run(s) ({run.run_id[:8]})."
+    [message] = standin.messages()
+    assert message["text"].startswith(":no_entry_sign: Unload run canceled:")
+    assert "*sales* 2025-11-22 — no earlier delivery to keep" in message["text"]
+
+
+def test_a_run_dagster_retries_is_announced_once_with_its_final_outcome(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    failed = _materialize(instance, [_daily("sales", error="connection reset")], "2025-11-22")
+    instance.add_run_tags(failed, {"dagster/will_retry": "true"})
+    failure_sensor, success_sensor = Daemon(instance, "failure"), Daemon(instance)
+    assert "1 failed run(s) wait for Dagster's retry" in failure_sensor.tick(slack)
+    assert standin.messages() == []  # no "failed" that the retry would contradict
+    retry = _materialize_tagged(instance, "2025-11-22", {"dagster/retry_number": "1"})
+    instance.add_run_tags(failed, {"dagster/auto_retry_run_id": retry})
+    assert success_sensor.tick(slack) == f"Announced 1 of 1 run(s) ({retry[:8]})."
+    assert failure_sensor.tick(slack) == "Nothing to announce."
+    [message] = standin.messages()
+    assert message["text"].startswith(":white_check_mark: Delivered: sales (2025-11-22) after 1 retry")
+
+
+def test_a_retry_that_never_comes_is_announced_as_the_failure_it_is(
+    instance: dg.DagsterInstance,
+    standin: SlackStandIn,
+    slack: UnloadSlackResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    failed = _materialize(instance, [_daily("sales", error="connection reset")], "2025-11-22")
+    instance.add_run_tags(failed, {"dagster/will_retry": "true"})
+    daemon = Daemon(instance, "failure")
+    assert "wait for Dagster's retry" in daemon.tick(slack)
+    later = sensors._now() + sensors.RETRY_WAIT.total_seconds() + 60
+    monkeypatch.setattr(sensors, "_now", lambda: later)
+    assert daemon.tick(slack) == f"Announced 1 of 1 run(s) ({failed[:8]})."
+    assert "connection reset" in standin.messages()[0]["text"]
+
+
+def test_a_reexecution_that_delivers_after_a_failure_says_so(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource, tmp_path, monkeypatch
+) -> None:
+    flag = tmp_path / "fail"
+    flag.write_text("x")
+    monkeypatch.setenv("SENSOR_TEST_FAIL_FLAG", str(flag))
+    job = dg.reconstructable(flaky_job)
+    first = dg.execute_job(job, instance=instance, tags={"dagster/partition": "2025-11-22"})
+    assert not first.success
+    Daemon(instance, "failure").tick(slack)
+    flag.unlink()
+    options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
+    partition = {"dagster/partition": "2025-11-22"}
+    second = dg.execute_job(job, instance=instance, reexecution_options=options, tags=partition)
+    assert second.success
+    assert Daemon(instance).tick(slack) == f"Announced 1 of 1 run(s) ({second.run_id[:8]})."
+    message = standin.messages()[-1]
+    assert message["text"].startswith(
+        f":white_check_mark: Delivered: sales (2025-11-22) after run {first.run_id[:8]} failed"
+    )
+
+
+def flaky_job() -> dg.JobDefinition:
+    """Module level, for re-execution: fails while the flag file exists."""
+
+    @dg.asset(key=["s3", "sales"], group_name="unloads", partitions_def=DAY)
+    def sales(context) -> dg.MaterializeResult:  # type: ignore[no-untyped-def]
+        if os.path.exists(os.environ["SENSOR_TEST_FAIL_FLAG"]):
+            raise dg.Failure(description="connection reset", allow_retries=False)
+        return dg.MaterializeResult(metadata=_metadata("sales", context.partition_key, 10))
+
+    flaky = dg.define_asset_job("flaky", selection=[sales.key], partitions_def=DAY)
+    return dg.Definitions(assets=[sales], jobs=[flaky]).resolve_job_def("flaky")
+
+
+def _materialize_tagged(instance: dg.DagsterInstance, partition: str, tags: dict[str, str]) -> str:
+    result = dg.materialize([_daily("sales")], partition_key=partition, instance=instance, tags=tags)
+    return result.run_id
 
 
 def test_scheduled_job_runs_are_announced_with_their_trigger(

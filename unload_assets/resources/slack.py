@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from http.client import HTTPException
 from typing import Any
 
@@ -129,11 +130,15 @@ class UnloadSlackResource(SlackResource):
             return f"{' and '.join(missing)} not set in the code location's environment (set, then reload)"
         return None
 
-    def post(self, text: str, blocks: list[dict[str, Any]], *, run_id: str) -> tuple[str, str]:
-        """Post to `channel`, marked with `run_id` (message metadata, which `find_posted` reads back);
-        returns (channel id, message ts). Raises NotDelivered with a clear reason."""
+    def post(
+        self, text: str, blocks: list[dict[str, Any]], *, run_id: str, also: Sequence[str] = ()
+    ) -> tuple[str, str]:
+        """Post to `channel`, marked with `run_id` (message metadata, which `find_posted` reads back),
+        and with `also`, the other runs one catch-up message tells of; returns (channel id, message
+        ts). Raises NotDelivered with a clear reason."""
         client = self.get_client()
-        marker = {"event_type": MARKER_EVENT, "event_payload": {"run_id": run_id}}
+        payload: dict[str, Any] = {"run_id": run_id, **({"run_ids": list(also)} if also else {})}
+        marker = {"event_type": MARKER_EVENT, "event_payload": payload}
         try:
             try:
                 response = client.chat_postMessage(
@@ -170,9 +175,11 @@ class UnloadSlackResource(SlackResource):
                 )  # fmt: skip
                 for message in page.get("messages") or []:
                     meta = message.get("metadata") or {}
-                    run_id = (meta.get("event_payload") or {}).get("run_id")
-                    if meta.get("event_type") == MARKER_EVENT and run_id in run_ids:
-                        found.setdefault(run_id, (channel_id, str(message.get("ts") or "")))
+                    payload = meta.get("event_payload") or {}
+                    told = [payload.get("run_id"), *(payload.get("run_ids") or [])]
+                    for run_id in told if meta.get("event_type") == MARKER_EVENT else []:
+                        if run_id in run_ids:
+                            found.setdefault(run_id, (channel_id, str(message.get("ts") or "")))
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
                 if not page.get("has_more") or not cursor or len(found) == len(run_ids):
                     break
