@@ -15,7 +15,7 @@ import dagster as dg
 
 from .final_state import TAG as STAGING_TAG
 from .finalize_lock import final_key_lock, lock_key_for
-from .keys import render_key
+from .keys import parse_s3_uri, render_key
 from .naming import asset_key_for
 from .resources import UnloadSettings
 from .targets import UnloadTarget
@@ -85,7 +85,7 @@ def _evaluate(
 ) -> Iterator[dg.AssetCheckResult]:
     key = asset_key_for(target.name)
     names = check_names(target)
-    bucket = str(metadata.get("s3_uri", ""))[len("s3://") :].split("/", 1)[0]
+    bucket, _ = parse_s3_uri(str(metadata.get("s3_uri", "")))
     if not bucket:  # not written by our rename (reported by hand, say): nothing to judge it by
         for name in names:
             yield dg.AssetCheckResult(
@@ -174,7 +174,7 @@ def _objects_present(
     a delivery with no objects is not a delivery."""
     recorded = [obj for obj in metadata.get("final_objects") or [] if isinstance(obj, dict)]
     problems = [] if recorded else ["the materialisation recorded no final objects"]
-    ours = str(metadata.get("staging_prefix", ""))[len(f"s3://{bucket}/") :]
+    ours = parse_s3_uri(str(metadata.get("staging_prefix", "")))[1]
     for obj in recorded:
         try:
             found = client.head_object(Bucket=bucket, Key=obj["key"])
@@ -204,8 +204,8 @@ def _objects_present(
 def _replaced_by(client: Any, bucket: str, metadata: dict[str, Any]) -> str | None:
     """The staging folder of the run whose finalised output now sits at this run's final address, if
     that is another run (the stamp `finalize` puts on every final object), else None."""
-    primary = str(metadata.get("s3_uri", ""))[len(f"s3://{bucket}/") :]
-    ours = str(metadata.get("staging_prefix", ""))[len(f"s3://{bucket}/") :]
+    primary = parse_s3_uri(str(metadata.get("s3_uri", "")))[1]
+    ours = parse_s3_uri(str(metadata.get("staging_prefix", "")))[1]
     try:
         stamp = client.head_object(Bucket=bucket, Key=primary).get("Metadata", {}).get(STAGING_TAG)
     except client.exceptions.ClientError:
@@ -215,7 +215,7 @@ def _replaced_by(client: Any, bucket: str, metadata: dict[str, Any]) -> str | No
 
 
 def _staging_cleaned(key: dg.AssetKey, client: Any, staging_uri: str) -> dg.AssetCheckResult:
-    bucket, _, prefix = staging_uri[len("s3://") :].partition("/")
+    bucket, prefix = parse_s3_uri(staging_uri)
     if not bucket or not prefix:
         return dg.AssetCheckResult(
             asset_key=key,

@@ -33,8 +33,10 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .s3ops import NOT_FOUND
+
 CONFLICT = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
-GONE = ("NoSuchKey", "NotFound", "404")
+GONE = NOT_FOUND
 
 
 def lock_key_for(staging_root: str, final_key: str) -> str:

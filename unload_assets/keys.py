@@ -119,3 +119,11 @@ def check_bucket_name(name: str) -> str:
     if name.startswith(_RESERVED_PREFIXES) or name.endswith(_RESERVED_SUFFIXES):
         raise ValueError(f"invalid S3 bucket name {name!r}: uses a prefix or suffix AWS reserves")
     return name
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of `s3://bucket/key`; ("", "") for anything else (metadata written by hand, say)."""
+    if not uri.startswith("s3://"):
+        return "", ""
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key

@@ -13,6 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .s3ops import NOT_FOUND
+
 
 @dataclass(frozen=True)
 class StagedFile:
@@ -119,7 +121,7 @@ def read_manifest(s3: Any, bucket: str, manifest_key: str) -> UnloadManifest:
     try:
         text = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        if exc.response.get("Error", {}).get("Code") in NOT_FOUND:
             raise ManifestNotFound(f"no UNLOAD manifest at {where}") from exc
         raise
     entries = []

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .keys import parse_s3_uri
+
 # Block Kit limits: 3000 characters per section text, 50 blocks, 150 for a header; stay under them.
 _SECTION_CHARS, _MAX_SECTIONS, _HEADER_CHARS, _TEXT_CHARS = 2900, 40, 150, 3500
 _URIS_PER_TARGET = 3
@@ -67,7 +69,7 @@ class SlackMessage:
 def delivery_from_metadata(target: str, meta: dict[str, Any]) -> Delivery:
     """A Delivery from the metadata the rename op records (keys defined in stages.py)."""
     primary = str(meta.get("s3_uri") or "")
-    bucket = primary[len("s3://") :].split("/", 1)[0] if primary.startswith("s3://") else ""
+    bucket, _ = parse_s3_uri(primary)
     others = [f"s3://{bucket}/{o['key']}" for o in meta.get("final_objects") or [] if isinstance(o, dict)]
     uris = tuple(dict.fromkeys([u for u in [primary, *others] if u]))  # primary first, no repeats
     rows, size = meta.get("rows"), meta.get("bytes")

@@ -35,12 +35,16 @@ class Traffic:
             self.bytes += n
 
 
+# What S3 (and moto, MinIO) answer for a key that is not there: GetObject, HeadObject (no body: the status).
+NOT_FOUND = ("NoSuchKey", "NotFound", "404")
+
+
 def head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
     """HeadObject, or None when the object does not exist."""
     try:
         return s3.head_object(Bucket=bucket, Key=key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if exc.response.get("Error", {}).get("Code") in NOT_FOUND:
             return None
         raise
 

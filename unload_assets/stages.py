@@ -12,7 +12,7 @@ import dagster as dg
 from .finalize import FinalizeResult, SplitRefused, finalize
 from .finalize_lock import lock_key_for
 from .header import HeaderStyle, header_by_rename
-from .keys import render_key
+from .keys import parse_s3_uri, render_key
 from .resources import RedshiftUnloadResource, UnloadSettings
 from .s3ops import delete_keys, list_keys
 from .targets import UnloadTarget
@@ -65,7 +65,7 @@ def run_unload(
         + (f"retry-{context.retry_number}-" if context.retry_number else "")
         + f"attempt-{attempt}",
     )
-    bucket, _, key_prefix = location[len("s3://") :].partition("/")
+    bucket, key_prefix = parse_s3_uri(location)
     # Nothing an earlier attempt of this run staged is of use any more (its rename never ran).
     run_folder = _run_folder(key_prefix)
     s3_client = s3  # the boto3 client (context.resources.s3)

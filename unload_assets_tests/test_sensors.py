@@ -492,7 +492,7 @@ def flaky_job() -> dg.JobDefinition:
             raise dg.Failure(description="connection reset", allow_retries=False)
         return dg.MaterializeResult(metadata=_metadata("sales", context.partition_key, 10))
 
-    flaky = dg.define_asset_job("flaky", selection=[sales.key], partitions_def=DAY)
+    flaky = dg.define_asset_job("flaky", selection=[sales.key])
     return dg.Definitions(assets=[sales], jobs=[flaky]).resolve_job_def("flaky")
 
 
