@@ -25,7 +25,7 @@ from typing import Any
 
 import dagster as dg
 
-from .checks import check_specs, evaluate_checks, evaluate_latest
+from .checks import check_specs, evaluate_checks, evaluate_latest, failed_checks
 from .lineage import upstream_tables
 from .naming import asset_key_for, output_name, upstream_key
 from .resources.redshift import scrub
@@ -229,7 +229,11 @@ def _rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetC
                 what=f"rename of '{target.name}'",
                 log=context.log.warning,
             )
-            return metadata, list(evaluate_checks(context, target, client, settings, metadata))
+            try:
+                results = list(evaluate_checks(context, target, client, settings, metadata))
+            except Exception as exc:  # delivered all the same: the checks say they could not judge it
+                results = failed_checks(context, target, scrub(describe(exc), settings.secrets()))
+            return metadata, results
 
         for outcome in each(
             ready,

@@ -58,6 +58,19 @@ def evaluate_checks(
     return (r for r in results if r.check_name in selected)
 
 
+def failed_checks(
+    context: dg.OpExecutionContext, target: UnloadTarget, error: str
+) -> list[dg.AssetCheckResult]:
+    """The selected checks of `target`, failed because they could not be evaluated (`error`)."""
+    key = asset_key_for(target.name)
+    selected = {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
+    return [
+        dg.AssetCheckResult(asset_key=key, check_name=name, passed=False, metadata={"reason": error})
+        for name in check_names(target)
+        if name in selected
+    ]
+
+
 def evaluate_latest(
     context: dg.OpExecutionContext, target: UnloadTarget, client: Any, settings: UnloadSettings
 ) -> Iterator[dg.AssetCheckResult]:

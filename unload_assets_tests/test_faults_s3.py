@@ -18,6 +18,7 @@ from xml.sax.saxutils import escape
 import dagster as dg
 import pytest
 
+from unload_assets.assets import asset_key_for
 from unload_assets.local.emulator.proxy import RedshiftEmulator
 from unload_assets.local.faults import FaultProxy
 
@@ -333,3 +334,25 @@ def test_s3_throttling_inside_unload_is_retried_by_the_op(harness):
     assert retry.what == "UNLOAD of 'fcombine'" and retry.attempt == 1
     assert "Error SlowDown" in retry.error and "TransientRedshiftError" in retry.error
     harness.settle("fcombine", result, new)
+
+
+def test_a_check_that_cannot_be_evaluated_fails_as_a_check_and_the_delivery_stands(harness):
+    # The staging_cleaned check's listing (MaxKeys=10, only the check asks for that) fails through every
+    # boto retry: the target is still delivered and materialised; its checks say they could not judge.
+    new = harness.generation("fcombine", "check-error")
+    rule = harness.faults.inject(
+        "error",
+        operation="ListObjects",  # the fault proxy's name for a bucket GET; V2 or not
+        predicate=lambda r: r.query.get("max-keys") == ["10"],
+        times=20,
+    )
+    result = harness.run("fcombine")
+    harness.faults.clear()
+    assert result.success and rule.fired >= 1
+    assert [e.asset_key for e in result.get_asset_materialization_events()] == [asset_key_for("fcombine")]
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks and not any(c.passed for c in checks.values())
+    reason = str(checks["staging_cleaned"].metadata["reason"].value)
+    assert "ListObjectsV2" in reason and "InternalError" in reason, reason
+    assert harness.look("fcombine", {new}).complete == {"object": new}
+    harness.current["fcombine"] = new
