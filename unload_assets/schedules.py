@@ -20,6 +20,9 @@ import dagster as dg
 DAILY_JOB = "daily_unloads"
 UNPARTITIONED_JOB = "unpartitioned_unloads"
 RUN_AT_CRON = "0 9 * * *"  # in the execution timezone, so 09:00 local on both sides of DST
+# When the deployment retries failed runs (run_retries in dagster.yaml), a retry runs the targets that
+# were not delivered, UNLOAD included; Dagster's default (FROM_FAILURE) would run the rename step only.
+RETRY_STRATEGY = {"dagster/retry_strategy": "FROM_ASSET_FAILURE"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ def _morning_run(
         name,
         selection=dg.AssetSelection.assets(*keys),
         description=f"Runs {what} unload targets (Redshift UNLOAD -> S3).",
+        tags=RETRY_STRATEGY,
     )
 
     @dg.schedule(

@@ -148,3 +148,13 @@ def test_a_tick_before_the_first_partition_skips() -> None:
 def test_previous_day_is_computed_in_the_unload_timezone(when: datetime, zone: str, expected: date) -> None:
     assert previous_day(when, zone) == expected
     assert run_key(expected) == f"daily-{expected.isoformat()}"
+
+
+def test_a_run_dagster_retries_reruns_only_the_targets_not_delivered() -> None:
+    # run_retries in dagster.yaml re-execute a failed run with the strategy its tags name: from asset
+    # failure, the undelivered targets with their UNLOAD (from failure would rerun the rename alone).
+    defs, runs = _definitions("Europe/Berlin")
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def(runs[1].job.name).execute_in_process(instance=instance)
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and run.tags["dagster/retry_strategy"] == "FROM_ASSET_FAILURE"
