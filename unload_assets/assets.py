@@ -116,8 +116,9 @@ def build_unload_assets(
     )
 
 
-def external_table_specs(targets: list[UnloadTarget]) -> list[dg.AssetSpec]:
-    """The Redshift tables the targets read, as external assets so the lineage graph shows them."""
+def external_table_specs(targets: list[UnloadTarget], *, database: str | None = None) -> list[dg.AssetSpec]:
+    """The Redshift tables the targets read, as external assets so the lineage graph shows them, each
+    with its `dagster/table_name` (`<database>.<schema>.<table>`) for Dagster's catalog."""
     tables = sorted({table for target in targets for table in upstream_tables(target.sql)})
     return [
         dg.AssetSpec(
@@ -125,6 +126,7 @@ def external_table_specs(targets: list[UnloadTarget]) -> list[dg.AssetSpec]:
             description=f"Redshift table {schema}.{table} (maintained outside this project).",
             group_name="redshift",
             kinds={"redshift", "table"},
+            metadata={"dagster/table_name": ".".join(p for p in (database, schema, table) if p)},
         )
         for schema, table in tables
     ]

@@ -142,7 +142,10 @@ def build_definitions(catalogue_path: str | Path | None = None) -> dg.Definition
     ]
     morning = build_morning_runs(unload_assets, timezone=unload_timezone())
     return dg.Definitions(
-        assets=[*external_table_specs(catalogue.targets), *unload_assets],
+        assets=[
+            *external_table_specs(catalogue.targets, database=os.getenv("REDSHIFT_DATABASE") or None),
+            *unload_assets,
+        ],
         jobs=[run.job for run in morning],
         schedules=[run.schedule for run in morning],
         sensors=build_notification_sensors(sensor_interval_seconds()),

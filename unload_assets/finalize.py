@@ -63,6 +63,7 @@ class FinalizeResult:
     fallback_reason: str | None  # why `combine` became `parts`
     staging_cleaned: bool
     client_bytes: int  # object data downloaded + uploaded by this client in this call (manifests' JSON aside)
+    schema: dict | None = None  # the UNLOAD manifest's (MANIFEST VERBOSE); None once staging is gone
 
 
 class SplitRefused(Exception):
@@ -135,7 +136,7 @@ def _finalize_locked(
                 f"{s3_url(bucket, final_key)}: did the UNLOAD (with MANIFEST) run for this staging prefix?"
             ) from None
         job.log(f"{s3_url(bucket, final_key)} was already finalized from {staging_prefix}; nothing to do")
-        return _result(done, job, staging_cleaned=True)
+        return _result(done, job, staging_cleaned=True, schema=None)
     entries = manifest.entries
     outside = [e.key for e in entries if not e.key.startswith(staging_prefix)]
     if outside:  # we delete what the manifest lists: never anything outside this run's folder
@@ -163,14 +164,16 @@ def _finalize_locked(
         job.log(f"an earlier attempt already committed {s3_url(bucket, final_key)}; resuming at cleanup")
     lock.check()  # a lease that lapsed mid-way: another run may be writing now, so delete nothing
     delete_stale(job, done)
-    return _result(done, job, staging_cleaned=_delete_staging(job, manifest, manifest_key))
+    cleaned = _delete_staging(job, manifest, manifest_key)
+    return _result(done, job, staging_cleaned=cleaned, schema=manifest.schema)
 
 
-def _result(done: Output, job: Job, *, staging_cleaned: bool) -> FinalizeResult:
+def _result(done: Output, job: Job, *, staging_cleaned: bool, schema: dict | None) -> FinalizeResult:
     objects = [FinalObject(k, s) for k, s in done.objects]
     return FinalizeResult(
-        objects, done.mode, done.staged_files, done.fallback_reason, staging_cleaned, job.traffic.bytes
-    )
+        objects, done.mode, done.staged_files, done.fallback_reason, staging_cleaned, job.traffic.bytes,
+        schema,
+    )  # fmt: skip
 
 
 def _delete_staging(job: Job, manifest: UnloadManifest, manifest_key: str) -> bool:

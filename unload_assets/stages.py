@@ -138,7 +138,17 @@ def _metadata(
     primary = manifest_key if result.mode == "parts" else final_key
     listing = "\n".join(f"| `s3://{staged.bucket}/{obj.key}` | {obj.size:,} |" for obj in result.objects)
     how = result.mode + (f" (fell back: {result.fallback_reason})" if result.fallback_reason else "")
+    standard: dict[str, dg.RawMetadataValue] = {  # what Dagster's catalog shows (row count, URI, columns)
+        "dagster/row_count": dg.MetadataValue.int(staged.rows),
+        "dagster/uri": f"s3://{staged.bucket}/{primary}",
+    }
+    if day is not None:
+        standard["dagster/partition_row_count"] = dg.MetadataValue.int(staged.rows)
+    columns = column_schema(result.schema)
+    if columns is not None:
+        standard["dagster/column_schema"] = columns
     return {
+        **standard,
         "s3_uri": dg.MetadataValue.url(f"s3://{staged.bucket}/{primary}"),
         "s3_objects": dg.MetadataValue.md(f"| object | bytes |\n|---|---:|\n{listing}"),
         "final_objects": dg.MetadataValue.json(
@@ -159,3 +169,24 @@ def _metadata(
         "statement": dg.MetadataValue.md(f"```sql\n{staged.redacted_statement}\n```"),
         "target": target.name,
     }
+
+
+def column_schema(schema: dict | None) -> dg.TableSchema | None:
+    """The UNLOAD manifest's schema (MANIFEST VERBOSE) as Dagster's column schema, types as Redshift
+    names them: `character varying(60)`, `numeric(10,2)`. None without one (staging already gone)."""
+    elements = (schema or {}).get("elements")
+    if not isinstance(elements, list) or not elements:
+        return None
+    columns = []
+    for element in elements:
+        if not isinstance(element, dict) or not isinstance(element.get("name"), str):
+            return None
+        found = element.get("type")
+        kind: dict[str, Any] = found if isinstance(found, dict) else {}
+        name = str(kind.get("base") or "unknown")
+        if "max_length" in kind:
+            name += f"({kind['max_length']})"
+        elif "precision" in kind:
+            name += f"({kind['precision']},{kind.get('scale', 0)})"
+        columns.append(dg.TableColumn(name=element["name"], type=name))
+    return dg.TableSchema(columns=columns)

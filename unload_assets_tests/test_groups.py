@@ -89,3 +89,35 @@ def test_a_wrong_batch_size_or_concurrency_is_named_at_load(tmp_path, monkeypatc
     monkeypatch.setenv(name, raw)
     with pytest.raises(ValueError, match=name):
         build_definitions(_catalogue(tmp_path, [("a", "sales", DAILY)]))
+
+
+def test_the_upstream_tables_carry_their_full_name_for_dagsters_catalog(tmp_path):
+    defs = build_definitions(_catalogue(tmp_path, [("a", "sales", DAILY), ("b", "customers", "")]))
+    graph = defs.resolve_asset_graph()
+    names = {
+        key.to_user_string(): graph.get(key).metadata.get("dagster/table_name")
+        for key in graph.get_all_asset_keys()
+        if key.path[0] == "redshift"
+    }
+    assert names == {
+        "redshift/public/sales": "dev.public.sales",
+        "redshift/public/customers": "dev.public.customers",
+    }
+
+
+def test_the_manifests_schema_becomes_a_column_schema_typed_as_redshift_types_it():
+    from unload_assets.stages import column_schema
+
+    schema = {
+        "elements": [
+            {"name": "id", "type": {"base": "integer"}},
+            {"name": "note", "type": {"base": "character varying", "max_length": 60}},
+            {"name": "amount", "type": {"base": "numeric", "precision": 10, "scale": 2}},
+        ]
+    }
+    found = column_schema(schema)
+    assert found is not None
+    assert [(c.name, c.type) for c in found.columns] == [
+        ("id", "integer"), ("note", "character varying(60)"), ("amount", "numeric(10,2)"),
+    ]  # fmt: skip
+    assert column_schema(None) is None and column_schema({"elements": [{"type": {}}]}) is None

@@ -84,6 +84,15 @@ def test_sales_data_for_one_day_equals_the_query(local_stack, stack_env, s3):
     assert meta["s3_uri"] == f"s3://unload-local/{key}"
     assert meta["bytes"] == s3.head_object(Bucket="unload-local", Key=key)["ContentLength"]
     assert meta["partition"] == day
+    # Dagster's standard keys, which its catalog shows: rows, the URI, the columns as Redshift types them.
+    assert meta["dagster/row_count"] == meta["dagster/partition_row_count"] == len(expected)
+    assert meta["dagster/uri"] == meta["s3_uri"]
+    columns = {c.name: c.type for c in meta["dagster/column_schema"].columns}
+    assert (
+        list(columns) == header
+        and columns["sale_id"] == "bigint"
+        and columns["amount"].startswith("numeric(")
+    )
     assert "IAM_ROLE" in meta["statement"] and "MANIFEST VERBOSE" in meta["statement"]
     assert list_final(s3, "unload-local", "_staging/sales_data/") == {}
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
@@ -106,6 +115,7 @@ def test_unpartitioned_snapshot(local_stack, stack_env, s3):
     )
     assert rows == expected
     assert meta["partition"] == "unpartitioned" and meta["rows"] == len(expected)
+    assert meta["dagster/row_count"] == len(expected) and "dagster/partition_row_count" not in meta
 
 
 SPLIT_TARGET = """
