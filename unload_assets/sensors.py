@@ -42,7 +42,7 @@ ATTEMPT_TAG = "unload_assets/slack_attempt"  # "<run id>@<unix time>" of the fir
 LOOKBACK = timedelta(hours=24)  # how far back the very first tick looks (no watermark yet)
 MARGIN_SECONDS = 300.0  # the watermark trails the clock: a run's end is committed a moment after it ends
 CATCH_UP_THRESHOLD = 10  # more runs than this waiting at once (an outage): one summary message
-CATCH_UP_MAX = 200  # runs in one summary; a longer backlog takes more ticks, never silence
+CATCH_UP_MAX = 50  # runs in one summary (their ids ride in its Slack metadata); more take more ticks
 RETRY_WAIT = timedelta(hours=1)  # a retry Dagster said it would start, but has not: announce the failure
 WILL_RETRY_TAG = "dagster/will_retry"  # Dagster's: "true" on a failed run its run retries will retry
 AUTO_RETRY_RUN_TAG = "dagster/auto_retry_run_id"  # Dagster's: the retry run, once launched
