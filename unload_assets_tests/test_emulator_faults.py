@@ -150,3 +150,30 @@ def test_a_stall_without_a_timeout_is_just_slow_and_counts_as_in_flight(emulator
     assert errors == []
     assert all("manifest" in objects(s3_server, f"{to}{n}/") for n in range(3))
     assert emulator.peak_concurrent_unloads == 3  # all three were stalled at once
+
+
+def test_a_cancel_while_the_manifest_is_being_written_leaves_no_manifest(
+    emulator, rs, to, s3_server, monkeypatch
+):
+    # The manifest's PUT is slow (a thread the cancel cannot stop), and the statement_timeout fires in
+    # the middle of it: once the PUT is over, the cleanup must have taken the manifest away again.
+    from unload_assets.local.emulator import s3out
+
+    real_put, writing = s3out.S3Target.put, threading.Event()
+
+    def slow_put(self, key: str, body: bytes) -> None:
+        if key.endswith("manifest") and key.startswith(to.split("/", 3)[3]):
+            writing.set()
+            threading.Event().wait(1.5)
+        real_put(self, key, body)
+
+    monkeypatch.setattr(s3out.S3Target, "put", slow_put)
+    with rs.cursor() as cur:
+        cur.execute("SET statement_timeout TO 1000")
+    emulator.faults.inject("stall", seconds=0.8, to_contains=to)  # so that the timeout falls in the PUT
+    with pytest.raises(psycopg2.errors.QueryCanceled, match=CANCELED):
+        unload(rs, SELECT, to, OPTIONS)
+    assert writing.is_set()
+    threading.Event().wait(1.0)  # nothing arrives late either
+    assert "manifest" not in objects(s3_server, to)
+    assert query_one(rs, "select 3") == (3,)

@@ -135,6 +135,7 @@ class UnloadRun:
         self.output: Output | None = None
         self.query_id = -1
         self.fault: UnloadFault | None = None
+        self._manifest_put: asyncio.Future[None] | None = None  # the manifest's PUT, once started
 
     async def run(self) -> bytes:
         catalog, db = self.services.catalog, self.session.database
@@ -248,7 +249,11 @@ class UnloadRun:
         files = sorted(self.output.files, key=lambda f: f.key)
         if self.cmd.manifest:
             doc = manifest.manifest(files, plan.body, verbose=self.cmd.manifest_verbose)
-            await asyncio.to_thread(self.target.put, self.output.naming.manifest_key, doc)
+            put = asyncio.to_thread(self.target.put, self.output.naming.manifest_key, doc)
+            # Shielded: a cancel arriving mid-PUT cannot stop the thread, so the cleanup waits for it
+            # and then deletes the manifest, which must never outlive an aborted UNLOAD.
+            self._manifest_put = asyncio.ensure_future(put)
+            await asyncio.shield(self._manifest_put)
         return files
 
     def _history_start(self) -> dict[str, Any]:
@@ -283,6 +288,9 @@ class UnloadRun:
     async def _clean_up(self, error: str) -> None:
         if self.lanes is not None:
             await self.lanes.settle()
+        if self._manifest_put is not None and self.output is not None:  # no manifest after an abort
+            await asyncio.gather(self._manifest_put, return_exceptions=True)
+            await asyncio.to_thread(self.target.delete, self.output.naming.manifest_key)
         keep = self.fault is not None and self.fault.leave_files  # a cluster may leave its files behind
         await asyncio.to_thread(self.target.abort_all, keep_completed=keep)
         await asyncio.to_thread(

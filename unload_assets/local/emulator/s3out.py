@@ -66,6 +66,14 @@ class S3Target:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **self.extra)
         self._completed(key)
 
+    def delete(self, key: str) -> None:
+        """Delete `key` if this UNLOAD wrote it (best effort, as the rest of the cleanup)."""
+        with self._lock:
+            if key in self._done:
+                self._done.remove(key)
+        with contextlib.suppress(Exception):
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+
     def check_empty(self, prefix: str) -> None:
         listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix, MaxKeys=1)
         if listing.get("KeyCount", 0):
