@@ -52,41 +52,45 @@ def evaluate_checks(
     metadata: Mapping[str, Any],
 ) -> Iterator[dg.AssetCheckResult]:
     """The selected checks of `target`, on the delivery whose materialisation metadata is `metadata`."""
-    key = asset_key_for(target.name)
-    selected = {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
-    results = _evaluate(context, target, client, settings, plain(metadata))
-    return (r for r in results if r.check_name in selected)
+    selected = _selected(context, target)
+    return (
+        r for r in _evaluate(context, target, client, settings, plain(metadata)) if r.check_name in selected
+    )
 
 
 def failed_checks(
     context: dg.OpExecutionContext, target: UnloadTarget, error: str
 ) -> list[dg.AssetCheckResult]:
     """The selected checks of `target`, failed because they could not be evaluated (`error`)."""
-    key = asset_key_for(target.name)
-    selected = {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
-    return [
-        dg.AssetCheckResult(asset_key=key, check_name=name, passed=False, metadata={"reason": error})
-        for name in check_names(target)
-        if name in selected
-    ]
+    return _all_failed(target, _selected(context, target), error)
 
 
 def evaluate_latest(
     context: dg.OpExecutionContext, target: UnloadTarget, client: Any, settings: UnloadSettings
 ) -> Iterator[dg.AssetCheckResult]:
     """A checks-only run: the selected checks of `target` on its partition's latest materialisation."""
-    key = asset_key_for(target.name)
-    selected = {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
-    materialization = _materialization_checked(context, key)
+    selected = _selected(context, target)
+    materialization = _materialization_checked(context, asset_key_for(target.name))
     if materialization is None:
-        for name in check_names(target):
-            if name in selected:
-                yield dg.AssetCheckResult(
-                    asset_key=key, check_name=name, passed=False, metadata={"reason": "never materialised"}
-                )
+        yield from _all_failed(target, selected, "never materialised")
         return
     metadata = plain(materialization.metadata)
     yield from (r for r in _evaluate(context, target, client, settings, metadata) if r.check_name in selected)
+
+
+def _selected(context: dg.OpExecutionContext, target: UnloadTarget) -> set[str]:
+    key = asset_key_for(target.name)
+    return {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
+
+
+def _all_failed(target: UnloadTarget, names: set[str] | list[str], reason: str) -> list[dg.AssetCheckResult]:
+    """Each of `names` among `target`'s checks, failed for `reason`."""
+    key = asset_key_for(target.name)
+    return [
+        dg.AssetCheckResult(asset_key=key, check_name=name, passed=False, metadata={"reason": reason})
+        for name in check_names(target)
+        if name in names
+    ]
 
 
 def _evaluate(
@@ -100,10 +104,7 @@ def _evaluate(
     names = check_names(target)
     bucket, _ = parse_s3_uri(str(metadata.get("s3_uri", "")))
     if not bucket:  # not written by our rename (reported by hand, say): nothing to judge it by
-        for name in names:
-            yield dg.AssetCheckResult(
-                asset_key=key, check_name=name, passed=False, metadata={"reason": "no s3_uri recorded"}
-            )
+        yield from _all_failed(target, names, "no s3_uri recorded")
         return
     partition = str(metadata.get("partition", "unpartitioned"))
     day = None if partition == "unpartitioned" else date.fromisoformat(partition)
