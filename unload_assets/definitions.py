@@ -26,45 +26,33 @@ def unload_timezone() -> str:
     return os.getenv("UNLOAD_TIMEZONE") or DEFAULT_TIMEZONE
 
 
-def sensor_interval_seconds() -> int:
-    """UNLOAD_SENSOR_INTERVAL_SECONDS: how often the Slack sensors look for finished runs (30 s)."""
-    raw = os.getenv("UNLOAD_SENSOR_INTERVAL_SECONDS", "").strip()
+def _whole_number(name: str, default: int, low: int, high: int | None = None) -> int:
+    """The environment variable `name` as a whole number from `low` to `high` (`default` when unset);
+    a ValueError naming the variable otherwise."""
+    raw = os.getenv(name, "").strip()
     if not raw:
-        return DEFAULT_INTERVAL_SECONDS
-    if not raw.isdigit() or not 5 <= int(raw) <= 3600:
-        raise ValueError(f"UNLOAD_SENSOR_INTERVAL_SECONDS must be a whole number from 5 to 3600, not {raw!r}")
+        return default
+    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
+        bounds = f" from {low} to {high}" if high is not None else ""
+        raise ValueError(f"{name} must be a whole number{bounds}, not {raw!r}")
     return int(raw)
 
 
-def _partitions_for(
-    target: UnloadTarget, cache: dict[date, dg.DailyPartitionsDefinition]
-) -> dg.PartitionsDefinition | None:
-    if target.partitioning.type != "daily":
-        return None
-    start = target.partitioning.start_date
-    if start not in cache:
-        cache[start] = dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone=unload_timezone())
-    return cache[start]
+def sensor_interval_seconds() -> int:
+    """UNLOAD_SENSOR_INTERVAL_SECONDS: how often the Slack sensors look for finished runs (30 s)."""
+    return _whole_number("UNLOAD_SENSOR_INTERVAL_SECONDS", DEFAULT_INTERVAL_SECONDS, 5, 3600)
 
 
 def max_concurrent_unloads() -> int:
     """UNLOAD_MAX_CONCURRENT: UNLOADs one run's unload step runs at once (4)."""
-    raw = os.getenv("UNLOAD_MAX_CONCURRENT", "").strip()
-    if not raw:
-        return 4
-    if not raw.isdigit() or not 1 <= int(raw) <= 50:
-        raise ValueError(f"UNLOAD_MAX_CONCURRENT must be a whole number from 1 to 50, not {raw!r}")
-    return int(raw)
+    return _whole_number("UNLOAD_MAX_CONCURRENT", 4, 1, 50)
 
 
 def batch_size() -> int:
     """UNLOAD_BATCH_SIZE: targets per pair of ops (0, the default: all targets of a partitioning).
 
     Smaller batches give a distributed executor (Celery, Kubernetes) steps to spread over machines."""
-    raw = os.getenv("UNLOAD_BATCH_SIZE", "").strip() or "0"
-    if not raw.isdigit():
-        raise ValueError(f"UNLOAD_BATCH_SIZE must be a whole number (0: no limit), not {raw!r}")
-    return int(raw)
+    return _whole_number("UNLOAD_BATCH_SIZE", 0, 0)
 
 
 def _optional_secret(name: str) -> dg.EnvVar | None:
@@ -77,16 +65,15 @@ def _groups(
 ) -> list[tuple[str, dg.PartitionsDefinition | None, list[UnloadTarget]]]:
     """Targets by partitions definition (one multi-asset each): `daily` (or `daily_from_<start>` when
     targets start on different days) and `unpartitioned`."""
-    cache: dict[date, dg.DailyPartitionsDefinition] = {}
     by_start: dict[date | None, list[UnloadTarget]] = {}
     for target in targets:
         start = target.partitioning.start_date if target.partitioning.type == "daily" else None
         by_start.setdefault(start, []).append(target)
     starts = sorted(s for s in by_start if s is not None)
-    groups = [
+    groups: list[tuple[str, dg.PartitionsDefinition | None, list[UnloadTarget]]] = [
         (
             "daily" if len(starts) == 1 else f"daily_from_{start:%Y_%m_%d}",
-            _partitions_for(by_start[start][0], cache),
+            dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone=unload_timezone()),
             by_start[start],
         )
         for start in starts
