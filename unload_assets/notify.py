@@ -170,21 +170,8 @@ def backlog_message(lines: Sequence[BacklogLine], secrets: Iterable[str | None] 
         + (f" · ended {_slack_date(line.ended)}" if line.ended else "")
         for line in lines
     ]
-    known = tuple(s for s in secrets if s)
-    known += tuple(_esc(s) for s in known)
-    title = scrub(title, known)
-    rows = [scrub(row, known) for row in rows]
-    sections = list(_chunks(rows, "Each run is listed once; its details are in Dagster."))
-    if len(sections) > _MAX_SECTIONS:
-        sections = [*sections[: _MAX_SECTIONS - 1], "_… more in Dagster (too long for one Slack message)_"]
-    blocks = [
-        _block("header", _plain(title[:_HEADER_CHARS])),
-        *(_block("section", _mrkdwn(c)) for c in sections),
-    ]
-    text = "\n".join([title, *rows])
-    if len(text) > _TEXT_CHARS:
-        text = text[: _TEXT_CHARS - 40] + "\n… (more in Dagster)"
-    return SlackMessage(text=text, blocks=blocks)
+    heading = "Each run is listed once; its details are in Dagster."
+    return _render(title, [(heading, rows)], None, secrets, where="Dagster")
 
 
 def format_bytes(n: int | None) -> str:
@@ -228,25 +215,39 @@ def _untouched_line(u: Untouched) -> str:
 def _message(
     emoji: str, title: str, parts: list[tuple[str, list[str]]], run: RunFacts, secrets: Iterable[str | None]
 ) -> SlackMessage:
+    duration = format_duration(None if run.started is None or run.ended is None else run.ended - run.started)
+    footer = f"<{run.link}|Run {run.run_id[:8]}> · {_esc(run.job_name)} · {_esc(run.trigger)} · {duration}"
+    return _render(f"{emoji} {title}", parts, footer, secrets, where="the run")
+
+
+def _render(
+    title: str,
+    parts: list[tuple[str, list[str]]],
+    footer: str | None,
+    secrets: Iterable[str | None],
+    *,
+    where: str,
+) -> SlackMessage:
+    """Block Kit (a header, sections cut to Slack's limits, the footer as context) and the plain-text
+    fallback; `where` the rest can be read when a message is too long ("the run", "Dagster")."""
     # Scrub whole lines before anything is cut to size (a cut secret no longer matches), in both the
     # raw and the mrkdwn-escaped spelling of each secret.
     known = tuple(s for s in secrets if s)
     known += tuple(_esc(s) for s in known)
-    duration = format_duration(None if run.started is None or run.ended is None else run.ended - run.started)
-    footer = scrub(
-        f"<{run.link}|Run {run.run_id[:8]}> · {_esc(run.job_name)} · {_esc(run.trigger)} · {duration}", known
-    )
-    title = scrub(f"{emoji} {title}", known)
+    title = scrub(title, known)
     parts = [(heading, [scrub(line, known) for line in lines]) for heading, lines in parts]
     blocks: list[dict[str, Any]] = [_block("header", _plain(title[:_HEADER_CHARS]))]
     sections = [chunk for heading, lines in parts for chunk in _chunks(lines, heading)]
     if len(sections) > _MAX_SECTIONS:
-        sections = [*sections[: _MAX_SECTIONS - 1], "_… more in the run (too long for one Slack message)_"]
+        sections = [*sections[: _MAX_SECTIONS - 1], f"_… more in {where} (too long for one Slack message)_"]
     blocks += [_block("section", _mrkdwn(chunk)) for chunk in sections]
-    blocks.append({"type": "context", "elements": [_mrkdwn(footer)]})
     text = "\n".join([title] + ["\n".join(([h] if h else []) + lines) for h, lines in parts])
     if len(text) > _TEXT_CHARS:
-        text = text[: _TEXT_CHARS - 40] + "\n… (more in the run)"
+        text = text[: _TEXT_CHARS - 40] + f"\n… (more in {where})"
+    if footer is None:
+        return SlackMessage(text=text, blocks=blocks)
+    footer = scrub(footer, known)
+    blocks.append({"type": "context", "elements": [_mrkdwn(footer)]})
     return SlackMessage(text=f"{text}\n{footer}", blocks=blocks)
 
 
