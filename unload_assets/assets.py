@@ -154,6 +154,11 @@ def _input_names(tables: list[tuple[str, str]]) -> list[str]:
     return names
 
 
+def _said(exc: Exception, settings: Any) -> str:
+    """One line of `exc` for the log, the failure and Slack, without the UNLOAD secrets."""
+    return scrub(describe(exc), settings.secrets())
+
+
 def _selected(context: dg.OpExecutionContext, targets: Sequence[UnloadTarget]) -> list[UnloadTarget]:
     """The targets this run materialises (a subset when one target is materialised from the UI)."""
     keys = context.selected_asset_keys
@@ -163,7 +168,7 @@ def _selected(context: dg.OpExecutionContext, targets: Sequence[UnloadTarget]) -
 def _unload_op(name: str, targets: Sequence[UnloadTarget], input_names: list[str]) -> dg.OpDefinition:
     def compute(context: dg.OpExecutionContext, _: Mapping[str, Any]) -> Iterator[dg.Output[dict]]:
         res = context.resources
-        settings, secrets = res.unload_settings, res.unload_settings.secrets()
+        settings = res.unload_settings
 
         def unload(target: UnloadTarget) -> StagedUnload:
             return attempt(
@@ -181,7 +186,7 @@ def _unload_op(name: str, targets: Sequence[UnloadTarget], input_names: list[str
             unload,
             workers=settings.max_concurrent_unloads,
             name=lambda t: t.name,
-            describe_error=lambda exc: scrub(describe(exc), secrets),
+            describe_error=lambda exc: _said(exc, settings),
         ):
             target = outcome.item.name
             if outcome.error is not None:
@@ -234,7 +239,7 @@ def _rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetC
             try:
                 results = list(evaluate_checks(context, target, client, settings, metadata))
             except Exception as exc:  # delivered all the same: the checks say they could not judge it
-                results = failed_checks(context, target, scrub(describe(exc), settings.secrets()))
+                results = failed_checks(context, target, _said(exc, settings))
             return metadata, results
 
         for outcome in each(
@@ -242,7 +247,7 @@ def _rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetC
             rename,
             workers=RENAME_WORKERS,
             name=lambda item: item[0].name,
-            describe_error=lambda exc: scrub(describe(exc), settings.secrets()),
+            describe_error=lambda exc: _said(exc, settings),
         ):
             target = outcome.item[0]
             if outcome.error is not None:

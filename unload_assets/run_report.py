@@ -94,11 +94,16 @@ def _short(error: _ErrorInfo | None, description: str | None) -> str:
     return notify.short_error(error.message if error else "", description)
 
 
+def run_link(run_id: str) -> str:
+    """The run's page in the Dagster UI (DAGSTER_WEBSERVER_URL)."""
+    webserver = (os.getenv("DAGSTER_WEBSERVER_URL") or "http://localhost:3000").rstrip("/")
+    return f"{webserver}/runs/{run_id}"
+
+
 def message_for(
     instance: dg.DagsterInstance, record: dg.RunRecord, reading: Reading, secrets: tuple[str, ...]
 ) -> notify.SlackMessage:
     run = record.dagster_run
-    webserver = (os.getenv("DAGSTER_WEBSERVER_URL") or "http://localhost:3000").rstrip("/")
     tags = run.tags
     first, last = (
         tags.get("dagster/asset_partition_range_start"),
@@ -107,7 +112,7 @@ def message_for(
     facts = notify.RunFacts(
         run_id=run.run_id,
         job_name=run.job_name,
-        link=f"{webserver}/runs/{run.run_id}",
+        link=run_link(run.run_id),
         trigger=trigger(tags),
         partition=tags.get("dagster/partition") or (f"{first}…{last}" if first and last else None),
         started=record.start_time,
@@ -171,7 +176,6 @@ def catch_up_message(
     instance: dg.DagsterInstance, runs: list[tuple[dg.RunRecord, Reading]], secrets: tuple[str, ...]
 ) -> notify.SlackMessage:
     """One message for a backlog of finished runs (after a long outage): a line per run."""
-    webserver = (os.getenv("DAGSTER_WEBSERVER_URL") or "http://localhost:3000").rstrip("/")
     lines = []
     for record, reading in runs:
         run = record.dagster_run
@@ -183,7 +187,7 @@ def catch_up_message(
         lines.append(
             notify.BacklogLine(
                 run_id=run.run_id, job_name=run.job_name, status=run.status.value, partition=partition,
-                what=what + (f" ({after})" if after else ""), link=f"{webserver}/runs/{run.run_id}",
+                what=what + (f" ({after})" if after else ""), link=run_link(run.run_id),
                 ended=record.end_time,
             )
         )  # fmt: skip
