@@ -8,12 +8,12 @@ STAMP  := $(VENV)/.installed-stamp
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml local/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
 	  { echo "Python 3.10+ is needed (found $$($(PYTHON) --version)); set PYTHON=python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./local
 	@touch $@
 
 system-deps:
@@ -23,11 +23,11 @@ test-deps:
 	@scripts/ensure-system-deps.sh --with-browser
 
 lint: setup
-	$(BIN)/ruff check unload_assets unload_assets_tests benchmarks
-	$(BIN)/ruff format --check unload_assets unload_assets_tests benchmarks
+	$(BIN)/ruff check unload_assets local unload_assets_tests benchmarks
+	$(BIN)/ruff format --check unload_assets local unload_assets_tests benchmarks
 
 typecheck: setup
-	$(BIN)/mypy unload_assets
+	$(BIN)/mypy unload_assets local/unload_assets_local
 
 # Two workers, each with its own servers; a module stays on one worker (unload_assets_tests/conftest.py).
 test: setup test-deps lint typecheck
@@ -38,7 +38,7 @@ test-unit: setup
 	$(BIN)/pytest -m unit -q
 
 run: setup system-deps
-	$(BIN)/python -m unload_assets.local.demo $(if $(ONCE),--once,)
+	$(BIN)/python -m unload_assets_local.demo $(if $(ONCE),--once,)
 
 # The stack's PostgreSQL data may live outside the clone (root with a clone only root can enter).
 clean:

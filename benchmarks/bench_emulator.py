@@ -25,16 +25,15 @@ from pathlib import Path
 
 import boto3
 import psycopg2
-
-from unload_assets.local.postgres import PostgresCluster, free_port
-from unload_assets.local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION
-from unload_assets.local.seed import seed_demo_data
+from unload_assets_local.postgres import PostgresCluster, free_port
+from unload_assets_local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION
+from unload_assets_local.seed import seed_demo_data
 
 BUCKET = "bench"
 SELECT = "select * from public.sales"
 EMULATOR = """
 import sys, time
-from unload_assets.local.emulator.proxy import RedshiftEmulator
+from unload_assets_local.emulator.proxy import RedshiftEmulator
 emu = RedshiftEmulator(pg_host="127.0.0.1", pg_port=int(sys.argv[1]), s3_endpoint_url=sys.argv[2],
                        listen_port=int(sys.argv[3]), superuser_dsn=sys.argv[4]).start()
 print("ready", flush=True)

@@ -6,7 +6,7 @@ Both read the same query from the same local stack (the Redshift emulator with 4
 server, each in a process of its own started with `unload-assets-local up`):
 - ours: the asset `s3/big` (csv, gzip, header, PARALLEL ON, on_split: combine) materialised in this
   process, as `dagster asset materialize` runs it: UNLOAD without HEADER, then the rename writes the
-  header member and stitches the staged files server-side;
+  header member and combines the staged files server-side;
 - Sling (`pip install sling-linux-amd64`; pass the binary with --sling): its Redshift source with
   `aws_bucket` set UNLOADs (CSV, GZIP, HEADER, PARALLEL) to a temporary prefix, downloads every file,
   decompresses, re-encodes and uploads one `big.csv.gz`.
@@ -66,8 +66,8 @@ def final_state(s3: Any, prefix: str) -> str:
 def run_ours(workdir: Path) -> tuple[float, float, int, int]:
     import dagster as dg
 
-    from unload_assets.assets import asset_key_for
     from unload_assets.definitions import build_definitions
+    from unload_assets.defs.assets import asset_key_for
 
     catalogue = workdir / "big.yaml"
     catalogue.write_text(textwrap.dedent(f"""

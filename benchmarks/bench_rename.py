@@ -1,13 +1,13 @@
-"""Benchmark the rename: our `finalize` (combine) vs the old `aws s3 cp` + `aws s3 rm` loop vs the floor.
+"""Benchmark the rename: our `rename_unload` (combine) vs the old `aws s3 cp` + `aws s3 rm` loop vs the floor.
 
 Run by hand: `.venv/bin/python benchmarks/bench_rename.py [--reps N]`. It starts its own moto server as a
 separate process on loopback (so server work does not share this process's GIL with the client under
 test), stages K files of S MiB the way UNLOAD lays them out, and times only the rename:
 
-- finalize: `unload_assets.finalize.finalize(on_split="combine")`, 8 workers and 1 worker;
+- rename_unload: `unload_assets.rename.step.rename_unload(on_split="combine")`, 8 workers and 1 worker;
 - old way: per staged file `aws s3 cp` then `aws s3 rm` subprocesses, as the Airflow DAG did
   (it leaves K objects rather than one, and checks nothing);
-- floor: the fewest raw boto3 calls giving finalize's result: CreateMultipartUpload, K UploadPartCopy,
+- floor: the fewest raw boto3 calls giving rename_unload's result: CreateMultipartUpload, K UploadPartCopy,
   CompleteMultipartUpload, one DeleteObjects (no manifest read, no verification, no stale cleanup).
 """
 
@@ -30,10 +30,11 @@ import boto3
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from unload_assets.finalize import finalize  # noqa: E402
-from unload_assets.finalize_lock import lock_key_for  # noqa: E402
-from unload_assets.local.postgres import free_port  # noqa: E402
-from unload_assets.local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION  # noqa: E402
+from unload_assets_local.postgres import free_port  # noqa: E402
+from unload_assets_local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION  # noqa: E402
+
+from unload_assets.rename.lock import lock_key_for  # noqa: E402
+from unload_assets.rename.step import rename_unload  # noqa: E402
 
 MiB = 1024 * 1024
 BUCKET = "bench-rename"
@@ -78,9 +79,9 @@ def stage(s3: Any, count: int, size: int) -> tuple[str, list[str]]:
     return prefix, keys
 
 
-def run_finalize(s3: Any, prefix: str, keys: list[str], workers: int) -> int:
+def run_rename(s3: Any, prefix: str, keys: list[str], workers: int) -> int:
     final_key = f"exports/{prefix[-9:]}sales.txt"
-    result = finalize(s3, bucket=BUCKET, staging_prefix=prefix, manifest_key=prefix + "manifest",
+    result = rename_unload(s3, bucket=BUCKET, staging_prefix=prefix, manifest_key=prefix + "manifest",
                       final_key=final_key, lock_key=lock_key_for("_staging", final_key), on_split="combine",
                       fmt="text", compression=None, header=False, workers=workers)  # fmt: skip
     assert result.mode == "combine" and result.staging_cleaned
@@ -134,8 +135,8 @@ def main() -> None:
     try:
         s3 = client(url)
         methods: dict[str, Callable[[str, list[str]], int]] = {
-            "finalize (8 workers)": lambda p, k: run_finalize(s3, p, k, 8),
-            "finalize (1 worker)": lambda p, k: run_finalize(s3, p, k, 1),
+            "rename_unload (8 workers)": lambda p, k: run_rename(s3, p, k, 8),
+            "rename_unload (1 worker)": lambda p, k: run_rename(s3, p, k, 1),
             "old: aws s3 cp + rm": lambda p, k: run_old_way(url, p, k),
             "floor: raw boto3": lambda p, k: run_floor(s3, p, k),
         }

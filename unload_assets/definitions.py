@@ -11,13 +11,18 @@ from pathlib import Path
 import dagster as dg
 from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
-from .assets import HANDOFF_IO_MANAGER, build_unload_assets, external_table_specs, handoff_prefix
-from .execution import executor_from_env
-from .resources import UnloadSettings, redshift_from_env
-from .resources.slack import UnloadSlackResource
-from .schedules import build_morning_runs
-from .sensors import DEFAULT_INTERVAL_SECONDS, build_notification_sensors
-from .targets import Catalogue, UnloadTarget, load_catalogue
+from unload_assets.catalogue.model import Catalogue, UnloadTarget, load_catalogue
+from unload_assets.defs.assets import (
+    HANDOFF_IO_MANAGER,
+    build_unload_assets,
+    external_table_specs,
+    handoff_prefix,
+)
+from unload_assets.defs.execution import executor_from_env
+from unload_assets.defs.schedules import build_morning_runs
+from unload_assets.defs.sensors import DEFAULT_INTERVAL_SECONDS, build_notification_sensors
+from unload_assets.resources import UnloadSettings, redshift_from_env
+from unload_assets.resources.slack import UnloadSlackResource
 
 DEFAULT_TIMEZONE = "America/Los_Angeles"
 

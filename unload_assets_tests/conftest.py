@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from unload_assets_local.emulator.proxy import RedshiftEmulator
+from unload_assets_local.postgres import PostgresCluster
+from unload_assets_local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION, S3Server
+from unload_assets_local.stack import LocalStack
 
-from unload_assets.local.emulator.proxy import RedshiftEmulator
-from unload_assets.local.postgres import PostgresCluster
-from unload_assets.local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION, S3Server
-from unload_assets.local.stack import LocalStack
-
-from .emulator_helpers import emulator_for
+from unload_assets_tests.support.emulator_helpers import emulator_for
 
 # `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`), each with its own
 # servers. A module stays on one worker (its module-scoped servers start once), and the modules that
@@ -114,7 +113,7 @@ def emulator(pg_cluster, s3_server) -> Iterator[RedshiftEmulator]:
 @pytest.fixture(scope="session")
 def local_stack() -> Iterator[LocalStack]:
     """The whole local stack, exactly as `unload-assets-local up` starts it (free ports, small data)."""
-    from unload_assets.local.stack import StackConfig
+    from unload_assets_local.stack import StackConfig
 
     config = StackConfig(
         workdir=_world_enterable_tmpdir("unload-stack-"), redshift_port=0, rows=20_000, slices=4

@@ -1,5 +1,11 @@
-from .redshift import RedshiftUnloadResource, TransientRedshiftError, UnloadOutcome, redshift_from_env, scrub
-from .settings import UnloadSettings
+from unload_assets.resources.redshift import (
+    RedshiftUnloadResource,
+    TransientRedshiftError,
+    UnloadOutcome,
+    redshift_from_env,
+    scrub,
+)
+from unload_assets.resources.settings import UnloadSettings
 
 __all__ = [
     "RedshiftUnloadResource",

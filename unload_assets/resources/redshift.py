@@ -15,7 +15,12 @@ from dagster import Failure, MetadataValue
 from dagster_aws.redshift import RedshiftClientResource
 from pydantic import Field
 
-from .redshift_auth import CREDENTIALS, CredentialRequest, Login, TransientCredentialsError
+from unload_assets.resources.redshift_auth import (
+    CREDENTIALS,
+    CredentialRequest,
+    Login,
+    TransientCredentialsError,
+)
 
 # SQLSTATE classes worth another try: connection failures (08), cancels and timeouts (57),
 # resource exhaustion (53), serialisation/deadlock (40). Everything else is the statement's fault.
@@ -231,7 +236,7 @@ def redshift_from_env(env: Mapping[str, str]) -> RedshiftUnloadResource:
     variable before any run starts. Secrets stay `EnvVar`s, read at run time."""
     from dagster import EnvVar
 
-    from .redshift_auth import AUTH_MODES, MAX_DURATION, MIN_DURATION
+    from unload_assets.resources.redshift_auth import AUTH_MODES, MAX_DURATION, MIN_DURATION
 
     def get(name: str, default: str = "") -> str:
         return (env.get(name) or default).strip()

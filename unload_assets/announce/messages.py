@@ -1,0 +1,286 @@
+"""Slack messages about unload runs: Block Kit plus a plain-text fallback. Pure: no I/O, no Dagster."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from unload_assets.s3_naming import parse_s3_uri
+
+# Block Kit limits: 3000 characters per section text, 50 blocks, 150 for a header; stay under them.
+_SECTION_CHARS, _MAX_SECTIONS, _HEADER_CHARS, _TEXT_CHARS = 2900, 40, 150, 3500
+_URIS_PER_TARGET = 3
+_ERROR_CHARS = 300
+# Secret shapes redacted even when the exact value is unknown to us (defence in depth).
+_SECRET_PATTERNS = [
+    (re.compile(r"xox[abposre]-[A-Za-z0-9-]+"), "xox*-***"),
+    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), "AKIA***"),
+    (re.compile(r"(?i)(credentials\s+)'[^']*'"), r"\1'***'"),
+    (re.compile(r"(?i)\b(password|passwd|secret\w*|token)(\s*[=:]\s*)[^\s;,'\"]+"), r"\1\2***"),
+]
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    run_id: str
+    job_name: str
+    link: str
+    trigger: str
+    partition: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    after: str | None = None  # the run's history: "after 1 retry", "after run 1a2b3c4d failed"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    target: str
+    partition: str
+    uris: tuple[str, ...]
+    rows: int | None = None
+    bytes: int | None = None
+    parts_note: str | None = None  # set when the first URI is a manifest of parts, not the file
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    step_key: str
+    error: str
+
+
+@dataclass(frozen=True)
+class Untouched:
+    target: str
+    partition: str | None
+    previous_uri: str | None = None
+    previous_at: float | None = None
+    rename_failed: bool = False  # the rename op stopped part-way: staging is kept for the re-run
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def delivery_from_metadata(target: str, meta: dict[str, Any]) -> Delivery:
+    """A Delivery from the metadata the rename op records (keys defined in stages.py)."""
+    primary = str(meta.get("s3_uri") or "")
+    bucket, _ = parse_s3_uri(primary)
+    others = [f"s3://{bucket}/{o['key']}" for o in meta.get("final_objects") or [] if isinstance(o, dict)]
+    uris = tuple(dict.fromkeys([u for u in [primary, *others] if u]))  # primary first, no repeats
+    rows, size = meta.get("rows"), meta.get("bytes")
+    how = str(meta.get("finalized_as") or "")
+    return Delivery(
+        target=str(meta.get("target") or target),
+        partition=str(meta.get("partition") or "unpartitioned"),
+        uris=uris,
+        rows=rows if isinstance(rows, int) else None,
+        bytes=size if isinstance(size, int) else None,
+        parts_note=_parts_note(how) if how.startswith("parts") else None,
+    )
+
+
+def _parts_note(finalized_as: str) -> str:
+    # "parts (fell back: parquet cannot be combined: ...)" -> why, for the reader of the final key.
+    why = finalized_as.partition("(fell back: ")[2].rstrip(")")
+    return "delivered as parts: the first address is a manifest of parts, not the file" + (
+        f" ({why})" if why else ""
+    )
+
+
+def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def short_error(message: str, description: str | None = None) -> str:
+    """One line of an error: the user's Failure description if any, without module paths or stack."""
+    raw = (description or message or "").strip()
+    line = next((ln.strip() for ln in raw.splitlines() if ln.strip()), "unknown error")
+    line = re.sub(r"^(?:[A-Za-z_][\w]*\.)+(?=[A-Z]\w*: )", "", line)  # a.b.c.Failure: -> Failure:
+    return line if len(line) <= _ERROR_CHARS else line[: _ERROR_CHARS - 1] + "…"
+
+
+def success_message(
+    run: RunFacts, deliveries: Sequence[Delivery], secrets: Iterable[str | None] = ()
+) -> SlackMessage:
+    targets = sorted({d.target for d in deliveries})
+    names = ", ".join(targets) if len(targets) <= 3 else f"{len(targets)} unload targets"
+    title = f"Delivered: {names}" + (f" ({run.partition})" if run.partition else "")
+    title += f" {run.after}" if run.after else ""
+    lines = [_delivery_line(d) for d in deliveries]
+    return _message(":white_check_mark:", title, [("", lines)], run, secrets)
+
+
+def failure_message(
+    run: RunFacts,
+    failures: Sequence[StepFailure],
+    untouched: Sequence[Untouched],
+    deliveries: Sequence[Delivery] = (),
+    secrets: Iterable[str | None] = (),
+    *,
+    canceled: bool = False,
+) -> SlackMessage:
+    how = "canceled" if canceled else "failed"
+    title = f"Unload run {how}: {run.job_name}" + (f" ({run.partition})" if run.partition else "")
+    title += f" {run.after}" if run.after else ""
+    failed = [f"• `{_esc(f.step_key)}`: {_esc(f.error)}" for f in failures] or [
+        "• canceled before it finished" if canceled else "• (no step failed)"
+    ]
+    parts = [
+        ("*Failed*", failed),
+        ("*Not delivered — left as it was*", [_untouched_line(u) for u in untouched]),
+        ("*Delivered in this run anyway*", [_delivery_line(d) for d in deliveries]),
+    ]
+    return _message(
+        ":no_entry_sign:" if canceled else ":x:", title, [(h, ls) for h, ls in parts if ls], run, secrets
+    )
+
+
+@dataclass(frozen=True)
+class BacklogLine:
+    run_id: str
+    job_name: str
+    status: str  # SUCCESS, FAILURE, CANCELED
+    partition: str | None
+    what: str  # "3 delivered, not delivered: sales (unload)"
+    link: str
+    ended: float | None
+
+
+_STATUS_EMOJI = {"SUCCESS": ":white_check_mark:", "FAILURE": ":x:", "CANCELED": ":no_entry_sign:"}
+
+
+def backlog_message(lines: Sequence[BacklogLine], secrets: Iterable[str | None] = ()) -> SlackMessage:
+    """One message for runs that finished while announcements could not go out (a long outage)."""
+    statuses = sorted({line.status.lower() for line in lines})
+    kinds = " and ".join(statuses)
+    title = f":hourglass: {len(lines)} {kinds} unload runs finished while announcements were paused"
+    rows = [
+        f"• {_STATUS_EMOJI.get(line.status, '')} <{line.link}|{_esc(line.job_name)}>"
+        + (f" {_esc(line.partition)}" if line.partition else "")
+        + f" · {_esc(line.what)}"
+        + (f" · ended {_slack_date(line.ended)}" if line.ended else "")
+        for line in lines
+    ]
+    heading = "Each run is listed once; its details are in Dagster."
+    return _render(title, [(heading, rows)], None, secrets, where="Dagster")
+
+
+def format_bytes(n: int | None) -> str:
+    if n is None:
+        return "? bytes"
+    size, unit = float(n), "B"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            break
+        size /= 1024
+    return f"{n:,} B" if unit == "B" else f"{size:.1f} {unit}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return "unknown duration"
+    s = round(seconds)
+    h, m = divmod(s // 60, 60)
+    return f"{h}h {m:02d}m" if h else (f"{m}m {s % 60:02d}s" if m else f"{s}s")
+
+
+def _delivery_line(d: Delivery) -> str:
+    rows = "? rows" if d.rows is None else f"{d.rows:,} rows"
+    shown = " ".join(f"`{_esc(u)}`" for u in d.uris[:_URIS_PER_TARGET])
+    more = f" (+{len(d.uris) - _URIS_PER_TARGET} more)" if len(d.uris) > _URIS_PER_TARGET else ""
+    note = f"\n   _{_esc(d.parts_note)}_" if d.parts_note else ""
+    head = f"• *{_esc(d.target)}* {_esc(d.partition)} · {rows} · {format_bytes(d.bytes)}"
+    return f"{head}\n   {shown}{more}{note}"
+
+
+def _untouched_line(u: Untouched) -> str:
+    head = f"• *{_esc(u.target)}*" + (f" {_esc(u.partition)}" if u.partition else "")
+    if u.rename_failed:
+        head += " — rename stopped part-way; staged files kept for a re-run"
+    if u.previous_uri is None:
+        return head + " — no earlier delivery to keep"
+    when = "" if u.previous_at is None else f" (delivered {_slack_date(u.previous_at)})"
+    return f"{head} — last complete delivery `{_esc(u.previous_uri)}`{when}"
+
+
+def _message(
+    emoji: str, title: str, parts: list[tuple[str, list[str]]], run: RunFacts, secrets: Iterable[str | None]
+) -> SlackMessage:
+    duration = format_duration(None if run.started is None or run.ended is None else run.ended - run.started)
+    footer = f"<{run.link}|Run {run.run_id[:8]}> · {_esc(run.job_name)} · {_esc(run.trigger)} · {duration}"
+    return _render(f"{emoji} {title}", parts, footer, secrets, where="the run")
+
+
+def _render(
+    title: str,
+    parts: list[tuple[str, list[str]]],
+    footer: str | None,
+    secrets: Iterable[str | None],
+    *,
+    where: str,
+) -> SlackMessage:
+    """Block Kit (a header, sections cut to Slack's limits, the footer as context) and the plain-text
+    fallback; `where` the rest can be read when a message is too long ("the run", "Dagster")."""
+    # Scrub whole lines before anything is cut to size (a cut secret no longer matches), in both the
+    # raw and the mrkdwn-escaped spelling of each secret.
+    known = tuple(s for s in secrets if s)
+    known += tuple(_esc(s) for s in known)
+    title = scrub(title, known)
+    parts = [(heading, [scrub(line, known) for line in lines]) for heading, lines in parts]
+    blocks: list[dict[str, Any]] = [_block("header", _plain(title[:_HEADER_CHARS]))]
+    sections = [chunk for heading, lines in parts for chunk in _chunks(lines, heading)]
+    if len(sections) > _MAX_SECTIONS:
+        sections = [*sections[: _MAX_SECTIONS - 1], f"_… more in {where} (too long for one Slack message)_"]
+    blocks += [_block("section", _mrkdwn(chunk)) for chunk in sections]
+    text = "\n".join([title] + ["\n".join(([h] if h else []) + lines) for h, lines in parts])
+    if len(text) > _TEXT_CHARS:
+        text = text[: _TEXT_CHARS - 40] + f"\n… (more in {where})"
+    if footer is None:
+        return SlackMessage(text=text, blocks=blocks)
+    footer = scrub(footer, known)
+    blocks.append({"type": "context", "elements": [_mrkdwn(footer)]})
+    return SlackMessage(text=f"{text}\n{footer}", blocks=blocks)
+
+
+def _chunks(lines: list[str], heading: str) -> Iterable[str]:
+    chunk = heading
+    for line in lines:
+        line = line if len(line) <= _SECTION_CHARS else line[: _SECTION_CHARS - 1] + "…"
+        if chunk and len(chunk) + len(line) + 1 > _SECTION_CHARS:
+            yield chunk
+            chunk = ""
+        chunk = f"{chunk}\n{line}" if chunk else line
+    if chunk:
+        yield chunk
+
+
+def _block(kind: str, text: dict[str, Any]) -> dict[str, Any]:
+    return {"type": kind, "text": text}
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "text": text}
+
+
+def _esc(text: str) -> str:
+    # Slack mrkdwn treats these three as control characters; everything else shows as typed.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_date(ts: float) -> str:
+    # Slack renders this in each reader's own time zone; the fallback (UTC) is for clients that can't.
+    fallback = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(ts)}^{{date_short_pretty}} {{time}}|{fallback}>"

@@ -1,0 +1,36 @@
+"""Starting the Redshift emulator for tests, and reaching it as a client would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg2
+from unload_assets_local.emulator.proxy import RedshiftEmulator
+from unload_assets_local.postgres import PostgresCluster
+from unload_assets_local.s3server import S3Server
+
+
+def emulator_for(pg_cluster: PostgresCluster, s3_server: S3Server, **options: Any) -> RedshiftEmulator:
+    """A Redshift emulator (4 slices, a free port) in front of `pg_cluster`, writing to `s3_server`; not
+    started. `options` go to RedshiftEmulator (logins, credentials, backend_login, ...)."""
+    return RedshiftEmulator(
+        pg_host="127.0.0.1",
+        pg_port=pg_cluster.port,
+        s3_endpoint_url=s3_server.endpoint_url,
+        listen_port=0,
+        slices=4,
+        superuser_dsn=pg_cluster.dsn(superuser=True),
+        **options,
+    )
+
+
+def connect(emulator, pg_cluster, autocommit: bool = True):
+    conn = psycopg2.connect(
+        host="127.0.0.1",
+        port=emulator.port,
+        dbname=pg_cluster.database,
+        user=pg_cluster.user,
+        password=pg_cluster.password,
+    )
+    conn.autocommit = autocommit
+    return conn

@@ -1,0 +1,122 @@
+"""Which targets share a pair of ops: one group per partitioning, cut into batches on request."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from unload_assets.definitions import build_definitions
+from unload_assets_tests.unit.test_definitions_snapshot import ENV
+
+TARGET = """
+  - name: {name}
+    description: {name}
+    sql: "select 1 from public.{table}{where}"
+    key_template: exports/{name}{date}.csv
+    {partitioning}
+"""
+
+
+def _catalogue(tmp_path, specs: list[tuple[str, str, str]]):
+    body = "targets:"
+    for name, table, partitioning in specs:
+        where = " where day = {{ partition_date }}" if partitioning else ""
+        date = "/{date}" if partitioning else ""
+        body += TARGET.format(name=name, table=table, partitioning=partitioning, where=where, date=date)
+    path = tmp_path / "catalogue.yaml"
+    path.write_text(body)
+    return path
+
+
+DAILY = "partitioning: {type: daily, start_date: 2026-01-01}"
+LATER = "partitioning: {type: daily, start_date: 2026-06-01}"
+
+
+@pytest.fixture(autouse=True)
+def env(monkeypatch):
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("UNLOAD_BATCH_SIZE", raising=False)
+
+
+def _graphs(defs: dg.Definitions) -> dict[str, list[str]]:
+    return {
+        a.node_def.name: sorted(k.path[-1] for k in a.keys)
+        for a in defs.assets or []
+        if isinstance(a, dg.AssetsDefinition) and a.is_executable
+    }
+
+
+def test_one_pair_of_ops_per_partitioning_with_lineage_per_target(tmp_path):
+    path = _catalogue(
+        tmp_path,
+        [("a", "sales", DAILY), ("b", "customers", DAILY), ("c", "sales", LATER), ("d", "sales", "")],
+    )
+    defs = build_definitions(path)
+    assert _graphs(defs) == {
+        "unloads_daily_from_2026_01_01": ["a", "b"],
+        "unloads_daily_from_2026_06_01": ["c"],
+        "unloads_unpartitioned": ["d"],
+    }
+    graph = defs.resolve_asset_graph()
+    # Each target depends on its own tables only, although its group's unload op reads both.
+    assert graph.get(dg.AssetKey(["s3", "a"])).parent_keys == {dg.AssetKey(["redshift", "public", "sales"])}
+    assert graph.get(dg.AssetKey(["s3", "b"])).parent_keys == {
+        dg.AssetKey(["redshift", "public", "customers"])
+    }
+    ops = {n.name for n in defs.resolve_job_def("daily_unloads_from_2026_01_01").graph.nodes}
+    assert ops == {"unloads_daily_from_2026_01_01"}
+
+
+def test_a_batch_size_cuts_each_group_into_pairs_of_ops_of_that_many_targets(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNLOAD_BATCH_SIZE", "2")
+    path = _catalogue(tmp_path, [(f"t{n}", "sales", DAILY) for n in range(5)] + [("u", "sales", "")])
+    assert _graphs(build_definitions(path)) == {
+        "unloads_daily_1": ["t0", "t1"],
+        "unloads_daily_2": ["t2", "t3"],
+        "unloads_daily_3": ["t4"],
+        "unloads_unpartitioned": ["u"],
+    }
+
+
+WRONG = [("UNLOAD_BATCH_SIZE", "-1"), ("UNLOAD_MAX_CONCURRENT", "0"), ("UNLOAD_MAX_CONCURRENT", "51"),
+         ("UNLOAD_MAX_CONCURRENT", "four")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "raw"), WRONG)
+def test_a_wrong_batch_size_or_concurrency_is_named_at_load(tmp_path, monkeypatch, name, raw):
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(ValueError, match=name):
+        build_definitions(_catalogue(tmp_path, [("a", "sales", DAILY)]))
+
+
+def test_the_upstream_tables_carry_their_full_name_for_dagsters_catalog(tmp_path):
+    defs = build_definitions(_catalogue(tmp_path, [("a", "sales", DAILY), ("b", "customers", "")]))
+    graph = defs.resolve_asset_graph()
+    names = {
+        key.to_user_string(): graph.get(key).metadata.get("dagster/table_name")
+        for key in graph.get_all_asset_keys()
+        if key.path[0] == "redshift"
+    }
+    assert names == {
+        "redshift/public/sales": "dev.public.sales",
+        "redshift/public/customers": "dev.public.customers",
+    }
+
+
+def test_the_manifests_schema_becomes_a_column_schema_typed_as_redshift_types_it():
+    from unload_assets.defs.stages import column_schema
+
+    schema = {
+        "elements": [
+            {"name": "id", "type": {"base": "integer"}},
+            {"name": "note", "type": {"base": "character varying", "max_length": 60}},
+            {"name": "amount", "type": {"base": "numeric", "precision": 10, "scale": 2}},
+        ]
+    }
+    found = column_schema(schema)
+    assert found is not None
+    assert [(c.name, c.type) for c in found.columns] == [
+        ("id", "integer"), ("note", "character varying(60)"), ("amount", "numeric(10,2)"),
+    ]  # fmt: skip
+    assert column_schema(None) is None and column_schema({"elements": [{"type": {}}]}) is None
