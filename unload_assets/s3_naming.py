@@ -1,4 +1,10 @@
-"""S3 naming: final object keys rendered from a target's key template, and bucket-name rules."""
+"""Every S3 name the project writes or reads, in one place.
+
+- final keys, rendered from a target's key template (`render_key`), and the rules keys and buckets obey;
+- the parts of a final key delivered in parts, and their COPY manifest (`part_key`, `manifest_key_for`);
+- the staging prefix of one UNLOAD attempt (`staging_prefix`) and the op handoff under it;
+- `s3://` URIs (`s3_url`, `parse_s3_uri`).
+"""
 
 from __future__ import annotations
 
@@ -127,3 +133,79 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
         return "", ""
     bucket, _, key = uri[len("s3://") :].partition("/")
     return bucket, key
+
+
+def s3_url(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+# Parts of a final key delivered in parts. `exports/s/sales_2026-11-22.csv.gz` ->
+# `exports/s/sales_2026-11-22.part-001.csv.gz`; the manifest `COPY ... MANIFEST` loads sits next to it at
+# `exports/s/sales_2026-11-22.csv.gz.manifest`.
+
+# Up to two trailing extensions that start with a letter (`.csv.gz`, `.parquet`, `.json.zst`): dots inside
+# the stem that are part of a date or a version (`sales_2026.11.22`, `report.v2`) stay in the stem when
+# they are followed by a digit or are further left than the format+compression pair.
+_NAME = re.compile(r"^(?P<stem>.+?)(?P<suffixes>(?:\.[A-Za-z][A-Za-z0-9]{0,7}){0,2})$", re.DOTALL)
+
+MANIFEST_SUFFIX = ".manifest"
+
+
+def split_final_key(final_key: str) -> tuple[str, str, str]:
+    """`(directory incl. trailing '/', stem, suffixes)` of a final key."""
+    directory, _, name = final_key.rpartition("/")
+    if not name:
+        raise ValueError(f"final key {final_key!r} names a folder, not an object")
+    match = _NAME.match(name)
+    assert match is not None  # `.+?` matches any non-empty name
+    return (directory + "/" if directory else ""), match["stem"], match["suffixes"]
+
+
+def part_key(final_key: str, n: int) -> str:
+    """Key of part `n` (1-based, manifest order) of `final_key`; >= 3 digits so parts sort by name."""
+    if n < 1:
+        raise ValueError(f"part numbers start at 1, got {n}")
+    directory, stem, suffixes = split_final_key(final_key)
+    return f"{directory}{stem}.part-{n:03d}{suffixes}"
+
+
+def part_listing_prefix(final_key: str) -> str:
+    """Prefix under which every part of `final_key` (from any run) is listed."""
+    directory, stem, _ = split_final_key(final_key)
+    return f"{directory}{stem}.part-"
+
+
+def part_number(final_key: str, key: str) -> int | None:
+    """The part number if `key` is a part of `final_key` (any run, any digit count), else None."""
+    directory, stem, suffixes = split_final_key(final_key)
+    pattern = re.escape(directory + stem) + r"\.part-(\d{3,})" + re.escape(suffixes)
+    match = re.fullmatch(pattern, key, re.DOTALL)
+    return int(match.group(1)) if match else None
+
+
+def manifest_key_for(final_key: str) -> str:
+    return final_key + MANIFEST_SUFFIX
+
+
+# Staging: where one UNLOAD attempt writes, and where the unload op hands its result to the rename op.
+_SEGMENTS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=-]*(?:/[A-Za-z0-9][A-Za-z0-9._=-]*)*")
+
+
+def staging_prefix(
+    *, bucket: str, staging_prefix: str, target_name: str, partition_key: str | None, run_id: str
+) -> str:
+    """`s3://<bucket>/<staging prefix>/<target>/<partition or 'unpartitioned'>/<run_id>/`.
+
+    The path must be fresh for every UNLOAD attempt (see `build_unload`): pass a run_id that also
+    identifies the attempt when the op can retry inside one run.
+    """
+    check_bucket_name(bucket)
+    base = staging_prefix.strip("/")
+    if base:
+        check_key(base)
+    # run_id may carry its own sub-folders (e.g. `<run id>/attempt-1`); the others are one segment each.
+    for label, value in (("target_name", target_name), ("partition_key", partition_key), ("run_id", run_id)):
+        if value is not None and not (_SEGMENTS.fullmatch(value) and (label == "run_id" or "/" not in value)):
+            raise ValueError(f"{label} {value!r} is not a clean S3 path segment")
+    parts = [base, target_name, partition_key or "unpartitioned", run_id]
+    return f"s3://{bucket}/" + "/".join(part for part in parts if part) + "/"

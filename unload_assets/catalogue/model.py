@@ -22,7 +22,8 @@ from unload_assets.s3_naming import (
     render_key,
     template_variables,
 )
-from unload_assets.statement.build import check_iam_role, option_conflicts, placeholder_names, sql_problems
+from unload_assets.statement.auth import check_iam_role
+from unload_assets.statement.rules import option_conflicts, placeholder_names, sql_problems
 
 ENV_VAR = "UNLOAD_TARGETS_FILE"
 PACKAGED_CATALOGUE = Path(__file__).parents[1] / "unload_targets.yaml"

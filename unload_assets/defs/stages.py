@@ -15,8 +15,8 @@ from unload_assets.rename.lock import lock_key_for
 from unload_assets.rename.s3ops import delete_keys, list_keys
 from unload_assets.rename.step import RenameResult, SplitRefused, rename_unload
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
-from unload_assets.s3_naming import parse_s3_uri, render_key
-from unload_assets.statement.build import build_unload, staging_prefix
+from unload_assets.s3_naming import parse_s3_uri, render_key, staging_prefix
+from unload_assets.statement.build import build_unload
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from unload_assets.rename.s3ops import NOT_FOUND
+from unload_assets.s3_naming import parse_s3_uri, s3_url
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,8 @@ class ManifestNotFound(FileNotFoundError):
     pass
 
 
-def s3_url(bucket: str, key: str) -> str:
-    return f"s3://{bucket}/{key}"
-
-
 def split_s3_url(url: str) -> tuple[str, str]:
-    if not url.startswith("s3://") or "/" not in url[5:]:
-        raise ManifestError(f"not an s3:// object URL: {url!r}")
-    bucket, _, key = url[5:].partition("/")
+    bucket, key = parse_s3_uri(url)
     if not bucket or not key:
         raise ManifestError(f"not an s3:// object URL: {url!r}")
     return bucket, key

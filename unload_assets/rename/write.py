@@ -9,8 +9,7 @@ from functools import partial
 
 from unload_assets.rename.combine import CombineImpossible, PartSpec, Piece, plan_combine, plan_with_opening
 from unload_assets.rename.empty import empty_body
-from unload_assets.rename.manifest import StagedFile, render_copy_manifest, s3_url
-from unload_assets.rename.part_names import manifest_key_for, part_key
+from unload_assets.rename.manifest import StagedFile, render_copy_manifest
 from unload_assets.rename.s3ops import delete_keys, first_line_length, head, server_side, write_multipart
 from unload_assets.rename.stamp import (
     SIZE,
@@ -22,6 +21,7 @@ from unload_assets.rename.stamp import (
     stale_parts,
     verify,
 )
+from unload_assets.s3_naming import manifest_key_for, part_key, s3_url
 
 
 def combine_blocker(fmt: str, compression: str | None, header: bool) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from unload_assets.statement.build import UnloadAuth
+from unload_assets.statement.auth import UnloadAuth
 
 
 class UnloadSettings(ConfigurableResource):

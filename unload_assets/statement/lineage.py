@@ -8,7 +8,7 @@ from datetime import date
 import sqlglot
 from sqlglot import exp
 
-from unload_assets.statement.build import bind_placeholders
+from unload_assets.statement.rules import bind_placeholders
 
 DEFAULT_SCHEMA = "public"  # what an unqualified name resolves to under Redshift's default search_path
 # Any date will do: the placeholders only need to become literals sqlglot can parse.

@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unload_assets.catalogue.model import UnloadTarget
-from unload_assets.statement.build import UnloadAuth, build_unload, render_select
+from unload_assets.statement.auth import UnloadAuth
+from unload_assets.statement.build import build_unload, render_select
 from unload_assets_tests.support.pipeline_helpers import connect_redshift
 
 pytestmark = pytest.mark.stack

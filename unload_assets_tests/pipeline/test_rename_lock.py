@@ -23,8 +23,8 @@ from unload_assets_local.s3_fault_proxy import FaultProxy
 from unload_assets_local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION
 
 from unload_assets.rename.lock import final_key_lock, lock_key_for
-from unload_assets.rename.part_names import part_key
 from unload_assets.rename.step import RenameBusy, RenameResult
+from unload_assets.s3_naming import part_key
 from unload_assets_tests.support.rename_helpers import body, keys_under, run, stage
 
 FAST = {"poll": (0.02, 0.1)}

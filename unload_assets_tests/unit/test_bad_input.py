@@ -22,7 +22,8 @@ from unload_assets_local.emulator.parser import parse_unload
 
 from unload_assets.catalogue.model import CatalogueError, load_catalogue
 from unload_assets.rename.header import header_by_rename
-from unload_assets.statement.build import UnloadAuth, build_unload, render_select
+from unload_assets.statement.auth import UnloadAuth
+from unload_assets.statement.build import build_unload, render_select
 from unload_assets_tests.unit.test_catalogue import DAILY, ROLE, SNAPSHOT
 
 REPO = Path(__file__).resolve().parents[2]

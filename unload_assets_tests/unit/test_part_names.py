@@ -6,13 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from unload_assets.rename.part_names import (
-    manifest_key_for,
-    part_listing_prefix,
-    part_number,
-    split_final_key,
-)
 from unload_assets.rename.step import part_key
+from unload_assets.s3_naming import manifest_key_for, part_listing_prefix, part_number, split_final_key
 
 
 @pytest.mark.parametrize(

@@ -5,15 +5,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from unload_assets.catalogue.model import UnloadTarget
-from unload_assets.statement.build import (
+from unload_assets.s3_naming import staging_prefix
+from unload_assets.statement.auth import UnloadAuth
+from unload_assets.statement.build import build_unload, render_select
+from unload_assets.statement.rules import (
     MAX_STATEMENT_BYTES,
-    UnloadAuth,
     bind_placeholders,
-    build_unload,
     placeholder_names,
-    render_select,
     sql_problems,
-    staging_prefix,
 )
 from unload_assets.statement.sqltext import quote_literal, tokenize
 
