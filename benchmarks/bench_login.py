@@ -20,7 +20,7 @@ from pathlib import Path
 
 from stack_process import start_stack, stop_stack
 
-from unload_assets.resources import redshift_from_env
+from unload_assets.environment import redshift_from_env
 from unload_assets.resources.redshift_auth import CREDENTIALS
 
 

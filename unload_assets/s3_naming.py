@@ -209,3 +209,8 @@ def staging_prefix(
             raise ValueError(f"{label} {value!r} is not a clean S3 path segment")
     parts = [base, target_name, partition_key or "unpartitioned", run_id]
     return f"s3://{bucket}/" + "/".join(part for part in parts if part) + "/"
+
+
+def handoff_prefix(staging_prefix: str) -> str:
+    """Where the handoff pickles live: `<staging>/_dagster/storage/<run id>/<step>/staged`."""
+    return "/".join(p for p in (staging_prefix.strip("/"), "_dagster") if p)

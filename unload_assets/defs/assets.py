@@ -21,11 +21,12 @@ import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import dagster as dg
 
-from unload_assets.catalogue.model import UnloadTarget
+from unload_assets.catalogue import UnloadTarget
 from unload_assets.defs.checks import check_specs, evaluate_checks, evaluate_latest, failed_checks
 from unload_assets.defs.names import asset_key_for, output_name, upstream_key
 from unload_assets.defs.retries import RENAME_BACKOFF, UNLOAD_BACKOFF, attempt, describe, each
@@ -62,11 +63,6 @@ class UnloadFailed:
 
     run_id: str
     error: str
-
-
-def handoff_prefix(staging_prefix: str) -> str:
-    """Where the handoff pickles live: `<staging>/_dagster/storage/<run id>/<step>/staged`."""
-    return "/".join(p for p in (staging_prefix.strip("/"), "_dagster") if p)
 
 
 def build_unload_assets(
@@ -283,3 +279,34 @@ def _rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetC
         retry_policy=_STEP_RETRY,
         tags={"kind": "s3"},
     )
+
+
+def groups(
+    targets: list[UnloadTarget], timezone: str, batch_size: int = 0
+) -> list[tuple[str, dg.PartitionsDefinition | None, list[UnloadTarget]]]:
+    """Targets by partitions definition (one multi-asset each): `daily` (or `daily_from_<start>` when
+    targets start on different days) and `unpartitioned`."""
+    by_start: dict[date | None, list[UnloadTarget]] = {}
+    for target in targets:
+        start = target.partitioning.start_date if target.partitioning.type == "daily" else None
+        by_start.setdefault(start, []).append(target)
+    starts = sorted(s for s in by_start if s is not None)
+    found: list[tuple[str, dg.PartitionsDefinition | None, list[UnloadTarget]]] = [
+        (
+            "daily" if len(starts) == 1 else f"daily_from_{start:%Y_%m_%d}",
+            dg.DailyPartitionsDefinition(start_date=start.isoformat(), timezone=timezone),
+            by_start[start],
+        )
+        for start in starts
+    ]
+    if None in by_start:
+        found.append(("unpartitioned", None, by_start[None]))
+    size = batch_size
+    if not size:
+        return found
+    return [
+        (f"{name}_{n // size + 1}", partitions_def, group[n : n + size])
+        for name, partitions_def, group in found
+        if len(group) > size
+        for n in range(0, len(group), size)
+    ] + [g for g in found if len(g[2]) <= size]

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 import dagster as dg
 
-from unload_assets.catalogue.model import UnloadTarget
+from unload_assets.catalogue import UnloadTarget
 from unload_assets.defs.names import asset_key_for
 from unload_assets.rename.lock import final_key_lock, lock_key_for
 from unload_assets.rename.stamp import TAG as STAGING_TAG

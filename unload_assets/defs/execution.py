@@ -14,11 +14,11 @@ concurrent UNLOADs holds across all workers. Nothing passes between steps but Po
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
-CELERY_BROKER_ENV = "UNLOAD_CELERY_BROKER_URL"
+from unload_assets import environment
+
+CELERY_BROKER_ENV = environment.CELERY_BROKER
 
 
 PRELOAD_MODULE = "unload_assets.defs.preload"
@@ -29,7 +29,7 @@ WARM_MULTIPROCESS = dg.multiprocess_executor.configured(
 
 def executor_from_env() -> dg.ExecutorDefinition:
     """The Celery executor when `UNLOAD_CELERY_BROKER_URL` is set, else the warm multiprocess one."""
-    if not os.getenv(CELERY_BROKER_ENV):
+    if not environment.celery_broker_set():
         return WARM_MULTIPROCESS
     try:
         from dagster_celery import celery_executor

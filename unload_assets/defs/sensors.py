@@ -23,15 +23,14 @@ announced by the failure sensor.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from unload_assets.announce import messages as notify
-from unload_assets.announce.run_report import Reading, catch_up_message, message_for, read_run
+from unload_assets import environment, messages
+from unload_assets.defs.run_report import Reading, catch_up_message, message_for, read_run
 from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
 
 ANNOUNCED_TAG = "unload_assets/slack_announced"  # value: the Slack message ts (proof, and where to look)
@@ -47,13 +46,6 @@ RETRY_WAIT = timedelta(hours=1)  # a retry Dagster said it would start, but has 
 WILL_RETRY_TAG = "dagster/will_retry"  # Dagster's: "true" on a failed run its run retries will retry
 AUTO_RETRY_RUN_TAG = "dagster/auto_retry_run_id"  # Dagster's: the retry run, once launched
 TICK_BUDGET_SECONDS = 15.0  # well inside Dagster's 60 s sensor timeout; the rest waits for the next tick
-SECRET_ENV_VARS = (
-    "SLACK_BOT_TOKEN",
-    "REDSHIFT_PASSWORD",
-    "UNLOAD_ACCESS_KEY_ID",
-    "UNLOAD_SECRET_ACCESS_KEY",
-    "UNLOAD_SESSION_TOKEN",
-)
 RunRecord = dg.RunRecord
 
 
@@ -137,7 +129,7 @@ def announce(
         if not exc.cannot_read:  # Slack cannot say now: ask again next tick rather than guess
             _advance(cursor, [*_ends(pending), *held], now)
             summary = f"Announced 0 of {len(pending)} run(s); stopped: {exc.reason}; retried next tick."
-            return dg.SensorResult(skip_reason=notify.scrub(summary, secrets), cursor=cursor.dump())
+            return dg.SensorResult(skip_reason=messages.scrub(summary, secrets), cursor=cursor.dump())
         found, unread = {}, exc.reason
     tick = _Tick(instance, slack, cursor, secrets, found)
     rest = [(r, reading) for r, reading in pending if not tick.retag_found(r.dagster_run.run_id)]
@@ -156,7 +148,7 @@ def announce(
     summary += f"; {len(held)} failed run(s) wait for Dagster's retry" if held else ""
     if unread:
         summary += f"; could not look for earlier attempts ({unread}): posted again, a duplicate is possible"
-    return dg.SensorResult(skip_reason=notify.scrub(summary + ".", secrets), cursor=cursor.dump())
+    return dg.SensorResult(skip_reason=messages.scrub(summary + ".", secrets), cursor=cursor.dump())
 
 
 class _Tick:
@@ -216,7 +208,7 @@ class _Tick:
                 return
             self.summarized += 1
 
-    def _post(self, message: notify.SlackMessage, records: list[RunRecord]) -> tuple[str, str] | None:
+    def _post(self, message: messages.SlackMessage, records: list[RunRecord]) -> tuple[str, str] | None:
         run_ids = [r.dagster_run.run_id for r in records]
         try:
             for run_id, record in zip(run_ids, records, strict=True):
@@ -353,4 +345,4 @@ def _retag(instance: dg.DagsterInstance, cursor: Cursor, now: float) -> None:
 
 
 def _secrets(slack: UnloadSlackResource) -> tuple[str, ...]:
-    return tuple(v for v in (slack.token, *map(os.getenv, SECRET_ENV_VARS)) if v)
+    return tuple(v for v in (slack.token, *environment.secret_values()) if v)

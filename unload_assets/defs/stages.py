@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from unload_assets.catalogue.model import UnloadTarget
+from unload_assets.catalogue import UnloadTarget
 from unload_assets.rename.header import HeaderStyle, header_by_rename
 from unload_assets.rename.lock import lock_key_for
 from unload_assets.rename.s3ops import delete_keys, list_keys

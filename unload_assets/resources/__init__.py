@@ -2,7 +2,6 @@ from unload_assets.resources.redshift import (
     RedshiftUnloadResource,
     TransientRedshiftError,
     UnloadOutcome,
-    redshift_from_env,
     scrub,
 )
 from unload_assets.resources.settings import UnloadSettings
@@ -12,6 +11,5 @@ __all__ = [
     "TransientRedshiftError",
     "UnloadOutcome",
     "UnloadSettings",
-    "redshift_from_env",
     "scrub",
 ]

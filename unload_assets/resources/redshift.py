@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg2
 import psycopg2.errors
@@ -225,75 +224,4 @@ def _classify(exc: psycopg2.Error, redacted: str, secrets: tuple[str | None, ...
         description=f"Redshift refused the UNLOAD ({code or 'error'}): {message}",
         metadata={"statement": MetadataValue.md(f"```sql\n{redacted}\n```"), "sqlstate": code},
         allow_retries=False,
-    )
-
-
-_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-
-
-def redshift_from_env(env: Mapping[str, str]) -> RedshiftUnloadResource:
-    """The resource as the environment describes it, every variable checked at load: a mistake names the
-    variable before any run starts. Secrets stay `EnvVar`s, read at run time."""
-    from dagster import EnvVar
-
-    from unload_assets.resources.redshift_auth import AUTH_MODES, MAX_DURATION, MIN_DURATION
-
-    def get(name: str, default: str = "") -> str:
-        return (env.get(name) or default).strip()
-
-    auth = get("REDSHIFT_AUTH", "password")
-    if auth not in AUTH_MODES:
-        raise ValueError(f"REDSHIFT_AUTH must be one of {', '.join(AUTH_MODES)}, not {auth!r}")
-    sslmode = get("REDSHIFT_SSLMODE", "require")
-    if sslmode not in _SSLMODES:
-        raise ValueError(f"REDSHIFT_SSLMODE must be one of {', '.join(_SSLMODES)}, not {sslmode!r}")
-    sslrootcert = get("REDSHIFT_SSLROOTCERT") or None
-    if sslrootcert and not Path(sslrootcert).is_file():
-        raise ValueError(f"REDSHIFT_SSLROOTCERT names no readable file: {sslrootcert}")
-    duration = get("REDSHIFT_CREDENTIALS_DURATION_SECONDS", str(MIN_DURATION))
-    if not duration.isdigit() or not MIN_DURATION <= int(duration) <= MAX_DURATION:
-        raise ValueError(
-            f"REDSHIFT_CREDENTIALS_DURATION_SECONDS must be a whole number from {MIN_DURATION} to "
-            f"{MAX_DURATION}, not {duration!r}"
-        )
-    auto_create, iam_identity = (
-        get(name, "false").lower() for name in ("REDSHIFT_AUTO_CREATE", "REDSHIFT_IAM_IDENTITY")
-    )
-    for name, flag in (("REDSHIFT_AUTO_CREATE", auto_create), ("REDSHIFT_IAM_IDENTITY", iam_identity)):
-        if flag not in ("true", "false"):
-            raise ValueError(f"{name} must be true or false, not {flag!r}")
-    required = {"password": ("REDSHIFT_USER", "REDSHIFT_PASSWORD"), "iam": ("REDSHIFT_CLUSTER_IDENTIFIER",),
-                "serverless": ("REDSHIFT_WORKGROUP",)}[auth]  # fmt: skip
-    required += ("REDSHIFT_HOST", "REDSHIFT_DATABASE")
-    if auth == "iam" and iam_identity == "false" and not (get("REDSHIFT_DB_USER") or get("REDSHIFT_USER")):
-        required += ("REDSHIFT_DB_USER",)
-    missing = [name for name in required if not get(name)]
-    if missing:
-        raise ValueError(f"REDSHIFT_AUTH={auth} needs {', '.join(missing)} (unset or empty)")
-    timeout = get("REDSHIFT_STATEMENT_TIMEOUT_SECONDS")
-    if timeout and (not timeout.isdigit() or int(timeout) == 0):
-        raise ValueError(
-            f"REDSHIFT_STATEMENT_TIMEOUT_SECONDS must be a whole number of seconds above 0 (or unset), "
-            f"not {timeout!r}"
-        )
-    port = get("REDSHIFT_PORT", "5439")
-    if not port.isdigit():
-        raise ValueError(f"REDSHIFT_PORT must be a port number, not {port!r}")
-    return RedshiftUnloadResource(
-        host=EnvVar("REDSHIFT_HOST"),
-        port=int(port),
-        user=EnvVar("REDSHIFT_USER") if get("REDSHIFT_USER") else None,
-        password=EnvVar("REDSHIFT_PASSWORD") if auth == "password" else None,
-        database=EnvVar("REDSHIFT_DATABASE"),
-        sslmode=sslmode,
-        sslrootcert=sslrootcert,
-        statement_timeout_seconds=int(timeout) if timeout else None,
-        auth=auth,
-        cluster_identifier=get("REDSHIFT_CLUSTER_IDENTIFIER") or None,
-        db_user=get("REDSHIFT_DB_USER") or None,
-        db_groups=[g.strip() for g in get("REDSHIFT_DB_GROUPS").split(",") if g.strip()],
-        auto_create=auto_create == "true",
-        iam_identity=iam_identity == "true",
-        workgroup=get("REDSHIFT_WORKGROUP") or None,
-        credentials_duration_seconds=int(duration),
     )

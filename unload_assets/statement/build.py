@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from unload_assets.catalogue.model import UnloadTarget
+from unload_assets.catalogue import UnloadTarget
 from unload_assets.rename.header import header_by_rename
 from unload_assets.statement.auth import UnloadAuth
 from unload_assets.statement.rules import MAX_STATEMENT_BYTES, bind_placeholders, option_conflicts, too_long

@@ -19,7 +19,7 @@ import pytest
 from unload_assets_local.devserver import DagsterDev
 from unload_assets_local.postgres import free_port
 
-from unload_assets.catalogue.model import PACKAGED_CATALOGUE
+from unload_assets.catalogue import PACKAGED_CATALOGUE
 from unload_assets_tests.support.pipeline_helpers import get_bytes
 
 pytestmark = [

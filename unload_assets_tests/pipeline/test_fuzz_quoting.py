@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from unload_assets.catalogue.model import UnloadTarget
+from unload_assets.catalogue import UnloadTarget
 from unload_assets.statement.auth import UnloadAuth
 from unload_assets.statement.build import build_unload, render_select
 from unload_assets_tests.support.pipeline_helpers import connect_redshift

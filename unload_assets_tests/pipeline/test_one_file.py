@@ -202,7 +202,7 @@ def test_zero_rows_deliver_the_header_line_alone(local_stack, stack_env, onefile
 def test_parquet_falls_back_to_parts_and_says_so(local_stack, stack_env, wide_table, tmp_path):
     """The one case where one object is impossible: metadata, the check and the Slack line all say that
     the final key holds a manifest of parts."""
-    from unload_assets.announce.messages import RunFacts, delivery_from_metadata, success_message
+    from unload_assets.messages import RunFacts, delivery_from_metadata, success_message
 
     body = """
     targets:
@@ -231,7 +231,7 @@ def test_parquet_falls_back_to_parts_and_says_so(local_stack, stack_env, wide_ta
 def test_an_empty_day_delivers_a_valid_empty_object_says_0_rows_and_the_check_warns(
     local_stack, stack_env, onefile_table, tmp_path, fmt, compression
 ):
-    from unload_assets.announce import messages as notify
+    from unload_assets import messages
 
     name = f"empty_{fmt}"
     suffix = {"none": "", "gzip": ".gz", "bzip2": ".bz2"}[compression]
@@ -262,8 +262,8 @@ targets:
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["final_objects_present"].passed
     assert not checks["has_rows"].passed and checks["has_rows"].severity.value == "WARN"
-    message = notify.success_message(
-        notify.RunFacts("r" * 36, "job", "http://x/runs/r", "launched by hand"),
-        [notify.delivery_from_metadata(name, meta)],
+    message = messages.success_message(
+        messages.RunFacts("r" * 36, "job", "http://x/runs/r", "launched by hand"),
+        [messages.delivery_from_metadata(name, meta)],
     )
     assert f"*{name}* unpartitioned · 0 rows" in message.text

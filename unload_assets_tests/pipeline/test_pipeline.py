@@ -8,7 +8,7 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from unload_assets.catalogue.model import PACKAGED_CATALOGUE
+from unload_assets.catalogue import PACKAGED_CATALOGUE
 from unload_assets.definitions import build_definitions
 from unload_assets.defs.assets import asset_key_for
 from unload_assets.defs.checks import CHECKS

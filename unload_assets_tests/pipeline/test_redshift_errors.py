@@ -9,7 +9,8 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from unload_assets.resources.redshift import TransientRedshiftError, redshift_from_env
+from unload_assets.environment import redshift_from_env
+from unload_assets.resources.redshift import TransientRedshiftError
 
 pytestmark = pytest.mark.stack
 

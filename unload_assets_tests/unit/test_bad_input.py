@@ -20,7 +20,7 @@ import pytest
 import yaml
 from unload_assets_local.emulator.parser import parse_unload
 
-from unload_assets.catalogue.model import CatalogueError, load_catalogue
+from unload_assets.catalogue import CatalogueError, load_catalogue
 from unload_assets.rename.header import header_by_rename
 from unload_assets.statement.auth import UnloadAuth
 from unload_assets.statement.build import build_unload, render_select

@@ -5,15 +5,8 @@ import pydantic
 import pytest
 import yaml
 
-from unload_assets.catalogue.model import (
-    ENV_VAR,
-    PACKAGED_CATALOGUE,
-    CatalogueError,
-    DailyPartitioning,
-    NoPartitioning,
-    UnloadTarget,
-    load_catalogue,
-)
+from unload_assets.catalogue import ENV_VAR, PACKAGED_CATALOGUE, CatalogueError, UnloadTarget, load_catalogue
+from unload_assets.catalogue.model import DailyPartitioning, NoPartitioning
 
 CATALOGUES = Path(__file__).with_name("catalogues")
 ROLE = "arn:aws:iam::123456789012:role/RedshiftUnload"

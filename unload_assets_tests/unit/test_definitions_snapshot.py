@@ -14,7 +14,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from unload_assets.catalogue.model import PACKAGED_CATALOGUE
+from unload_assets.catalogue import PACKAGED_CATALOGUE
 from unload_assets.definitions import build_definitions
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"

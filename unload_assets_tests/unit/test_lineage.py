@@ -1,6 +1,6 @@
 import pytest
 
-from unload_assets.catalogue.model import PACKAGED_CATALOGUE, load_catalogue
+from unload_assets.catalogue import PACKAGED_CATALOGUE, load_catalogue
 from unload_assets.statement.lineage import upstream_tables
 
 

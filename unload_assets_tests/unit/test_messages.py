@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from unload_assets.announce import messages as notify
-from unload_assets.announce.messages import Delivery, RunFacts, StepFailure, Untouched
+from unload_assets import messages
+from unload_assets.messages import Delivery, RunFacts, StepFailure, Untouched
 
 RUN = RunFacts(
     run_id="0123456789abcdef",
@@ -23,12 +23,12 @@ RUN = RunFacts(
 SALES = Delivery("sales", "2026-11-22", ("s3://bk/exports/sales/2026-11-22/sales.csv.gz",), 12_345, 2_621_440)
 
 
-def _everything(message: notify.SlackMessage) -> str:
+def _everything(message: messages.SlackMessage) -> str:
     return message.text + json.dumps(message.blocks, ensure_ascii=False)
 
 
 def test_success_message_lists_uris_counts_partition_duration_and_link() -> None:
-    message = notify.success_message(RUN, [SALES])
+    message = messages.success_message(RUN, [SALES])
     for part in ("sales", "2026-11-22", "12,345 rows", "2.5 MB", "3m 12s", SALES.uris[0], RUN.link):
         assert part in message.text
         assert part in json.dumps(message.blocks)
@@ -36,7 +36,7 @@ def test_success_message_lists_uris_counts_partition_duration_and_link() -> None
 
 
 def test_failure_message_names_steps_error_untouched_output_and_link() -> None:
-    message = notify.failure_message(
+    message = messages.failure_message(
         RUN,
         [StepFailure("orders.unload_orders", "Failure: Target 'orders': relation does not exist")],
         [
@@ -71,7 +71,7 @@ def test_delivery_from_metadata_puts_the_primary_uri_first_without_repeats() -> 
         "bytes": 5,
         "target": "sales",
     }
-    delivery = notify.delivery_from_metadata("ignored", meta)
+    delivery = messages.delivery_from_metadata("ignored", meta)
     assert delivery.uris == ("s3://bk/out/sales.csv.manifest", "s3://bk/out/sales.part-001.csv")
     assert (delivery.target, delivery.partition, delivery.rows, delivery.bytes) == (
         "sales",
@@ -79,7 +79,7 @@ def test_delivery_from_metadata_puts_the_primary_uri_first_without_repeats() -> 
         7,
         5,
     )
-    assert notify.delivery_from_metadata("snap", {}).partition == "unpartitioned"
+    assert messages.delivery_from_metadata("snap", {}).partition == "unpartitioned"
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_delivery_from_metadata_puts_the_primary_uri_first_without_repeats() -> 
 def test_short_error_is_one_line_without_module_paths(
     raw: str, description: str | None, expected: str
 ) -> None:
-    assert notify.short_error(raw, description) == expected
+    assert messages.short_error(raw, description) == expected
 
 
 @pytest.mark.parametrize(
@@ -116,7 +116,7 @@ def test_short_error_is_one_line_without_module_paths(
     ],
 )
 def test_scrub_removes_secret_shapes_even_when_the_value_is_unknown(text: str, leak: str) -> None:
-    assert leak not in notify.scrub(text)
+    assert leak not in messages.scrub(text)
 
 
 @pytest.mark.parametrize(
@@ -124,14 +124,14 @@ def test_scrub_removes_secret_shapes_even_when_the_value_is_unknown(text: str, l
     [(None, "? bytes"), (0, "0 B"), (1023, "1,023 B"), (1536, "1.5 KB"), (5 * 1024**3, "5.0 GB")],
 )
 def test_format_bytes(n: int | None, text: str) -> None:
-    assert notify.format_bytes(n) == text
+    assert messages.format_bytes(n) == text
 
 
 @pytest.mark.parametrize(
     ("s", "text"), [(None, "unknown duration"), (4.4, "4s"), (192, "3m 12s"), (3 * 3600 + 60, "3h 01m")]
 )
 def test_format_duration(s: float | None, text: str) -> None:
-    assert notify.format_duration(s) == text
+    assert messages.format_duration(s) == text
 
 
 _secret = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=8, max_size=40)
@@ -143,7 +143,7 @@ def test_a_known_secret_never_reaches_slack_wherever_it_appears(
     secret: str, prefix: str, suffix: str
 ) -> None:
     leaky = prefix + secret + suffix
-    message = notify.failure_message(
+    message = messages.failure_message(
         RunFacts("r" * 16, leaky, "http://x/runs/r", leaky, leaky),
         [StepFailure(leaky, leaky)],
         [Untouched(leaky, leaky, leaky, 0.0)],
@@ -168,7 +168,7 @@ def test_any_number_of_targets_fits_block_kit_limits(count: int, name_len: int) 
         )
         for i in range(count)
     ]
-    message = notify.success_message(RUN, deliveries)
+    message = messages.success_message(RUN, deliveries)
     assert len(message.blocks) <= 50
     assert len(message.blocks[0]["text"]["text"]) <= 150
     assert all(len(b["text"]["text"]) <= 3000 for b in message.blocks if b["type"] == "section")

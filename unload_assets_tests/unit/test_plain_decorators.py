@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from unload_assets.catalogue.model import load_catalogue
+from unload_assets.catalogue import load_catalogue
 from unload_assets.definitions import build_definitions
 from unload_assets.defs.assets import HANDOFF_IO_MANAGER, REDSHIFT_POOL
 from unload_assets.defs.checks import check_specs

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from unload_assets.resources import redshift_from_env
+from unload_assets.environment import redshift_from_env
 from unload_assets.resources.redshift_auth import CredentialCache, CredentialRequest, Login
 
 BASE = {"REDSHIFT_HOST": "cluster.example", "REDSHIFT_DATABASE": "dev"}
@@ -135,7 +135,7 @@ def test_the_variables_select_each_mode():
 
 @pytest.mark.parametrize(("raw", "interval"), [("", 30), ("5", 5), ("600", 600), ("4", None), ("30s", None)])
 def test_the_slack_sensors_interval_is_checked_at_load(monkeypatch, raw, interval):
-    from unload_assets.definitions import sensor_interval_seconds
+    from unload_assets.environment import sensor_interval_seconds
 
     monkeypatch.setenv("UNLOAD_SENSOR_INTERVAL_SECONDS", raw)
     if interval is None:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from unload_assets.catalogue.model import UnloadTarget
+from unload_assets.catalogue import UnloadTarget
 from unload_assets.s3_naming import staging_prefix
 from unload_assets.statement.auth import UnloadAuth
 from unload_assets.statement.build import build_unload, render_select

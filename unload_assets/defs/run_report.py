@@ -1,20 +1,19 @@
 """What a finished run did, read from the instance, and the Slack message that says it.
 
 `read_run` reads the run's deliveries (materialisations), the targets it planned and the targets its
-rename step reported as not delivered; `message_for` turns that into one message (notify.py renders
+rename step reported as not delivered; `message_for` turns that into one message (messages.py renders
 it), with the run's history: a retry by Dagster ("after 1 retry"), a re-execution of a failed run.
 `catch_up_message` is the one message for a backlog after a long outage.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import dagster as dg
 
-from unload_assets.announce import messages as notify
+from unload_assets import environment, messages
 from unload_assets.defs.assets import FAILED_TARGETS
 from unload_assets.defs.names import is_unload
 
@@ -26,8 +25,8 @@ RETRY_NUMBER_TAG = "dagster/retry_number"  # set by Dagster's run retries on eac
 
 @dataclass
 class Reading:
-    deliveries: list[notify.Delivery] = field(default_factory=list)
-    failures: dict[str, notify.StepFailure] = field(default_factory=dict)
+    deliveries: list[messages.Delivery] = field(default_factory=list)
+    failures: dict[str, messages.StepFailure] = field(default_factory=dict)
     rename_failed: set[str] = field(default_factory=set)  # targets whose rename stopped part-way
     planned: dict[dg.AssetKey, str | None] = field(default_factory=dict)  # key -> partition
 
@@ -43,25 +42,25 @@ def read_run(instance: dg.DagsterInstance, run_id: str) -> Reading:
             mat = event.step_materialization_data.materialization
             meta: dict[str, Any] = {k: v.value for k, v in mat.metadata.items()}
             meta.setdefault("partition", mat.partition)
-            reading.deliveries.append(notify.delivery_from_metadata(key.path[-1], meta))  # type: ignore[union-attr]
+            reading.deliveries.append(messages.delivery_from_metadata(key.path[-1], meta))  # type: ignore[union-attr]
         elif event.event_type == Ev.ASSET_MATERIALIZATION_PLANNED and key is not None and is_unload(key):
             reading.planned[key] = getattr(event.event_specific_data, "partition", None)
         elif event.event_type == Ev.STEP_FAILURE and event.step_key:
             data = event.step_failure_data
             per_target = _failed_targets(data.user_failure_data)
             for target, failed in per_target.items():  # the rename step names each target not delivered
-                stage, said = str(failed.get("stage", "")), notify.short_error(str(failed.get("error", "")))
-                reading.failures[target] = notify.StepFailure(f"{target} ({stage})", said)
+                stage, said = str(failed.get("stage", "")), messages.short_error(str(failed.get("error", "")))
+                reading.failures[target] = messages.StepFailure(f"{target} ({stage})", said)
                 if stage == "rename":
                     reading.rename_failed.add(target)
             if not per_target:
                 described = data.user_failure_data.description if data.user_failure_data else None
                 short = _short(data.error, described)
-                reading.failures[event.step_key] = notify.StepFailure(event.step_key, short)
+                reading.failures[event.step_key] = messages.StepFailure(event.step_key, short)
         elif event.event_type == Ev.RUN_FAILURE and not reading.failures:
             error = getattr(event.event_specific_data, "error", None)
             short = _short(error, None if error else entry.message)
-            reading.failures["(run)"] = notify.StepFailure("(run)", short)
+            reading.failures["(run)"] = messages.StepFailure("(run)", short)
     return reading
 
 
@@ -91,25 +90,25 @@ def _short(error: _ErrorInfo | None, description: str | None) -> str:
         and ((error.cls_name or "").startswith("Dagster") or error.cls_name == "RetryRequestedFromPolicy")
     ):
         error = error.cause
-    return notify.short_error(error.message if error else "", description)
+    return messages.short_error(error.message if error else "", description)
 
 
 def run_link(run_id: str) -> str:
     """The run's page in the Dagster UI (DAGSTER_WEBSERVER_URL)."""
-    webserver = (os.getenv("DAGSTER_WEBSERVER_URL") or "http://localhost:3000").rstrip("/")
+    webserver = environment.webserver_url()
     return f"{webserver}/runs/{run_id}"
 
 
 def message_for(
     instance: dg.DagsterInstance, record: dg.RunRecord, reading: Reading, secrets: tuple[str, ...]
-) -> notify.SlackMessage:
+) -> messages.SlackMessage:
     run = record.dagster_run
     tags = run.tags
     first, last = (
         tags.get("dagster/asset_partition_range_start"),
         tags.get("dagster/asset_partition_range_end"),
     )
-    facts = notify.RunFacts(
+    facts = messages.RunFacts(
         run_id=run.run_id,
         job_name=run.job_name,
         link=run_link(run.run_id),
@@ -120,7 +119,7 @@ def message_for(
         after=_after(instance, run),
     )
     if run.status == dg.DagsterRunStatus.SUCCESS:
-        return notify.success_message(facts, reading.deliveries, secrets)
+        return messages.success_message(facts, reading.deliveries, secrets)
     delivered = {d.target for d in reading.deliveries}
     untouched = [
         _untouched(instance, key, part or facts.partition, reading, lookup=i < HISTORY_LOOKUPS)
@@ -128,12 +127,14 @@ def message_for(
     ]
     failures = list(reading.failures.values())
     canceled = run.status == dg.DagsterRunStatus.CANCELED
-    return notify.failure_message(facts, failures, untouched, reading.deliveries, secrets, canceled=canceled)
+    return messages.failure_message(
+        facts, failures, untouched, reading.deliveries, secrets, canceled=canceled
+    )
 
 
 def _untouched(
     instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None, reading: Reading, *, lookup: bool
-) -> notify.Untouched:
+) -> messages.Untouched:
     target = key.path[-1]
     rename_failed = target in reading.rename_failed
     previous = None
@@ -145,7 +146,7 @@ def _untouched(
     mat = previous.asset_materialization if previous else None
     uri = mat.metadata.get("s3_uri") if mat else None
     when = previous.timestamp if previous else None
-    return notify.Untouched(target, partition, getattr(uri, "value", None), when, rename_failed)
+    return messages.Untouched(target, partition, getattr(uri, "value", None), when, rename_failed)
 
 
 def trigger(tags: dict[str, str] | Any) -> str:
@@ -174,7 +175,7 @@ def _after(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
 
 def catch_up_message(
     instance: dg.DagsterInstance, runs: list[tuple[dg.RunRecord, Reading]], secrets: tuple[str, ...]
-) -> notify.SlackMessage:
+) -> messages.SlackMessage:
     """One message for a backlog of finished runs (after a long outage): a line per run."""
     lines = []
     for record, reading in runs:
@@ -185,10 +186,10 @@ def catch_up_message(
         what = f"{len(delivered)} delivered" + (f", not delivered: {', '.join(failed)}" if failed else "")
         after = _after(instance, run)
         lines.append(
-            notify.BacklogLine(
+            messages.BacklogLine(
                 run_id=run.run_id, job_name=run.job_name, status=run.status.value, partition=partition,
                 what=what + (f" ({after})" if after else ""), link=run_link(run.run_id),
                 ended=record.end_time,
             )
         )  # fmt: skip
-    return notify.backlog_message(lines, secrets)
+    return messages.backlog_message(lines, secrets)
