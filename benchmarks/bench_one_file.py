@@ -67,7 +67,7 @@ def run_ours(workdir: Path) -> tuple[float, float, int, int]:
     import dagster as dg
 
     from unload_assets.definitions import build_definitions
-    from unload_assets.defs.assets import asset_key_for
+    from unload_assets.defs.names import asset_key_for
 
     catalogue = workdir / "big.yaml"
     catalogue.write_text(textwrap.dedent(f"""

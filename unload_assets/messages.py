@@ -8,19 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from unload_assets.s3_naming import parse_s3_uri
+from unload_assets.delivery import Delivery
+from unload_assets.secrets import scrub
 
 # Block Kit limits: 3000 characters per section text, 50 blocks, 150 for a header; stay under them.
 _SECTION_CHARS, _MAX_SECTIONS, _HEADER_CHARS, _TEXT_CHARS = 2900, 40, 150, 3500
 _URIS_PER_TARGET = 3
 _ERROR_CHARS = 300
-# Secret shapes redacted even when the exact value is unknown to us (defence in depth).
-_SECRET_PATTERNS = [
-    (re.compile(r"xox[abposre]-[A-Za-z0-9-]+"), "xox*-***"),
-    (re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"), "AKIA***"),
-    (re.compile(r"(?i)(credentials\s+)'[^']*'"), r"\1'***'"),
-    (re.compile(r"(?i)\b(password|passwd|secret\w*|token)(\s*[=:]\s*)[^\s;,'\"]+"), r"\1\2***"),
-]
 
 
 @dataclass(frozen=True)
@@ -33,16 +27,6 @@ class RunFacts:
     started: float | None = None
     ended: float | None = None
     after: str | None = None  # the run's history: "after 1 retry", "after run 1a2b3c4d failed"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    target: str
-    partition: str
-    uris: tuple[str, ...]
-    rows: int | None = None
-    bytes: int | None = None
-    parts_note: str | None = None  # set when the first URI is a manifest of parts, not the file
 
 
 @dataclass(frozen=True)
@@ -66,38 +50,14 @@ class SlackMessage:
     blocks: list[dict[str, Any]] = field(default_factory=list)
 
 
-def delivery_from_metadata(target: str, meta: dict[str, Any]) -> Delivery:
-    """A Delivery from the metadata the rename op records (keys defined in stages.py)."""
-    primary = str(meta.get("s3_uri") or "")
-    bucket, _ = parse_s3_uri(primary)
-    others = [f"s3://{bucket}/{o['key']}" for o in meta.get("final_objects") or [] if isinstance(o, dict)]
-    uris = tuple(dict.fromkeys([u for u in [primary, *others] if u]))  # primary first, no repeats
-    rows, size = meta.get("rows"), meta.get("bytes")
-    how = str(meta.get("finalized_as") or "")
-    return Delivery(
-        target=str(meta.get("target") or target),
-        partition=str(meta.get("partition") or "unpartitioned"),
-        uris=uris,
-        rows=rows if isinstance(rows, int) else None,
-        bytes=size if isinstance(size, int) else None,
-        parts_note=_parts_note(how) if how.startswith("parts") else None,
-    )
-
-
-def _parts_note(finalized_as: str) -> str:
-    # "parts (fell back: parquet cannot be combined: ...)" -> why, for the reader of the final key.
-    why = finalized_as.partition("(fell back: ")[2].rstrip(")")
+def _parts_note(d: Delivery) -> str | None:
+    """For the reader of the final key when it holds a manifest of parts, not the file: say so, and why."""
+    if not d.in_parts:
+        return None
+    why = d.fallback_reason
     return "delivered as parts: the first address is a manifest of parts, not the file" + (
         f" ({why})" if why else ""
     )
-
-
-def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
-    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    for pattern, replacement in _SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def short_error(message: str, description: str | None = None) -> str:
@@ -197,7 +157,7 @@ def _delivery_line(d: Delivery) -> str:
     rows = "? rows" if d.rows is None else f"{d.rows:,} rows"
     shown = " ".join(f"`{_esc(u)}`" for u in d.uris[:_URIS_PER_TARGET])
     more = f" (+{len(d.uris) - _URIS_PER_TARGET} more)" if len(d.uris) > _URIS_PER_TARGET else ""
-    note = f"\n   _{_esc(d.parts_note)}_" if d.parts_note else ""
+    note = f"\n   _{_esc(parts)}_" if (parts := _parts_note(d)) else ""
     head = f"• *{_esc(d.target)}* {_esc(d.partition)} · {rows} · {format_bytes(d.bytes)}"
     return f"{head}\n   {shown}{more}{note}"
 

@@ -6,8 +6,7 @@ leaves the others checked. A run that selects checks without their asset (a chec
 UI) judges the materialisation of its partition instead (`evaluate_latest`).
 """
 
-from collections.abc import Iterator, Mapping
-from datetime import date
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -15,8 +14,8 @@ import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.defs.names import asset_key_for
-from unload_assets.rename.lock import final_key_lock, lock_key_for
-from unload_assets.rename.stamp import TAG as STAGING_TAG
+from unload_assets.delivery import Delivery
+from unload_assets.rename import STAGING_TAG, final_key_lock, lock_key_for
 from unload_assets.resources import UnloadSettings
 from unload_assets.s3_naming import parse_s3_uri, render_key
 
@@ -39,23 +38,16 @@ def check_specs(target: UnloadTarget) -> list[dg.AssetCheckSpec]:
     return [dg.AssetCheckSpec(name, asset=key, description=CHECKS[name]) for name in check_names(target)]
 
 
-def plain(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    """Metadata as the values it holds (what a materialisation record gives back)."""
-    return {k: v.value if isinstance(v, dg.MetadataValue) else v for k, v in metadata.items()}
-
-
 def evaluate_checks(
     context: dg.OpExecutionContext,
     target: UnloadTarget,
     client: Any,
     settings: UnloadSettings,
-    metadata: Mapping[str, Any],
+    delivery: Delivery,
 ) -> Iterator[dg.AssetCheckResult]:
-    """The selected checks of `target`, on the delivery whose materialisation metadata is `metadata`."""
+    """The selected checks of `target`, on `delivery`."""
     selected = _selected(context, target)
-    return (
-        r for r in _evaluate(context, target, client, settings, plain(metadata)) if r.check_name in selected
-    )
+    return (r for r in _evaluate(context, target, client, settings, delivery) if r.check_name in selected)
 
 
 def failed_checks(
@@ -74,8 +66,8 @@ def evaluate_latest(
     if materialization is None:
         yield from _all_failed(target, selected, "never materialised")
         return
-    metadata = plain(materialization.metadata)
-    yield from (r for r in _evaluate(context, target, client, settings, metadata) if r.check_name in selected)
+    delivery = Delivery.from_metadata(materialization.metadata, target=target.name)
+    yield from (r for r in _evaluate(context, target, client, settings, delivery) if r.check_name in selected)
 
 
 def _selected(context: dg.OpExecutionContext, target: UnloadTarget) -> set[str]:
@@ -98,17 +90,15 @@ def _evaluate(
     target: UnloadTarget,
     client: Any,
     settings: UnloadSettings,
-    metadata: dict[str, Any],
+    delivery: Delivery,
 ) -> Iterator[dg.AssetCheckResult]:
     key = asset_key_for(target.name)
     names = check_names(target)
-    bucket, _ = parse_s3_uri(str(metadata.get("s3_uri", "")))
+    bucket = delivery.bucket
     if not bucket:  # not written by our rename (reported by hand, say): nothing to judge it by
         yield from _all_failed(target, names, "no s3_uri recorded")
         return
-    partition = str(metadata.get("partition", "unpartitioned"))
-    day = None if partition == "unpartitioned" else date.fromisoformat(partition)
-    final_key = render_key(target.key_template, target=target.name, partition_date=day)
+    final_key = render_key(target.key_template, target=target.name, partition_date=delivery.day)
     # Under the final key's lock: not while another run of this partition is rewriting the output.
     with final_key_lock(
         client,
@@ -118,32 +108,31 @@ def _evaluate(
         owner=f"checks of run {context.run.run_id}",
         log=context.log.info,
     ):
-        yield _objects_present(key, client, bucket, metadata)
-    rows = int(metadata.get("rows", 0))
+        yield _objects_present(key, client, delivery)
+    rows = delivery.rows or 0
     yield dg.AssetCheckResult(
         asset_key=key,
         check_name="has_rows",
         passed=rows > 0,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"rows": rows, "partition": str(metadata.get("partition"))},
+        metadata={"rows": rows, "partition": delivery.partition},
     )
-    yield _staging_cleaned(key, client, str(metadata.get("staging_prefix", "")))
+    yield _staging_cleaned(key, client, delivery.staging_uri)
     if "one_object" in names:
-        yield _one_object(key, metadata)
+        yield _one_object(key, delivery)
 
 
-def _one_object(key: dg.AssetKey, metadata: dict[str, Any]) -> dg.AssetCheckResult:
+def _one_object(key: dg.AssetKey, delivery: Delivery) -> dg.AssetCheckResult:
     """Warns when `combine` had to deliver parts (Parquet): readers of the final key find a manifest."""
-    how = str(metadata.get("finalized_as", ""))
-    parts = how.startswith("parts")
+    parts = delivery.in_parts
     return dg.AssetCheckResult(
         asset_key=key,
         check_name="one_object",
         passed=not parts,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "finalized_as": how,
-            "read_from": str(metadata.get("s3_uri", "")),
+            "finalized_as": delivery.delivered_as,
+            "read_from": delivery.uri,
             **({"reason": "the final key holds a manifest of parts, not the file"} if parts else {}),
         },
     )
@@ -180,26 +169,24 @@ def _materialization_checked(
         cursor = page.cursor
 
 
-def _objects_present(
-    key: dg.AssetKey, client: Any, bucket: str, metadata: dict[str, Any]
-) -> dg.AssetCheckResult:
+def _objects_present(key: dg.AssetKey, client: Any, delivery: Delivery) -> dg.AssetCheckResult:
     """Every recorded final object is in S3 with its recorded size and the stamp of this delivery's
     rename (an object of the same size put there by anyone else fails too). Nothing recorded fails:
     a delivery with no objects is not a delivery."""
-    recorded = [obj for obj in metadata.get("final_objects") or [] if isinstance(obj, dict)]
+    recorded = delivery.objects
     problems = [] if recorded else ["the materialisation recorded no final objects"]
-    ours = parse_s3_uri(str(metadata.get("staging_prefix", "")))[1]
+    ours = parse_s3_uri(delivery.staging_uri)[1]
     for obj in recorded:
         try:
-            found = client.head_object(Bucket=bucket, Key=obj["key"])
+            found = client.head_object(Bucket=delivery.bucket, Key=obj.key)
         except client.exceptions.ClientError as exc:
-            problems.append(f"{obj['key']}: {exc.response.get('Error', {}).get('Code', 'missing')}")
+            problems.append(f"{obj.key}: {exc.response.get('Error', {}).get('Code', 'missing')}")
             continue
-        if found["ContentLength"] != obj["size"]:
-            problems.append(f"{obj['key']}: {found['ContentLength']} bytes in S3, {obj['size']} recorded")
+        if found["ContentLength"] != obj.size:
+            problems.append(f"{obj.key}: {found['ContentLength']} bytes in S3, {obj.size} recorded")
         elif not ours or not unquote(found.get("Metadata", {}).get(STAGING_TAG, "")).startswith(ours):
-            problems.append(f"{obj['key']}: not the object this delivery wrote (replaced since)")
-    replaced_by = _replaced_by(client, bucket, metadata) if problems and recorded else None
+            problems.append(f"{obj.key}: not the object this delivery wrote (replaced since)")
+    replaced_by = _replaced_by(client, delivery) if problems and recorded else None
     return dg.AssetCheckResult(
         asset_key=key,
         check_name="final_objects_present",
@@ -215,13 +202,13 @@ def _objects_present(
     )
 
 
-def _replaced_by(client: Any, bucket: str, metadata: dict[str, Any]) -> str | None:
+def _replaced_by(client: Any, delivery: Delivery) -> str | None:
     """The staging folder of the run whose renamed output now sits at this run's final address, if
     that is another run (the stamp `rename_unload` puts on every final object), else None."""
-    primary = parse_s3_uri(str(metadata.get("s3_uri", "")))[1]
-    ours = parse_s3_uri(str(metadata.get("staging_prefix", "")))[1]
+    ours = parse_s3_uri(delivery.staging_uri)[1]
     try:
-        stamp = client.head_object(Bucket=bucket, Key=primary).get("Metadata", {}).get(STAGING_TAG)
+        stamp = client.head_object(Bucket=delivery.bucket, Key=delivery.primary_key).get("Metadata", {})
+        stamp = stamp.get(STAGING_TAG)
     except client.exceptions.ClientError:
         return None
     writer = unquote(stamp) if stamp else None

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 import dagster as dg
 
 from unload_assets import environment, messages
-from unload_assets.defs.assets import FAILED_TARGETS
 from unload_assets.defs.names import is_unload
+from unload_assets.delivery import FAILED_TARGETS, Delivery, plain
 
 Ev = dg.DagsterEventType
 _EVENTS = {Ev.ASSET_MATERIALIZATION_PLANNED, Ev.ASSET_MATERIALIZATION, Ev.STEP_FAILURE, Ev.RUN_FAILURE}
@@ -25,7 +25,7 @@ RETRY_NUMBER_TAG = "dagster/retry_number"  # set by Dagster's run retries on eac
 
 @dataclass
 class Reading:
-    deliveries: list[messages.Delivery] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)
     failures: dict[str, messages.StepFailure] = field(default_factory=dict)
     rename_failed: set[str] = field(default_factory=set)  # targets whose rename stopped part-way
     planned: dict[dg.AssetKey, str | None] = field(default_factory=dict)  # key -> partition
@@ -40,9 +40,9 @@ def read_run(instance: dg.DagsterInstance, run_id: str) -> Reading:
         key = event.asset_key
         if event.event_type == Ev.ASSET_MATERIALIZATION and is_unload(key):
             mat = event.step_materialization_data.materialization
-            meta: dict[str, Any] = {k: v.value for k, v in mat.metadata.items()}
+            meta: dict[str, Any] = plain(mat.metadata)
             meta.setdefault("partition", mat.partition)
-            reading.deliveries.append(messages.delivery_from_metadata(key.path[-1], meta))  # type: ignore[union-attr]
+            reading.deliveries.append(Delivery.from_metadata(meta, target=key.path[-1]))  # type: ignore[union-attr]
         elif event.event_type == Ev.ASSET_MATERIALIZATION_PLANNED and key is not None and is_unload(key):
             reading.planned[key] = getattr(event.event_specific_data, "partition", None)
         elif event.event_type == Ev.STEP_FAILURE and event.step_key:
@@ -144,9 +144,9 @@ def _untouched(
         found = instance.fetch_materializations(records_filter, limit=1).records
         previous = found[0] if found else None
     mat = previous.asset_materialization if previous else None
-    uri = mat.metadata.get("s3_uri") if mat else None
+    uri = Delivery.from_metadata(mat.metadata).uri if mat else None
     when = previous.timestamp if previous else None
-    return messages.Untouched(target, partition, getattr(uri, "value", None), when, rename_failed)
+    return messages.Untouched(target, partition, uri or None, when, rename_failed)
 
 
 def trigger(tags: dict[str, str] | Any) -> str:

@@ -32,6 +32,7 @@ import dagster as dg
 from unload_assets import environment, messages
 from unload_assets.defs.run_report import Reading, catch_up_message, message_for, read_run
 from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
+from unload_assets.secrets import scrub
 
 ANNOUNCED_TAG = "unload_assets/slack_announced"  # value: the Slack message ts (proof, and where to look)
 # Re-executions copy their parent's tags: this one names the run the announcement was for.
@@ -129,7 +130,7 @@ def announce(
         if not exc.cannot_read:  # Slack cannot say now: ask again next tick rather than guess
             _advance(cursor, [*_ends(pending), *held], now)
             summary = f"Announced 0 of {len(pending)} run(s); stopped: {exc.reason}; retried next tick."
-            return dg.SensorResult(skip_reason=messages.scrub(summary, secrets), cursor=cursor.dump())
+            return dg.SensorResult(skip_reason=scrub(summary, secrets), cursor=cursor.dump())
         found, unread = {}, exc.reason
     tick = _Tick(instance, slack, cursor, secrets, found)
     rest = [(r, reading) for r, reading in pending if not tick.retag_found(r.dagster_run.run_id)]
@@ -148,7 +149,7 @@ def announce(
     summary += f"; {len(held)} failed run(s) wait for Dagster's retry" if held else ""
     if unread:
         summary += f"; could not look for earlier attempts ({unread}): posted again, a duplicate is possible"
-    return dg.SensorResult(skip_reason=messages.scrub(summary + ".", secrets), cursor=cursor.dump())
+    return dg.SensorResult(skip_reason=scrub(summary + ".", secrets), cursor=cursor.dump())
 
 
 class _Tick:

@@ -1,0 +1,33 @@
+"""The rename: what one UNLOAD staged becomes the object(s) at the target's final key.
+
+The entry is `rename_unload` (`step.py`). Its parts, in the order it uses them:
+- `lock.py`: one rename per final key at a time, a lease lock kept in S3;
+- `manifest.py`: the UNLOAD manifest, the only list of staged files trusted;
+- `write.py`: the final object(s): one object, one combined object (`combine.py` plans its multipart
+  copy, `header.py` puts a single header line on top), or parts plus a COPY manifest; an empty day
+  gets a valid empty object of its format (`empty.py`);
+- `stamp.py`: every object written is stamped and verified; what earlier runs left is tidied;
+- `s3ops.py`: the S3 calls: ranged reads, multipart copies, batched deletes.
+"""
+
+from unload_assets.rename.header import HeaderStyle, header_by_rename
+from unload_assets.rename.lock import RenameBusy, final_key_lock, lock_key_for
+from unload_assets.rename.s3ops import NOT_FOUND, delete_keys, list_keys
+from unload_assets.rename.stamp import TAG as STAGING_TAG
+from unload_assets.rename.step import FinalObject, RenameResult, SplitRefused, rename_unload
+
+__all__ = [
+    "NOT_FOUND",
+    "STAGING_TAG",
+    "FinalObject",
+    "HeaderStyle",
+    "RenameBusy",
+    "RenameResult",
+    "SplitRefused",
+    "delete_keys",
+    "final_key_lock",
+    "header_by_rename",
+    "list_keys",
+    "lock_key_for",
+    "rename_unload",
+]

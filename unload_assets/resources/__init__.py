@@ -2,7 +2,6 @@ from unload_assets.resources.redshift import (
     RedshiftUnloadResource,
     TransientRedshiftError,
     UnloadOutcome,
-    scrub,
 )
 from unload_assets.resources.settings import UnloadSettings
 
@@ -11,5 +10,4 @@ __all__ = [
     "TransientRedshiftError",
     "UnloadOutcome",
     "UnloadSettings",
-    "scrub",
 ]

@@ -20,6 +20,7 @@ from unload_assets.resources.redshift_auth import (
     Login,
     TransientCredentialsError,
 )
+from unload_assets.secrets import scrub
 
 # SQLSTATE classes worth another try: connection failures (08), cancels and timeouts (57),
 # resource exhaustion (53), serialisation/deadlock (40). Everything else is the statement's fault.
@@ -38,14 +39,6 @@ class UnloadOutcome:
 
 class TransientRedshiftError(Exception):
     """A connection or capacity problem: the op's RetryPolicy tries again."""
-
-
-def scrub(text: str, secrets: Iterable[str | None]) -> str:
-    """`text` with every secret value replaced, for anything that may reach a log or an exception."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 class RedshiftUnloadResource(RedshiftClientResource):

@@ -23,7 +23,7 @@ import pytest
 from unload_assets_local.stack import LocalStack
 
 from unload_assets.definitions import build_definitions
-from unload_assets.defs.assets import asset_key_for
+from unload_assets.defs.names import asset_key_for
 from unload_assets_tests.support.fault_harness import (
     failed_targets,
     step_retries,

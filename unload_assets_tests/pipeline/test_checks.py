@@ -7,7 +7,7 @@ import dagster as dg
 import pytest
 
 from unload_assets.definitions import build_definitions
-from unload_assets.defs.assets import asset_key_for
+from unload_assets.defs.names import asset_key_for
 from unload_assets_tests.support.pipeline_helpers import get_bytes, materialise, write_catalogue
 
 pytestmark = pytest.mark.stack

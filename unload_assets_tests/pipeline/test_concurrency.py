@@ -21,7 +21,8 @@ import psycopg2
 import pytest
 
 from unload_assets.defs import sensors
-from unload_assets.defs.assets import REDSHIFT_POOL, asset_key_for
+from unload_assets.defs.names import asset_key_for
+from unload_assets.defs.unload_op import REDSHIFT_POOL
 from unload_assets.rename.lock import final_key_lock
 from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets_tests.support import concurrency_jobs

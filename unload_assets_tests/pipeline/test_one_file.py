@@ -202,7 +202,8 @@ def test_zero_rows_deliver_the_header_line_alone(local_stack, stack_env, onefile
 def test_parquet_falls_back_to_parts_and_says_so(local_stack, stack_env, wide_table, tmp_path):
     """The one case where one object is impossible: metadata, the check and the Slack line all say that
     the final key holds a manifest of parts."""
-    from unload_assets.messages import RunFacts, delivery_from_metadata, success_message
+    from unload_assets.delivery import Delivery
+    from unload_assets.messages import RunFacts, success_message
 
     body = """
     targets:
@@ -222,7 +223,7 @@ def test_parquet_falls_back_to_parts_and_says_so(local_stack, stack_env, wide_ta
     assert checks["one_object"].severity.value == "WARN"
     assert checks["final_objects_present"].passed is True
     run = RunFacts(run_id="r" * 32, job_name="daily", link="http://localhost/runs/r", trigger="manual")
-    message = success_message(run, [delivery_from_metadata("pq_split", meta)])
+    message = success_message(run, [Delivery.from_metadata(meta, target="pq_split")])
     assert "manifest of parts, not the file" in message.text
     assert "parquet cannot be combined" in message.text
 
@@ -232,6 +233,7 @@ def test_an_empty_day_delivers_a_valid_empty_object_says_0_rows_and_the_check_wa
     local_stack, stack_env, onefile_table, tmp_path, fmt, compression
 ):
     from unload_assets import messages
+    from unload_assets.delivery import Delivery
 
     name = f"empty_{fmt}"
     suffix = {"none": "", "gzip": ".gz", "bzip2": ".bz2"}[compression]
@@ -264,6 +266,6 @@ targets:
     assert not checks["has_rows"].passed and checks["has_rows"].severity.value == "WARN"
     message = messages.success_message(
         messages.RunFacts("r" * 36, "job", "http://x/runs/r", "launched by hand"),
-        [messages.delivery_from_metadata(name, meta)],
+        [Delivery.from_metadata(meta, target=name)],
     )
     assert f"*{name}* unpartitioned · 0 rows" in message.text

@@ -10,8 +10,8 @@ import pytest
 
 from unload_assets.catalogue import PACKAGED_CATALOGUE
 from unload_assets.definitions import build_definitions
-from unload_assets.defs.assets import asset_key_for
 from unload_assets.defs.checks import CHECKS
+from unload_assets.defs.names import asset_key_for
 from unload_assets_tests.support.pipeline_helpers import (
     connect_redshift,
     csv_rows,

@@ -9,7 +9,7 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from unload_assets.definitions import build_definitions
-from unload_assets.defs.assets import asset_key_for
+from unload_assets.defs.names import asset_key_for
 from unload_assets_tests.support.pipeline_helpers import get_bytes, job_with_env, write_catalogue
 
 pytestmark = pytest.mark.stack

@@ -20,7 +20,7 @@ import dagster as dg
 import pytest
 
 from unload_assets.definitions import build_definitions
-from unload_assets.defs.assets import asset_key_for
+from unload_assets.defs.names import asset_key_for
 from unload_assets.resources.redshift_auth import CREDENTIALS
 
 pytestmark = pytest.mark.stack

@@ -18,8 +18,8 @@ from unload_assets_local.slack_standin import SlackApiError as SlackApiErrorStan
 from unload_assets_local.slack_standin import SlackStandIn
 
 from unload_assets.defs import sensors
-from unload_assets.defs.assets import FAILED_TARGETS
 from unload_assets.defs.schedules import build_morning_runs
+from unload_assets.delivery import FAILED_TARGETS
 from unload_assets.resources.slack import UnloadSlackResource
 
 TOKEN = "xoxb-sensor-test-token-0123456789"

@@ -24,8 +24,9 @@ import dagster as dg
 import psycopg2
 
 from unload_assets.definitions import build_definitions
-from unload_assets.defs.assets import FAILED_TARGETS, asset_key_for
+from unload_assets.defs.names import asset_key_for
 from unload_assets.defs.retries import Retry, retries_logged
+from unload_assets.delivery import FAILED_TARGETS
 
 BUCKET = "unload-local"
 HEADER = ["id", "payload", "gen"]

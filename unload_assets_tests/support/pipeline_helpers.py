@@ -18,7 +18,7 @@ import psycopg2
 import zstandard
 
 from unload_assets.definitions import build_definitions
-from unload_assets.defs.assets import asset_key_for
+from unload_assets.defs.names import asset_key_for
 
 
 @contextmanager

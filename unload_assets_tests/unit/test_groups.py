@@ -105,7 +105,7 @@ def test_the_upstream_tables_carry_their_full_name_for_dagsters_catalog(tmp_path
 
 
 def test_the_manifests_schema_becomes_a_column_schema_typed_as_redshift_types_it():
-    from unload_assets.defs.stages import column_schema
+    from unload_assets.defs.rename_op import column_schema
 
     schema = {
         "elements": [

@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from unload_assets import messages
-from unload_assets.messages import Delivery, RunFacts, StepFailure, Untouched
+from unload_assets.delivery import Delivery, StoredObject
+from unload_assets.messages import RunFacts, StepFailure, Untouched
+from unload_assets.secrets import scrub
 
 RUN = RunFacts(
     run_id="0123456789abcdef",
@@ -20,7 +22,14 @@ RUN = RunFacts(
     started=1_000.0,
     ended=1_192.0,
 )
-SALES = Delivery("sales", "2026-11-22", ("s3://bk/exports/sales/2026-11-22/sales.csv.gz",), 12_345, 2_621_440)
+SALES = Delivery(
+    target="sales",
+    partition="2026-11-22",
+    bucket="bk",
+    primary_key="exports/sales/2026-11-22/sales.csv.gz",
+    rows=12_345,
+    bytes=2_621_440,
+)
 
 
 def _everything(message: messages.SlackMessage) -> str:
@@ -59,7 +68,7 @@ def test_failure_message_names_steps_error_untouched_output_and_link() -> None:
     assert "Traceback" not in text
 
 
-def test_delivery_from_metadata_puts_the_primary_uri_first_without_repeats() -> None:
+def test_a_delivery_read_from_metadata_puts_the_primary_uri_first_without_repeats() -> None:
     meta = {
         "s3_uri": "s3://bk/out/sales.csv.manifest",
         "final_objects": [
@@ -71,7 +80,7 @@ def test_delivery_from_metadata_puts_the_primary_uri_first_without_repeats() -> 
         "bytes": 5,
         "target": "sales",
     }
-    delivery = messages.delivery_from_metadata("ignored", meta)
+    delivery = Delivery.from_metadata(meta, target="ignored")
     assert delivery.uris == ("s3://bk/out/sales.csv.manifest", "s3://bk/out/sales.part-001.csv")
     assert (delivery.target, delivery.partition, delivery.rows, delivery.bytes) == (
         "sales",
@@ -79,7 +88,7 @@ def test_delivery_from_metadata_puts_the_primary_uri_first_without_repeats() -> 
         7,
         5,
     )
-    assert messages.delivery_from_metadata("snap", {}).partition == "unpartitioned"
+    assert Delivery.from_metadata({}, target="snap").partition == "unpartitioned"
 
 
 @pytest.mark.parametrize(
@@ -116,7 +125,7 @@ def test_short_error_is_one_line_without_module_paths(
     ],
 )
 def test_scrub_removes_secret_shapes_even_when_the_value_is_unknown(text: str, leak: str) -> None:
-    assert leak not in messages.scrub(text)
+    assert leak not in scrub(text)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +156,7 @@ def test_a_known_secret_never_reaches_slack_wherever_it_appears(
         RunFacts("r" * 16, leaky, "http://x/runs/r", leaky, leaky),
         [StepFailure(leaky, leaky)],
         [Untouched(leaky, leaky, leaky, 0.0)],
-        [Delivery(leaky, leaky, (leaky,), 1, 1)],
+        [Delivery(target=leaky, partition=leaky, bucket=leaky, primary_key=leaky, rows=1, bytes=1)],
         secrets=[secret],
     )
     # Slack unescapes &amp; &lt; &gt;, so check what a reader would see.
@@ -160,11 +169,13 @@ def test_a_known_secret_never_reaches_slack_wherever_it_appears(
 def test_any_number_of_targets_fits_block_kit_limits(count: int, name_len: int) -> None:
     deliveries = [
         Delivery(
-            f"{i:04d}" + "t" * name_len,
-            "2026-11-22",
-            tuple(f"s3://b/{'k' * 200}/{j}" for j in range(5)),
-            i,
-            i,
+            target=f"{i:04d}" + "t" * name_len,
+            partition="2026-11-22",
+            bucket="b",
+            primary_key=f"{'k' * 200}/0",
+            objects=tuple(StoredObject(f"{'k' * 200}/{j}", 1) for j in range(5)),
+            rows=i,
+            bytes=i,
         )
         for i in range(count)
     ]

@@ -12,8 +12,9 @@ import pytest
 
 from unload_assets.catalogue import load_catalogue
 from unload_assets.definitions import build_definitions
-from unload_assets.defs.assets import HANDOFF_IO_MANAGER, REDSHIFT_POOL
 from unload_assets.defs.checks import check_specs
+from unload_assets.defs.op_support import HANDOFF_IO_MANAGER
+from unload_assets.defs.unload_op import REDSHIFT_POOL
 from unload_assets_tests.unit.test_definitions_snapshot import ENV
 from unload_assets_tests.unit.test_groups import DAILY, _catalogue
 

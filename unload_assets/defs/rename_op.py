@@ -1,0 +1,186 @@
+"""Op `rename_<group>`: every delivered target's staged files renamed to its final key(s), its
+materialisation recorded and its checks evaluated as soon as it is delivered.
+
+Up to `RENAME_WORKERS` targets at once, each retried on its own. The step fails at the end, naming every
+target not delivered with its stage and error (`failed_targets` metadata, read by the Slack sensors).
+"""
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import dagster as dg
+
+from unload_assets.catalogue import UnloadTarget
+from unload_assets.defs.checks import evaluate_checks, evaluate_latest, failed_checks
+from unload_assets.defs.names import asset_key_for, output_name
+from unload_assets.defs.op_support import STEP_RETRY, said, selected
+from unload_assets.defs.retries import RENAME_BACKOFF, attempt, each
+from unload_assets.defs.unload_op import StagedUnload, UnloadFailed, partition_date, run_folder
+from unload_assets.delivery import FAILED_TARGETS, UNPARTITIONED, Delivery, StoredObject
+from unload_assets.rename import HeaderStyle, RenameResult, SplitRefused, header_by_rename, rename_unload
+from unload_assets.s3_naming import manifest_key_for, render_key, s3_url
+
+RENAME_WORKERS = 8  # S3 copies and deletes: I/O bound, no cap but S3's
+# Built once and shared by every output: Dagster resolves an Out's type each time one is made.
+_OPTIONAL_NOTHING = dg.Out(dg.Nothing, is_required=False)
+_OPTIONAL_CHECK = dg.Out(is_required=False)
+
+
+def rename_staged(
+    context: dg.OpExecutionContext, target: UnloadTarget, staged: StagedUnload, *, s3: Any
+) -> Delivery:
+    """Rename `target`'s staged files; what was delivered."""
+    day = partition_date(context, target)
+    final_key = render_key(target.key_template, target=target.name, partition_date=day)
+    by_rename = header_by_rename(fmt=target.format, header=target.header, on_split=target.on_split)
+    style = HeaderStyle(target.format, target.delimiter, target.addquotes) if by_rename else None
+    started = time.monotonic()
+    try:
+        result = rename_unload(
+            s3,
+            bucket=staged.bucket,
+            staging_prefix=staged.staging_prefix,
+            manifest_key=staged.manifest_key,
+            final_key=final_key,
+            lock_key=staged.lock_key,
+            on_split=target.on_split,
+            fmt=target.format,
+            compression=None if target.compression == "none" else target.compression,
+            header=target.header and not by_rename,
+            header_style=style,
+            log=context.log.info,
+        )
+    except SplitRefused as exc:
+        raise dg.Failure(description=f"Target '{target.name}': {exc}", allow_retries=False) from None
+    seconds = time.monotonic() - started
+    partition = day.isoformat() if day else UNPARTITIONED
+    return _delivery(target, partition, staged, result, final_key, seconds)
+
+
+def _delivery(
+    target: UnloadTarget,
+    partition: str,
+    staged: StagedUnload,
+    result: RenameResult,
+    final_key: str,
+    rename_seconds: float,
+) -> Delivery:
+    manifest_key = manifest_key_for(final_key)
+    data = [obj for obj in result.objects if not (result.mode == "parts" and obj.key == manifest_key)]
+    return Delivery(
+        target=target.name,
+        partition=partition,
+        bucket=staged.bucket,
+        # With parts, the manifest is the one address a reader needs (COPY ... MANIFEST loads it).
+        primary_key=manifest_key if result.mode == "parts" else final_key,
+        objects=tuple(StoredObject(obj.key, obj.size) for obj in result.objects),
+        rows=staged.rows,
+        bytes=sum(obj.size for obj in data),
+        delivered_as=result.mode + (f" (fell back: {why})" if (why := result.fallback_reason) else ""),
+        staged_files=result.staged_files,
+        staging_uri=s3_url(staged.bucket, run_folder(staged.staging_prefix)),
+        staging_cleaned=result.staging_cleaned,
+        unload_seconds=staged.seconds,
+        rename_seconds=rename_seconds,
+        client_bytes=result.client_bytes,
+        query_id=staged.query_id,
+        statement=staged.redacted_statement,
+        columns=column_schema(result.schema),
+    )
+
+
+def column_schema(schema: dict | None) -> dg.TableSchema | None:
+    """The UNLOAD manifest's schema (MANIFEST VERBOSE) as Dagster's column schema, types as Redshift
+    names them: `character varying(60)`, `numeric(10,2)`. None without one (staging already gone)."""
+    elements = (schema or {}).get("elements")
+    if not isinstance(elements, list) or not elements:
+        return None
+    columns = []
+    for element in elements:
+        if not isinstance(element, dict) or not isinstance(element.get("name"), str):
+            return None
+        found = element.get("type")
+        kind: dict[str, Any] = found if isinstance(found, dict) else {}
+        name = str(kind.get("base") or "unknown")
+        if "max_length" in kind:
+            name += f"({kind['max_length']})"
+        elif "precision" in kind:
+            name += f"({kind['precision']},{kind.get('scale', 0)})"
+        columns.append(dg.TableColumn(name=element["name"], type=name))
+    return dg.TableSchema(columns=columns)
+
+
+def rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetCheckSpec]) -> dg.OpDefinition:
+    def compute(context: dg.OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[Any]:
+        client, settings = context.resources.s3, context.resources.unload_settings
+        staged: dict[str, StagedUnload | UnloadFailed] = inputs["staged"]
+        failed: dict[str, dict[str, str]] = {}
+        ready: list[tuple[UnloadTarget, StagedUnload]] = []
+        for target in selected(context, targets):
+            handed = staged.get(target.name)
+            if isinstance(handed, StagedUnload):
+                ready.append((target, handed))
+            elif isinstance(handed, UnloadFailed):
+                again = "" if handed.run_id == context.run_id else (
+                    f" (in run {handed.run_id[:8]}, not run again: re-execute from asset failure to run it)"
+                )  # fmt: skip
+                failed[target.name] = {"stage": "unload", "error": handed.error + again}
+            else:
+                failed[target.name] = {"stage": "unload", "error": "the unload step handed nothing on"}
+
+        def rename(item: tuple[UnloadTarget, StagedUnload]) -> tuple[Delivery, list[Any]]:
+            target, handed = item
+            delivery = attempt(
+                lambda _: rename_staged(context, target, handed, s3=client),
+                backoff=RENAME_BACKOFF,
+                what=f"rename of '{target.name}'",
+                log=context.log.warning,
+            )
+            try:
+                results = list(evaluate_checks(context, target, client, settings, delivery))
+            except Exception as exc:  # delivered all the same: the checks say they could not judge it
+                results = failed_checks(context, target, said(exc, settings))
+            return delivery, results
+
+        for outcome in each(
+            ready,
+            rename,
+            workers=RENAME_WORKERS,
+            name=lambda item: item[0].name,
+            describe_error=lambda exc: said(exc, settings),
+        ):
+            target = outcome.item[0]
+            if outcome.error is not None:
+                context.log.error(f"Rename of '{target.name}' failed: {outcome.error}")
+                failed[target.name] = {"stage": "rename", "error": outcome.error}
+                continue
+            delivery, results = outcome.result  # type: ignore[misc]
+            yield dg.Output(None, output_name(target.name), metadata=delivery.to_metadata())
+            yield from results
+        # Checks selected without their asset (a checks-only run): judge the latest materialisation.
+        checked_alone = {key.asset_key for key in context.selected_asset_check_keys}
+        checked_alone -= set(context.selected_asset_keys)
+        for target in targets:
+            if asset_key_for(target.name) in checked_alone:
+                yield from evaluate_latest(context, target, client, settings)
+        if failed:
+            lines = [f"{t} ({f['stage']}): {f['error']}" for t, f in sorted(failed.items())]
+            raise dg.Failure(
+                description=f"{len(failed)} target(s) not delivered: " + "; ".join(lines),
+                metadata={FAILED_TARGETS: dg.MetadataValue.json(failed)},
+                allow_retries=False,
+            )
+
+    outs = {output_name(t.name): _OPTIONAL_NOTHING for t in targets}
+    outs.update({spec.get_python_identifier(): _OPTIONAL_CHECK for spec in specs})
+    return dg.OpDefinition(
+        compute_fn=compute,
+        name=f"rename_{name}",
+        description="Rename each delivered target's staged files under its key template, then check it.",
+        ins={"staged": dg.In(dict)},
+        outs=outs,
+        required_resource_keys={"s3", "unload_settings"},
+        retry_policy=STEP_RETRY,
+        tags={"kind": "s3"},
+    )

@@ -1,0 +1,153 @@
+"""Op `unload_<group>`: the UNLOAD of every selected target into a fresh staging prefix of this run.
+
+At most `max_concurrent_unloads` run at once (the `redshift` pool caps the steps), each retried on its
+own; a target that fails for good is handed on as `UnloadFailed`, so the rename op names it while the
+others are delivered.
+"""
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import dagster as dg
+
+from unload_assets.catalogue import UnloadTarget
+from unload_assets.defs.op_support import HANDOFF_IO_MANAGER, STEP_RETRY, said, selected
+from unload_assets.defs.retries import UNLOAD_BACKOFF, attempt, each
+from unload_assets.rename import delete_keys, list_keys, lock_key_for
+from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
+from unload_assets.s3_naming import parse_s3_uri, render_key, staging_prefix
+from unload_assets.statement.build import build_unload
+
+REDSHIFT_POOL = "redshift"
+NOTHING_IN = dg.In(dg.Nothing)
+
+
+@dataclass(frozen=True)
+class StagedUnload:
+    """What the unload op hands to the rename op: pickled to S3 by the handoff IO manager, so that a retry
+    or a re-execution from failure on another machine finds it."""
+
+    bucket: str
+    staging_prefix: str  # key prefix of this attempt's staging folder, ending in '/'
+    manifest_key: str
+    lock_key: (
+        str  # the lock object `rename_unload` holds; under staging, unseen by readers of the final prefix
+    )
+    rows: int
+    query_id: int
+    seconds: float
+    redacted_statement: str
+
+
+def partition_date(context: dg.OpExecutionContext, target: UnloadTarget) -> date | None:
+    return date.fromisoformat(context.partition_key) if target.partitioning.type == "daily" else None
+
+
+def run_folder(attempt_prefix: str) -> str:
+    """`<staging>/<target>/<partition>/<run_id>/` from an attempt's `.../<run_id>/attempt-N/`."""
+    return attempt_prefix.rstrip("/").rsplit("/", 1)[0] + "/"
+
+
+def run_unload(
+    context: dg.OpExecutionContext,
+    target: UnloadTarget,
+    *,
+    redshift: RedshiftUnloadResource,
+    settings: UnloadSettings,
+    s3: Any,
+    attempt: int = 0,
+) -> StagedUnload:
+    day = partition_date(context, target)
+    # Each attempt gets its own folder: UNLOAD refuses a non-empty destination, and a failed attempt
+    # on a real cluster may leave partial files behind.
+    location = staging_prefix(
+        bucket=settings.bucket,
+        staging_prefix=settings.staging_key_prefix(),
+        target_name=target.name,
+        partition_key=day.isoformat() if day else None,
+        # (a step Dagster retried whole, after a crash, numbers its attempts apart)
+        run_id=f"{context.run_id}/"
+        + (f"retry-{context.retry_number}-" if context.retry_number else "")
+        + f"attempt-{attempt}",
+    )
+    bucket, key_prefix = parse_s3_uri(location)
+    # Nothing an earlier attempt of this run staged is of use any more (its rename never ran).
+    s3_client = s3  # the boto3 client (context.resources.s3)
+    leftovers = list_keys(s3_client, bucket, run_folder(key_prefix))
+    if leftovers:
+        context.log.info(f"Removing {len(leftovers)} staged file(s) left by an earlier attempt of this run")
+        delete_keys(s3_client, bucket, leftovers)
+    statement = build_unload(target, partition_date=day, location=location, auth=settings.auth())
+    outcome = redshift.unload(
+        statement.sql,
+        redacted=statement.redacted,
+        secrets=settings.secrets(),
+        log=context.log,  # type: ignore[arg-type]
+    )
+    context.log.info(f"UNLOAD wrote {outcome.rows} rows to {location} in {outcome.seconds:.1f}s")
+    final_key = render_key(target.key_template, target=target.name, partition_date=day)
+    return StagedUnload(
+        bucket=bucket,
+        staging_prefix=key_prefix,
+        manifest_key=key_prefix + "manifest",
+        lock_key=lock_key_for(settings.staging_key_prefix(), final_key),
+        rows=outcome.rows,
+        query_id=outcome.query_id,
+        seconds=outcome.seconds,
+        redacted_statement=statement.redacted,
+    )
+
+
+@dataclass(frozen=True)
+class UnloadFailed:
+    """A target whose UNLOAD failed for good in run `run_id`: handed on so the rename op can say so."""
+
+    run_id: str
+    error: str
+
+
+def unload_op(name: str, targets: Sequence[UnloadTarget], input_names: list[str]) -> dg.OpDefinition:
+    def compute(context: dg.OpExecutionContext, _: Mapping[str, Any]) -> Iterator[dg.Output[dict]]:
+        res = context.resources
+        settings = res.unload_settings
+
+        def unload(target: UnloadTarget) -> StagedUnload:
+            return attempt(
+                lambda number: run_unload(
+                    context, target, redshift=res.redshift, settings=settings, s3=res.s3, attempt=number
+                ),
+                backoff=UNLOAD_BACKOFF,
+                what=f"UNLOAD of '{target.name}'",
+                log=context.log.warning,
+            )
+
+        staged: dict[str, StagedUnload | UnloadFailed] = {}
+        for outcome in each(
+            selected(context, targets),
+            unload,
+            workers=settings.max_concurrent_unloads,
+            name=lambda t: t.name,
+            describe_error=lambda exc: said(exc, settings),
+        ):
+            target = outcome.item.name
+            if outcome.error is not None:
+                context.log.error(f"UNLOAD of '{target}' failed: {outcome.error}")
+                staged[target] = UnloadFailed(run_id=context.run_id, error=outcome.error)
+            else:
+                staged[target] = outcome.result  # type: ignore[assignment]
+        yield dg.Output(staged, "staged")
+
+    return dg.OpDefinition(
+        compute_fn=compute,
+        name=f"unload_{name}",
+        description="UNLOAD the query of each selected target into a staging prefix of this run "
+        "(at most `max_concurrent_unloads` at once, each retried on its own).",
+        ins=dict.fromkeys(input_names, NOTHING_IN),
+        outs={"staged": dg.Out(dict, io_manager_key=HANDOFF_IO_MANAGER)},
+        required_resource_keys={"redshift", "unload_settings", "s3"},
+        pool=REDSHIFT_POOL,
+        retry_policy=STEP_RETRY,
+        tags={"kind": "redshift"},
+    )
