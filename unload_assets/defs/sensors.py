@@ -22,23 +22,26 @@ announced by the failure sensor.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from unload_assets import environment, messages
-from unload_assets.defs.run_report import Reading, catch_up_message, message_for, read_run
+from unload_assets import environment
+from unload_assets.defs.run_report import Reading, read_run
+from unload_assets.defs.sensor_cursor import Cursor
+from unload_assets.defs.slack_post import (
+    ANNOUNCED_RUN_TAG,
+    ANNOUNCED_TAG,
+    ATTEMPT_TAG,
+    CHANNEL_TAG,
+    Posting,
+    already_posted,
+    retag,
+)
 from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
 from unload_assets.secrets import scrub
 
-ANNOUNCED_TAG = "unload_assets/slack_announced"  # value: the Slack message ts (proof, and where to look)
-# Re-executions copy their parent's tags: this one names the run the announcement was for.
-ANNOUNCED_RUN_TAG = "unload_assets/slack_announced_run"
-CHANNEL_TAG = "unload_assets/slack_channel"
-ATTEMPT_TAG = "unload_assets/slack_attempt"  # "<run id>@<unix time>" of the first post attempted
 LOOKBACK = timedelta(hours=24)  # how far back the very first tick looks (no watermark yet)
 MARGIN_SECONDS = 300.0  # the watermark trails the clock: a run's end is committed a moment after it ends
 CATCH_UP_THRESHOLD = 10  # more runs than this waiting at once (an outage): one summary message
@@ -47,39 +50,12 @@ RETRY_WAIT = timedelta(hours=1)  # a retry Dagster said it would start, but has 
 WILL_RETRY_TAG = "dagster/will_retry"  # Dagster's: "true" on a failed run its run retries will retry
 AUTO_RETRY_RUN_TAG = "dagster/auto_retry_run_id"  # Dagster's: the retry run, once launched
 TICK_BUDGET_SECONDS = 15.0  # well inside Dagster's 60 s sensor timeout; the rest waits for the next tick
+__all__ = ["ANNOUNCED_RUN_TAG", "ANNOUNCED_TAG", "ATTEMPT_TAG", "CHANNEL_TAG", "Cursor", "announce"]
 RunRecord = dg.RunRecord
 
 
 def _now() -> float:
     return time.time()  # a seam for tests: Retry-After deferrals without sleeping
-
-
-@dataclass
-class Cursor:
-    """`untagged`: runs Slack accepted whose tag write failed (announced: retag, never re-post).
-    `not_before`: a long Retry-After from Slack, honoured across ticks instead of hammering it.
-    `since`: the watermark; every run that ended before it is announced (None: the first tick)."""
-
-    untagged: dict[str, str] = field(default_factory=dict)
-    not_before: float = 0.0
-    since: float | None = None
-
-    @classmethod
-    def parse(cls, raw: str | None) -> Cursor:
-        try:
-            data = json.loads(raw or "{}")
-            since = data.get("since")
-            return cls(
-                untagged=dict(data.get("untagged", {})),
-                not_before=float(data.get("not_before", 0)),
-                since=float(since) if since is not None else None,
-            )
-        except (ValueError, TypeError, AttributeError):
-            return cls()  # an unreadable cursor only loses the retag list; the run tags still hold
-
-    def dump(self) -> str:
-        data = {"untagged": self.untagged, "not_before": self.not_before, "since": self.since}
-        return json.dumps(data, sort_keys=True)
 
 
 DEFAULT_INTERVAL_SECONDS = 30
@@ -110,7 +86,7 @@ def announce(
     context: dg.SensorEvaluationContext, slack: UnloadSlackResource, status: dg.DagsterRunStatus
 ) -> dg.SensorResult:
     cursor, instance, now = Cursor.parse(context.cursor), context.instance, _now()
-    _retag(instance, cursor, now)
+    retag(instance, cursor, now, keep_seconds=2 * LOOKBACK.total_seconds())
     pending, held = _pending(instance, status, cursor, now)
     waiting = f"{len(pending)} {status.value.lower()} unload run(s) waiting"
     problem = slack.misconfiguration()
@@ -123,7 +99,7 @@ def announce(
         return dg.SensorResult(skip_reason=skip, cursor=cursor.dump())
     secrets = _secrets(slack)
     try:
-        found, unread = _already_posted(slack, pending), None
+        found, unread = already_posted(slack, pending), None
     except NotDelivered as exc:
         if exc.retry_after is not None:
             cursor.not_before = _now() + exc.retry_after
@@ -132,7 +108,9 @@ def announce(
             summary = f"Announced 0 of {len(pending)} run(s); stopped: {exc.reason}; retried next tick."
             return dg.SensorResult(skip_reason=scrub(summary, secrets), cursor=cursor.dump())
         found, unread = {}, exc.reason
-    tick = _Tick(instance, slack, cursor, secrets, found)
+    tick = Posting(
+        instance, slack, cursor, secrets, found, clock=lambda: _now(), budget_seconds=TICK_BUDGET_SECONDS
+    )
     rest = [(r, reading) for r, reading in pending if not tick.retag_found(r.dagster_run.run_id)]
     if tick.stop is None and len(rest) > CATCH_UP_THRESHOLD:
         tick.post_summary(rest[:CATCH_UP_MAX])
@@ -152,101 +130,6 @@ def announce(
     return dg.SensorResult(skip_reason=scrub(summary + ".", secrets), cursor=cursor.dump())
 
 
-class _Tick:
-    """One tick's posting: each run's message (or one summary), each run tagged once Slack has it."""
-
-    def __init__(
-        self,
-        instance: dg.DagsterInstance,
-        slack: UnloadSlackResource,
-        cursor: Cursor,
-        secrets: tuple[str, ...],
-        found: dict[str, tuple[str, str]],
-    ) -> None:
-        self.instance, self.slack, self.cursor, self.secrets, self.found = (
-            instance,
-            slack,
-            cursor,
-            secrets,
-            found,
-        )
-        self.done: set[str] = set()  # announced now (posted, or found in the channel)
-        self.sent: list[str] = []
-        self.refused: list[str] = []
-        self.summarized = 0
-        self.stop: str | None = None
-        self.deadline = time.monotonic() + TICK_BUDGET_SECONDS
-
-    def retag_found(self, run_id: str) -> bool:
-        """Posted by an earlier attempt whose answer never came: tag it, never re-post."""
-        if run_id not in self.found or self.stop is not None:
-            return False
-        channel_id, ts = self.found[run_id]
-        return self._tag(run_id, channel_id, ts)
-
-    def post_each(self, runs: list[tuple[RunRecord, Reading]]) -> None:
-        for record, reading in runs:
-            run_id = record.dagster_run.run_id
-            if time.monotonic() > self.deadline:
-                self.stop = "time budget of this tick used up"
-                return
-            message = message_for(self.instance, record, reading, self.secrets)
-            posted = self._post(message, [record])
-            if posted is None and self.stop is not None:
-                return
-            if posted is not None:
-                self.sent.append(run_id)
-                if not self._tag(run_id, *posted):
-                    return
-
-    def post_summary(self, runs: list[tuple[RunRecord, Reading]]) -> None:
-        message = catch_up_message(self.instance, runs, self.secrets)
-        posted = self._post(message, [record for record, _ in runs])
-        if posted is None:
-            return
-        for record, _ in runs:
-            if not self._tag(record.dagster_run.run_id, *posted):
-                return
-            self.summarized += 1
-
-    def _post(self, message: messages.SlackMessage, records: list[RunRecord]) -> tuple[str, str] | None:
-        run_ids = [r.dagster_run.run_id for r in records]
-        try:
-            for run_id, record in zip(run_ids, records, strict=True):
-                if _attempt(record.dagster_run) is None:
-                    self.instance.add_run_tags(run_id, {ATTEMPT_TAG: f"{run_id}@{_now():.3f}"})
-            return self.slack.post(message.text, message.blocks, run_id=run_ids[0], also=run_ids[1:])
-        except NotDelivered as exc:
-            if exc.retry_after is not None:
-                self.cursor.not_before = _now() + exc.retry_after
-            if exc.only_this_message and len(run_ids) == 1:  # one malformed message holds back no other
-                self.refused.append(f"{run_ids[0][:8]}: {exc.reason}")
-                return None
-            self.stop = exc.reason + (
-                "; looked up in the channel before any new post" if exc.maybe_posted else ""
-            )
-        except Exception as exc:  # the attempt tag could not be written: post nothing unrecorded
-            self.stop = f"could not tag run {run_ids[0][:8]} before posting ({type(exc).__name__})"
-        return None
-
-    def _tag(self, run_id: str, channel_id: str, ts: str) -> bool:
-        """Tag the run announced; a crash before this write is what the attempt tag and the history
-        lookup cover. False (and the tick stops) when the tag cannot be written."""
-        try:
-            self.instance.add_run_tags(
-                run_id, {ANNOUNCED_TAG: ts, ANNOUNCED_RUN_TAG: run_id, CHANNEL_TAG: channel_id}
-            )
-        except Exception as exc:  # Slack has it: remember in the cursor so it is never re-posted
-            self.cursor.untagged[run_id] = ts
-            self.done.add(run_id)
-            self.stop = (
-                f"could not tag run {run_id[:8]} as announced ({type(exc).__name__}); will retry the tag"
-            )
-            return False
-        self.done.add(run_id)
-        return True
-
-
 def _ends(runs: list[tuple[RunRecord, Reading]]) -> list[float]:
     return [_ended(record) for record, _ in runs]
 
@@ -258,26 +141,6 @@ def _ended(record: RunRecord) -> float:
 def _advance(cursor: Cursor, unannounced_ends: list[float], now: float) -> None:
     """The watermark: up to the oldest run still to announce, else shortly before now."""
     cursor.since = min([*unannounced_ends, now - MARGIN_SECONDS])
-
-
-def _attempt(run: dg.DagsterRun) -> float | None:
-    """When a post of this run was first attempted (the tag a re-execution inherits is its parent's)."""
-    owner, _, when = run.tags.get(ATTEMPT_TAG, "").partition("@")
-    try:
-        return float(when) if owner == run.run_id else None
-    except ValueError:
-        return None
-
-
-def _already_posted(
-    slack: UnloadSlackResource, pending: list[tuple[RunRecord, Reading]]
-) -> dict[str, tuple[str, str]]:
-    """The pending runs an earlier attempt may have posted, looked up in the channel (one history read
-    for all of them, from a minute before the earliest attempt)."""
-    attempted = {r.dagster_run.run_id: when for r, _ in pending if (when := _attempt(r.dagster_run))}
-    if not attempted:
-        return {}
-    return slack.find_posted(set(attempted), oldest=min(attempted.values()) - 60)
 
 
 def _statuses(status: dg.DagsterRunStatus) -> list[dg.DagsterRunStatus]:
@@ -333,16 +196,6 @@ def _announced(run: dg.DagsterRun) -> bool:
         return False
     owner = run.tags.get(ANNOUNCED_RUN_TAG)
     return owner == run.run_id if owner else run.parent_run_id is None
-
-
-def _retag(instance: dg.DagsterInstance, cursor: Cursor, now: float) -> None:
-    for run_id, ts in list(cursor.untagged.items()):
-        try:
-            instance.add_run_tags(run_id, {ANNOUNCED_TAG: ts, ANNOUNCED_RUN_TAG: run_id})
-            del cursor.untagged[run_id]
-        except Exception:
-            if float(ts or 0) < now - 2 * LOOKBACK.total_seconds():
-                del cursor.untagged[run_id]  # long out of the lookback (or deleted): nothing left to protect
 
 
 def _secrets(slack: UnloadSlackResource) -> tuple[str, ...]:

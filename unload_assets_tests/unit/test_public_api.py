@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "unload_assets"
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = (REPO / "unload_assets", REPO / "local" / "unload_assets_local")
 PRIVATE = ("dagster._", "original_resource_dict", "dagster_aws._", "dagster_slack._")
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for package in PACKAGES for p in package.rglob("*.py")),
+    ids=lambda p: str(p.relative_to(REPO)),
+)
 def test_no_private_dagster_api(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     found = [
