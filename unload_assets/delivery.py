@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from unload_assets.rename import FinalObject
 from unload_assets.s3_naming import parse_s3_uri, s3_url
 
 UNPARTITIONED = "unpartitioned"
@@ -25,12 +26,6 @@ COLUMN_SCHEMA = "dagster/column_schema"
 
 
 @dataclass(frozen=True)
-class StoredObject:
-    key: str
-    size: int
-
-
-@dataclass(frozen=True)
 class Delivery:
     """One target's delivery of one partition."""
 
@@ -38,7 +33,7 @@ class Delivery:
     partition: str  # the day (ISO) or "unpartitioned"
     bucket: str
     primary_key: str  # what a reader opens: the final key, or the COPY manifest of the parts
-    objects: tuple[StoredObject, ...] = ()  # every final object, the parts' manifest included
+    objects: tuple[FinalObject, ...] = ()  # every final object, the parts' manifest included
     rows: int | None = None
     bytes: int | None = None  # data bytes (a parts manifest not counted)
     delivered_as: str = ""  # "single", "combine", "parts", "empty", + " (fell back: <why>)"
@@ -112,7 +107,7 @@ class Delivery:
         meta = plain(metadata)
         bucket, primary = parse_s3_uri(str(meta.get("s3_uri") or ""))
         objects = tuple(
-            StoredObject(str(o["key"]), int(o.get("size") or 0))
+            FinalObject(str(o["key"]), int(o.get("size") or 0))
             for o in meta.get("final_objects") or []
             if isinstance(o, dict) and "key" in o
         )

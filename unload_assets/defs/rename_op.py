@@ -17,7 +17,7 @@ from unload_assets.defs.names import asset_key_for, output_name
 from unload_assets.defs.op_support import STEP_RETRY, said, selected
 from unload_assets.defs.retries import RENAME_BACKOFF, attempt, each
 from unload_assets.defs.unload_op import StagedUnload, UnloadFailed, partition_date, run_folder
-from unload_assets.delivery import FAILED_TARGETS, UNPARTITIONED, Delivery, StoredObject
+from unload_assets.delivery import FAILED_TARGETS, UNPARTITIONED, Delivery
 from unload_assets.rename import HeaderStyle, RenameResult, SplitRefused, header_by_rename, rename_unload
 from unload_assets.s3_naming import manifest_key_for, render_key, s3_url
 
@@ -74,7 +74,7 @@ def _delivery(
         bucket=staged.bucket,
         # With parts, the manifest is the one address a reader needs (COPY ... MANIFEST loads it).
         primary_key=manifest_key if result.mode == "parts" else final_key,
-        objects=tuple(StoredObject(obj.key, obj.size) for obj in result.objects),
+        objects=tuple(result.objects),
         rows=staged.rows,
         bytes=sum(obj.size for obj in data),
         delivered_as=result.mode + (f" (fell back: {why})" if (why := result.fallback_reason) else ""),

@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from unload_assets import messages
-from unload_assets.delivery import Delivery, StoredObject
+from unload_assets.delivery import Delivery
 from unload_assets.messages import RunFacts, StepFailure, Untouched
+from unload_assets.rename import FinalObject
 from unload_assets.secrets import scrub
 
 RUN = RunFacts(
@@ -173,7 +174,7 @@ def test_any_number_of_targets_fits_block_kit_limits(count: int, name_len: int) 
             partition="2026-11-22",
             bucket="b",
             primary_key=f"{'k' * 200}/0",
-            objects=tuple(StoredObject(f"{'k' * 200}/{j}", 1) for j in range(5)),
+            objects=tuple(FinalObject(f"{'k' * 200}/{j}", 1) for j in range(5)),
             rows=i,
             bytes=i,
         )
