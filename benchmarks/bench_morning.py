@@ -6,8 +6,8 @@ Run by hand:  .venv/bin/python benchmarks/bench_morning.py [--sizes 10,100,1000]
 Against the local stack (`unload-assets-local up`: PostgreSQL, the Redshift emulator, the moto S3 server,
 in processes of their own), for each N a catalogue of N daily targets t0001..tNNNN (csv, one trivial
 `mod(sale_id, N) = i` filter each) and a fresh DAGSTER_HOME (empty dagster.yaml: SQLite storage), run
-with the code location's executor (unload_assets/defs/execution.py: one process per step, forked from a
-forkserver that built the code location once per run):
+with the code location's executor (unload_assets/orchestration/execution.py: one process per step,
+forked from a forkserver that built the code location once per run):
 - morning:  yesterday's partition (America/Los_Angeles unless UNLOAD_TIMEZONE says otherwise) of the
             job `daily_unloads` launched as the schedule launches it, through
             `dagster job execute -j daily_unloads --tags '{"dagster/partition": ...}'`;
@@ -46,8 +46,8 @@ import dagster as dg
 from stack_process import start_stack, stop_stack
 from unload_assets_local.postgres import RELOCATED_BASE, free_port
 
-from unload_assets.defs.schedules import DAILY_JOB, previous_day
 from unload_assets.environment import DEFAULT_TIMEZONE
+from unload_assets.orchestration.schedules import DAILY_JOB, previous_day
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]

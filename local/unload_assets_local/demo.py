@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from unload_assets.defs.schedules import DAILY_JOB, UNPARTITIONED_JOB
+from unload_assets.orchestration.schedules import DAILY_JOB, UNPARTITIONED_JOB
 from unload_assets_local.devserver import DagsterDev, DagsterDevError, stop_process_group
 from unload_assets_local.postgres import free_port
 

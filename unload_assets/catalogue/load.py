@@ -63,6 +63,19 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     return catalogue
 
 
+def catalogue_from_mapping(data: Any, source: str | Path) -> Catalogue:
+    """Validate a catalogue given as data (`{"defaults": ..., "targets": [...]}`, e.g. inline in a
+    component's `defs.yaml`); `source` names it in every error. Raises CatalogueError like
+    `load_catalogue`."""
+    where = Path(source)
+    report = _Report(where.name)
+    catalogue = _build(data, report, where)
+    if report.lines or catalogue is None:
+        count = len(report.lines)
+        raise CatalogueError(f"{count} problem(s) in unload catalogue {source}:\n" + "\n".join(report.lines))
+    return catalogue
+
+
 class _Report:
     def __init__(self, file_name: str) -> None:
         self.file_name = file_name

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import psycopg2
 import pytest
 
-from unload_assets.defs.execution import CELERY_BROKER_ENV
+from unload_assets.orchestration.execution import CELERY_BROKER_ENV
 from unload_assets_tests.support.pipeline_helpers import get_bytes, write_catalogue
 from unload_assets_tests.support.production import (
     BIN,

@@ -11,8 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from unload_assets.assembly import build_definitions
 from unload_assets.catalogue import PACKAGED_CATALOGUE
-from unload_assets.definitions import build_definitions
 from unload_assets.resources import RedshiftUnloadResource, TransientRedshiftError
 from unload_assets_tests.support.pipeline_helpers import (
     connect_redshift,

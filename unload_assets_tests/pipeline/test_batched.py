@@ -22,8 +22,8 @@ import psycopg2
 import pytest
 from unload_assets_local.stack import LocalStack
 
-from unload_assets.definitions import build_definitions
-from unload_assets.defs.names import asset_key_for
+from unload_assets.assembly import build_definitions
+from unload_assets.orchestration.names import asset_key_for
 from unload_assets_tests.support.fault_harness import (
     failed_targets,
     step_retries,
@@ -96,7 +96,7 @@ def catalogue(local_stack: LocalStack, stack_env, tmp_path_factory) -> Iterator[
 def test_one_failing_target_leaves_the_others_delivered_and_reexecution_runs_only_it(
     catalogue: Path, local_stack: LocalStack, tmp_path: Path
 ) -> None:
-    from unload_assets.defs import sensors
+    from unload_assets.orchestration import sensors
     from unload_assets.resources.slack import UnloadSlackResource
 
     dsn, s3 = local_stack.postgres.dsn(), local_stack.s3.client()

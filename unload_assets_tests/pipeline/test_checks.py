@@ -6,8 +6,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from unload_assets.definitions import build_definitions
-from unload_assets.defs.names import asset_key_for
+from unload_assets.assembly import build_definitions
+from unload_assets.orchestration.names import asset_key_for
 from unload_assets_tests.support.pipeline_helpers import get_bytes, materialise, write_catalogue
 
 pytestmark = pytest.mark.stack

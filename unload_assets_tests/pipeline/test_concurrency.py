@@ -20,9 +20,9 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from unload_assets.defs import sensors
-from unload_assets.defs.names import asset_key_for
-from unload_assets.defs.unload_op import REDSHIFT_POOL
+from unload_assets.orchestration import sensors
+from unload_assets.orchestration.names import asset_key_for
+from unload_assets.orchestration.unload_op import REDSHIFT_POOL
 from unload_assets.rename.lock import final_key_lock
 from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets_tests.support import concurrency_jobs

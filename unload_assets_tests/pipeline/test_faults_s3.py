@@ -20,7 +20,7 @@ import pytest
 from unload_assets_local.emulator.proxy import RedshiftEmulator
 from unload_assets_local.s3_fault_proxy import FaultProxy
 
-from unload_assets.defs.names import asset_key_for
+from unload_assets.orchestration.names import asset_key_for
 from unload_assets_tests.support.fault_harness import (
     BUCKET,
     CATALOGUE,

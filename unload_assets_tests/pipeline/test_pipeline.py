@@ -8,10 +8,10 @@ import dagster as dg
 import psycopg2
 import pytest
 
+from unload_assets.assembly import build_definitions
 from unload_assets.catalogue import PACKAGED_CATALOGUE
-from unload_assets.definitions import build_definitions
-from unload_assets.defs.checks import CHECKS
-from unload_assets.defs.names import asset_key_for
+from unload_assets.orchestration.checks import CHECKS
+from unload_assets.orchestration.names import asset_key_for
 from unload_assets_tests.support.pipeline_helpers import (
     connect_redshift,
     csv_rows,

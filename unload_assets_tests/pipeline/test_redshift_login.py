@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 from unload_assets_local.tls import local_tls_files
 
-from unload_assets.definitions import build_definitions
+from unload_assets.assembly import build_definitions
 from unload_assets.environment import redshift_from_env
 from unload_assets.resources.redshift_auth import CREDENTIALS
 from unload_assets_tests.support.pipeline_helpers import (

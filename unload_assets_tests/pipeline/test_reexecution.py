@@ -8,8 +8,8 @@ import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from unload_assets.definitions import build_definitions
-from unload_assets.defs.names import asset_key_for
+from unload_assets.assembly import build_definitions
+from unload_assets.orchestration.names import asset_key_for
 from unload_assets_tests.support.pipeline_helpers import get_bytes, job_with_env, write_catalogue
 
 pytestmark = pytest.mark.stack

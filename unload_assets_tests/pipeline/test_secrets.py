@@ -19,8 +19,8 @@ from urllib.parse import quote, quote_plus
 import dagster as dg
 import pytest
 
-from unload_assets.definitions import build_definitions
-from unload_assets.defs.names import asset_key_for
+from unload_assets.assembly import build_definitions
+from unload_assets.orchestration.names import asset_key_for
 from unload_assets.resources.redshift_auth import CREDENTIALS
 
 pytestmark = pytest.mark.stack

@@ -17,9 +17,9 @@ import pytest
 from unload_assets_local.slack_standin import SlackApiError as SlackApiErrorStandIn
 from unload_assets_local.slack_standin import SlackStandIn
 
-from unload_assets.defs import sensors
-from unload_assets.defs.schedules import build_morning_runs
 from unload_assets.delivery import FAILED_TARGETS
+from unload_assets.orchestration import sensors
+from unload_assets.orchestration.schedules import build_morning_runs
 from unload_assets.resources.slack import UnloadSlackResource
 
 TOKEN = "xoxb-sensor-test-token-0123456789"

@@ -16,12 +16,12 @@ import dagster as dg
 import pytest
 from unload_assets_local.stack import LocalStack
 
-from unload_assets.defs.sensors import ANNOUNCED_TAG
+from unload_assets.orchestration.sensors import ANNOUNCED_TAG
 
 
 @pytest.fixture
 def defs(stack_env: dict[str, str]) -> dg.Definitions:
-    from unload_assets.definitions import build_definitions
+    from unload_assets.assembly import build_definitions
 
     return build_definitions()
 
@@ -104,7 +104,7 @@ targets:
 def test_a_failed_run_is_announced_with_the_target_the_error_and_what_was_kept(
     instance: dg.DagsterInstance, local_stack: LocalStack, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from unload_assets.definitions import build_definitions
+    from unload_assets.assembly import build_definitions
 
     catalogue = tmp_path / "targets.yaml"
     catalogue.write_text(BROKEN_CATALOGUE)

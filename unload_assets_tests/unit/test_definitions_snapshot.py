@@ -14,8 +14,8 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from unload_assets.assembly import build_definitions
 from unload_assets.catalogue import PACKAGED_CATALOGUE
-from unload_assets.definitions import build_definitions
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
 ENV = {  # what loading needs; no value here is a secret or reaches a server
@@ -29,7 +29,7 @@ ENV = {  # what loading needs; no value here is a secret or reaches a server
 }
 
 
-def _described(defs: dg.Definitions) -> dict[str, Any]:
+def described(defs: dg.Definitions) -> dict[str, Any]:
     graph = defs.resolve_asset_graph()
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
@@ -64,7 +64,7 @@ def _described(defs: dg.Definitions) -> dict[str, Any]:
 def test_the_definitions_match_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
-    current = _described(build_definitions(PACKAGED_CATALOGUE))
+    current = described(build_definitions(PACKAGED_CATALOGUE))
     text = json.dumps(current, indent=2, sort_keys=True) + "\n"
     if os.getenv("UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(text)

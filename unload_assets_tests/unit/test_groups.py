@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from unload_assets.definitions import build_definitions
+from unload_assets.assembly import build_definitions
 from unload_assets_tests.unit.test_definitions_snapshot import ENV
 
 TARGET = """
@@ -105,7 +105,7 @@ def test_the_upstream_tables_carry_their_full_name_for_dagsters_catalog(tmp_path
 
 
 def test_the_manifests_schema_becomes_a_column_schema_typed_as_redshift_types_it():
-    from unload_assets.defs.rename_op import column_schema
+    from unload_assets.orchestration.rename_op import column_schema
 
     schema = {
         "elements": [

@@ -10,11 +10,11 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from unload_assets.assembly import build_definitions
 from unload_assets.catalogue import load_catalogue
-from unload_assets.definitions import build_definitions
-from unload_assets.defs.checks import check_specs
-from unload_assets.defs.op_support import HANDOFF_IO_MANAGER
-from unload_assets.defs.unload_op import REDSHIFT_POOL
+from unload_assets.orchestration.checks import check_specs
+from unload_assets.orchestration.op_support import HANDOFF_IO_MANAGER
+from unload_assets.orchestration.unload_op import REDSHIFT_POOL
 from unload_assets_tests.unit.test_definitions_snapshot import ENV
 from unload_assets_tests.unit.test_groups import DAILY, _catalogue
 

@@ -8,7 +8,7 @@ import time
 import dagster as dg
 import pytest
 
-from unload_assets.defs.retries import Backoff, attempt, describe, each, retries_logged
+from unload_assets.orchestration.retries import Backoff, attempt, describe, each, retries_logged
 
 
 def test_a_target_is_retried_with_growing_waits_then_its_last_error_is_raised():

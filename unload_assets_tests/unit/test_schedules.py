@@ -11,7 +11,7 @@ import pytest
 # The daemon's own tick generator: what it computes is what production runs.
 from dagster._utils.schedules import cron_string_iterator
 
-from unload_assets.defs.schedules import (
+from unload_assets.orchestration.schedules import (
     DAILY_JOB,
     UNPARTITIONED_JOB,
     build_morning_runs,

@@ -7,8 +7,8 @@ from typing import Any
 import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
-from unload_assets.defs.names import asset_key_for
-from unload_assets.defs.retries import describe
+from unload_assets.orchestration.names import asset_key_for
+from unload_assets.orchestration.retries import describe
 from unload_assets.secrets import scrub
 
 # A step that dies (killed, out of memory) is retried whole by Dagster; each target's own errors are

@@ -26,11 +26,11 @@ from typing import Any
 import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
-from unload_assets.defs.checks import check_specs
-from unload_assets.defs.names import asset_key_for, output_name, upstream_key
-from unload_assets.defs.op_support import HANDOFF_IO_MANAGER
-from unload_assets.defs.rename_op import rename_op
-from unload_assets.defs.unload_op import REDSHIFT_POOL, unload_op
+from unload_assets.orchestration.checks import check_specs
+from unload_assets.orchestration.names import asset_key_for, output_name, upstream_key
+from unload_assets.orchestration.op_support import HANDOFF_IO_MANAGER
+from unload_assets.orchestration.rename_op import rename_op
+from unload_assets.orchestration.unload_op import REDSHIFT_POOL, unload_op
 from unload_assets.statement.lineage import upstream_tables
 
 GROUP = "unloads"

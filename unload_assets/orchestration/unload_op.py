@@ -13,8 +13,8 @@ from typing import Any
 import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
-from unload_assets.defs.op_support import HANDOFF_IO_MANAGER, STEP_RETRY, said, selected
-from unload_assets.defs.retries import UNLOAD_BACKOFF, attempt, each
+from unload_assets.orchestration.op_support import HANDOFF_IO_MANAGER, STEP_RETRY, said, selected
+from unload_assets.orchestration.retries import UNLOAD_BACKOFF, attempt, each
 from unload_assets.rename import delete_keys, list_keys, lock_key_for
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
 from unload_assets.s3_naming import parse_s3_uri, render_key, staging_prefix

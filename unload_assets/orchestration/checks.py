@@ -13,8 +13,8 @@ from urllib.parse import unquote
 import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
-from unload_assets.defs.names import asset_key_for
 from unload_assets.delivery import Delivery
+from unload_assets.orchestration.names import asset_key_for
 from unload_assets.rename import STAGING_TAG, final_key_lock, lock_key_for
 from unload_assets.resources import UnloadSettings
 from unload_assets.s3_naming import parse_s3_uri, render_key

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import dagster as dg
 
 from unload_assets import messages
-from unload_assets.defs.run_report import Reading, catch_up_message, message_for
-from unload_assets.defs.sensor_cursor import Cursor
+from unload_assets.orchestration.run_report import Reading, catch_up_message, message_for
+from unload_assets.orchestration.sensor_cursor import Cursor
 from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
 
 ANNOUNCED_TAG = "unload_assets/slack_announced"  # value: the Slack message ts (proof, and where to look)

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 import dagster as dg
 
 from unload_assets import environment, messages
-from unload_assets.defs.names import is_unload
 from unload_assets.delivery import FAILED_TARGETS, Delivery, plain
+from unload_assets.orchestration.names import is_unload
 
 Ev = dg.DagsterEventType
 _EVENTS = {Ev.ASSET_MATERIALIZATION_PLANNED, Ev.ASSET_MATERIALIZATION, Ev.STEP_FAILURE, Ev.RUN_FAILURE}

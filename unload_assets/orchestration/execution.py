@@ -2,9 +2,10 @@
 
 By default each step still runs in a process of its own (a crash, a kill or a memory blow-up stays in
 its step, and retries and re-execution work per step), but the process is forked from a forkserver
-that has imported the package and built the code location once per run (`unload_assets.defs.preload`),
-instead of a fresh interpreter importing Dagster and rebuilding every target for each step. Measured
-with benchmarks/bench_morning.py: 1.4 s per target instead of 3.9 s for a 40-target morning.
+that has imported the package and built the code location once per run
+(`unload_assets.orchestration.preload`), instead of a fresh interpreter importing Dagster and
+rebuilding every target for each step. Measured with benchmarks/bench_morning.py: 1.4 s per target
+instead of 3.9 s for a 40-target morning.
 
 With `UNLOAD_CELERY_BROKER_URL` (e.g. `redis://redis:6379/0`) the steps of every run are queued on that
 broker and run by `dagster-celery worker start` processes on any number of machines (deploy/celery.yaml).
@@ -21,7 +22,7 @@ from unload_assets import environment
 CELERY_BROKER_ENV = environment.CELERY_BROKER
 
 
-PRELOAD_MODULE = "unload_assets.defs.preload"
+PRELOAD_MODULE = "unload_assets.orchestration.preload"
 WARM_MULTIPROCESS = dg.multiprocess_executor.configured(
     {"start_method": {"forkserver": {"preload_modules": [PRELOAD_MODULE]}}}, name="warm_multiprocess"
 )

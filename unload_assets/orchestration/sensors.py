@@ -28,9 +28,9 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from unload_assets import environment
-from unload_assets.defs.run_report import Reading, read_run
-from unload_assets.defs.sensor_cursor import Cursor
-from unload_assets.defs.slack_post import (
+from unload_assets.orchestration.run_report import Reading, read_run
+from unload_assets.orchestration.sensor_cursor import Cursor
+from unload_assets.orchestration.slack_post import (
     ANNOUNCED_RUN_TAG,
     ANNOUNCED_TAG,
     ATTEMPT_TAG,

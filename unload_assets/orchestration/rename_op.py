@@ -12,12 +12,12 @@ from typing import Any
 import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
-from unload_assets.defs.checks import evaluate_checks, evaluate_latest, failed_checks
-from unload_assets.defs.names import asset_key_for, output_name
-from unload_assets.defs.op_support import STEP_RETRY, said, selected
-from unload_assets.defs.retries import RENAME_BACKOFF, attempt, each
-from unload_assets.defs.unload_op import StagedUnload, UnloadFailed, partition_date, run_folder
 from unload_assets.delivery import FAILED_TARGETS, UNPARTITIONED, Delivery
+from unload_assets.orchestration.checks import evaluate_checks, evaluate_latest, failed_checks
+from unload_assets.orchestration.names import asset_key_for, output_name
+from unload_assets.orchestration.op_support import STEP_RETRY, said, selected
+from unload_assets.orchestration.retries import RENAME_BACKOFF, attempt, each
+from unload_assets.orchestration.unload_op import StagedUnload, UnloadFailed, partition_date, run_folder
 from unload_assets.rename import HeaderStyle, RenameResult, SplitRefused, header_by_rename, rename_unload
 from unload_assets.s3_naming import manifest_key_for, render_key, s3_url
 
