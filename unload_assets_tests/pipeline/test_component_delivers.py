@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
