@@ -170,7 +170,7 @@ def _open(page, url: str, wait_for: str) -> None:
 CHROMIUM_HINT = "needs Debian's chromium at /usr/bin/chromium: sudo apt-get install chromium"
 
 
-def test_the_ui_shows_lineage_and_the_latest_materialisation(dagster_dev, local_stack):
+def test_the_ui_shows_lineage_the_row_count_and_the_latest_materialisation(dagster_dev, local_stack):
     if not CHROMIUM.exists():
         if os.environ.get("CI"):  # CI proves the UI: a missing browser fails the run, never skips it
             pytest.fail(f"under CI the browser test {CHROMIUM_HINT}")
@@ -195,7 +195,12 @@ def test_the_ui_shows_lineage_and_the_latest_materialisation(dagster_dev, local_
         shown_rows = int(row.locator("td").last.inner_text().replace(",", ""))
         with psycopg2.connect(local_stack.postgres.dsn()) as conn, conn.cursor() as cur:
             cur.execute("select count(*) from public.sales where sale_date = %s", (day,))
-            assert shown_rows == cur.fetchone()[0] > 0
+            expected_rows = cur.fetchone()[0]
+        assert shown_rows == expected_rows > 0
+        # Dagster's own "Row count" (from the standard key dagster/row_count), as the catalog shows it.
+        standard = re.search(r"Row count\s*\n\s*([\d,]+)", overview)
+        assert standard is not None, "the asset page shows no Row count"
+        assert int(standard.group(1).replace(",", "")) == expected_rows
 
         _open(
             page, f"{dagster_dev.url}/assets/s3/sales_data?view=lineage&lineageScope=upstream", "sales_data"
