@@ -60,7 +60,7 @@ def build_definitions(catalogue_path: str | Path | None = None) -> dg.Definition
     catalogue = load_catalogue(catalogue_path)
     timezone = environment.timezone()
     unload_assets = [
-        build_unload_assets(targets, name=name, partitions_def=partitions_def)
+        build_unload_assets(targets, name=name, partitions_def=partitions_def, timezone=timezone)
         for name, partitions_def, targets in groups(catalogue.targets, timezone, environment.batch_size())
     ]
     morning = build_morning_runs(unload_assets, timezone=timezone)

@@ -1,5 +1,5 @@
 """Delivery deadlines without a server: the catalogue field, which target-day is due when across time
-zones and DST changes."""
+zones and DST changes, the freshness policy the UI shows."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import dagster as dg
 import pytest
 import yaml
 
 from unload_assets.catalogue import CatalogueError, load_catalogue
-from unload_assets.deadline import RUN_AT, Watched, due_between, target_day
+from unload_assets.deadline import RUN_AT, Watched, due_between, freshness_window, target_day
 from unload_assets.defs.schedules import RUN_AT_CRON
+from unload_assets_tests.unit.test_definitions_snapshot import ENV
 
 DAILY = {
     "name": "sales",
@@ -159,3 +161,31 @@ def test_windows_that_meet_see_each_deadline_once() -> None:
     ticks = [_at(LA, date(2026, 11, 23), 9, 0) + n * 30 * 60 for n in range(6)]
     seen = [t.key for a, b in zip(ticks, ticks[1:], strict=False) for t in due_between([SALES], LA, a, b)]
     assert seen == ["sales/2026-11-22"]
+
+
+# ---- the freshness policy the UI shows -------------------------------------------------------------
+
+
+def test_the_freshness_window_runs_from_the_morning_run_to_the_deadline() -> None:
+    assert freshness_window(time(9, 30)) == ("30 9 * * *", timedelta(minutes=30))
+    assert freshness_window(time(9, 1)) == ("1 9 * * *", timedelta(minutes=1))  # Dagster's smallest
+    assert freshness_window(time(23, 59)) == ("59 23 * * *", timedelta(hours=14, minutes=59))
+
+
+def test_a_target_with_a_deadline_shows_it_as_a_cron_freshness_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from unload_assets.definitions import build_definitions
+
+    for name, value in {**ENV, "UNLOAD_TIMEZONE": BERLIN}.items():
+        monkeypatch.setenv(name, value)
+    path = _catalogue(tmp_path, [{**DAILY, "deliver_by": "09:45"}, SNAPSHOT])
+    defs = build_definitions(path)
+    graph = defs.resolve_asset_graph()
+    sales = graph.get(dg.AssetKey(["s3", "sales"])).freshness_policy
+    assert isinstance(sales, dg.FreshnessPolicy)
+    assert sales == dg.FreshnessPolicy.cron(
+        deadline_cron="45 9 * * *", lower_bound_delta=timedelta(minutes=45), timezone=BERLIN
+    )
+    assert graph.get(dg.AssetKey(["s3", "customers"])).freshness_policy is None
+    assert len(graph.get(dg.AssetKey(["s3", "sales"])).check_keys) == 4  # the checks are kept
