@@ -2,8 +2,8 @@
 
 Builds nothing until Dagster asks (no I/O at import). The flow it wires, in order: the catalogue
 (`catalogue/`), the unload and rename ops of each group of targets (`defs/assets.py`), their checks, the
-09:00 schedules and the Slack sensors (`defs/`), and the resources (`resources/`), every setting read by
-`environment.py`.
+09:00 schedules, the Slack sensors and the deadline sensor (`defs/`), and the resources (`resources/`),
+every setting read by `environment.py`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dagster_aws.s3 import S3PickleIOManager, S3Resource
 from unload_assets import environment
 from unload_assets.catalogue import Catalogue, load_catalogue
 from unload_assets.defs.assets import HANDOFF_IO_MANAGER, build_unload_assets, external_table_specs, groups
+from unload_assets.defs.deadline_sensor import build_deadline_sensor
 from unload_assets.defs.execution import executor_from_env
 from unload_assets.defs.schedules import build_morning_runs
 from unload_assets.defs.sensors import build_notification_sensors
@@ -58,7 +59,7 @@ def build_resources(catalogue: Catalogue) -> dict[str, object]:
 
 def build_definitions(catalogue_path: str | Path | None = None) -> dg.Definitions:
     catalogue = load_catalogue(catalogue_path)
-    timezone = environment.timezone()
+    timezone, interval = environment.timezone(), environment.sensor_interval_seconds()
     unload_assets = [
         build_unload_assets(targets, name=name, partitions_def=partitions_def, timezone=timezone)
         for name, partitions_def, targets in groups(catalogue.targets, timezone, environment.batch_size())
@@ -71,7 +72,10 @@ def build_definitions(catalogue_path: str | Path | None = None) -> dg.Definition
         ],
         jobs=[run.job for run in morning],
         schedules=[run.schedule for run in morning],
-        sensors=build_notification_sensors(environment.sensor_interval_seconds()),
+        sensors=[
+            *build_notification_sensors(interval),
+            build_deadline_sensor(catalogue.targets, timezone=timezone, interval_seconds=interval),
+        ],
         resources=build_resources(catalogue),
         executor=executor_from_env(),
     )
