@@ -1,9 +1,10 @@
 """The one assembly: a catalogue in, the code location's definitions out.
 
 The flow it wires, in order: the catalogue (`catalogue/`), the unload and rename ops of each group of
-targets (`orchestration/assets.py`), their checks, the 09:00 schedules and the Slack sensors
-(`orchestration/`), and the resources (`resources/`), every setting read by `environment.py`. Used by
-the `UnloadTargets` component (`component.py`), which is how `definitions.py` loads this project.
+targets (`orchestration/assets.py`), their checks, the 09:00 schedules, the Slack sensors and the
+deadline sensor (`orchestration/`), and the resources (`resources/`), every setting read by
+`environment.py`. Used by the `UnloadTargets` component (`component.py`), which is how
+`definitions.py` loads this project.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from unload_assets.orchestration.assets import (
     external_table_specs,
     groups,
 )
+from unload_assets.orchestration.deadline_sensor import build_deadline_sensor
 from unload_assets.orchestration.execution import executor_from_env
 from unload_assets.orchestration.schedules import build_morning_runs
 from unload_assets.orchestration.sensors import build_notification_sensors
@@ -69,9 +71,9 @@ def build_definitions(catalogue_path: str | Path | None = None) -> dg.Definition
 def build_definitions_for(catalogue: Catalogue, *, executor: bool = True) -> dg.Definitions:
     """`catalogue`'s assets, checks, jobs, schedules, sensors and resources; `executor`: also the
     project's executor (a host project may set its own)."""
-    timezone = environment.timezone()
+    timezone, interval = environment.timezone(), environment.sensor_interval_seconds()
     unload_assets = [
-        build_unload_assets(targets, name=name, partitions_def=partitions_def)
+        build_unload_assets(targets, name=name, partitions_def=partitions_def, timezone=timezone)
         for name, partitions_def, targets in groups(catalogue.targets, timezone, environment.batch_size())
     ]
     morning = build_morning_runs(unload_assets, timezone=timezone)
@@ -82,7 +84,10 @@ def build_definitions_for(catalogue: Catalogue, *, executor: bool = True) -> dg.
         ],
         jobs=[run.job for run in morning],
         schedules=[run.schedule for run in morning],
-        sensors=build_notification_sensors(environment.sensor_interval_seconds()),
+        sensors=[
+            *build_notification_sensors(interval),
+            build_deadline_sensor(catalogue.targets, timezone=timezone, interval_seconds=interval),
+        ],
         resources=build_resources(catalogue),
         executor=executor_from_env() if executor else None,
     )

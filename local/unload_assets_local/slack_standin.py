@@ -65,7 +65,7 @@ class SlackStandIn(LoopbackService):
         self._last_ts_us = 0
         self._fail_count, self._fail_status = 0, 500
         self._fail_retry_after: int | None = None
-        self._lose_count = 0
+        self._lose_count, self._lose_method = 0, ""
         self._refusals: dict[str, str] = {}  # method -> Slack error code, for every call until cleared
         self._load_history()
 
@@ -87,10 +87,11 @@ class SlackStandIn(LoopbackService):
         with self._lock:
             self._fail_count, self._fail_status, self._fail_retry_after = n, status, retry_after
 
-    def lose_answers(self, n: int) -> None:
-        """The next `n` successful API calls take effect, then the connection closes with no answer."""
+    def lose_answers(self, n: int, method: str = "") -> None:
+        """The next `n` successful API calls (of `method` only, when given) take effect, then the
+        connection closes with no answer."""
         with self._lock:
-            self._lose_count = max(0, n)
+            self._lose_count, self._lose_method = max(0, n), method
 
     def refuse(self, method: str, error: str | None) -> None:
         """Answer every call of `method` with `ok: false, error` (None: answer normally again)."""
@@ -115,9 +116,9 @@ class SlackStandIn(LoopbackService):
             self._fail_count -= 1
             return self._fail_status, self._fail_retry_after
 
-    def _take_lost_answer(self) -> bool:
+    def _take_lost_answer(self, method: str) -> bool:
         with self._lock:
-            if self._lose_count <= 0:
+            if self._lose_count <= 0 or self._lose_method not in ("", method):
                 return False
             self._lose_count -= 1
             return True
@@ -286,7 +287,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"ok": True})
         elif url.path == "/_control/lose" and self.command == "POST":
             try:
-                self.standin.lose_answers(int(json.loads(body or b"{}").get("count", 1)))
+                spec = json.loads(body or b"{}")
+                self.standin.lose_answers(int(spec.get("count", 1)), str(spec.get("method") or ""))
             except (ValueError, TypeError, AttributeError) as e:
                 self._send(400, {"ok": False, "error": f"bad lose spec: {e}"})
                 return
@@ -320,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
         except SlackApiError as e:
             self._send(200, {"ok": False, "error": str(e)})
             return
-        if self.standin._take_lost_answer():
+        if self.standin._take_lost_answer(method):
             self.close_connection = True  # done, and no answer: the caller cannot tell it was
             self.connection.shutdown(socket.SHUT_RDWR)
             return

@@ -8,9 +8,10 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from unload_assets.deadline import deliver_by_problem
 from unload_assets.s3_naming import (
     DATE_VARIABLES,
     check_bucket_name,
@@ -76,6 +77,21 @@ def _tags(tags: dict[str, str]) -> None:
             raise ValueError(f"tag {key!r}: value {value!r} must be up to 63 of A-Za-z0-9_.-")
 
 
+def _deliver_by_text(value: Any) -> Any:
+    # YAML 1.1 reads an unquoted 10:30 as the sexagesimal number 630 (and 09:30 as text).
+    if isinstance(value, int) and not isinstance(value, bool):
+        hours, minutes = divmod(value, 60)
+        raise ValueError(
+            f'write the time in quotes, "{hours:02d}:{minutes:02d}": YAML reads it unquoted as {value}'
+        )
+    return value
+
+
+def _deliver_by(value: str) -> None:
+    if problem := deliver_by_problem(value):
+        raise ValueError(problem)
+
+
 _CONFIG = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -114,6 +130,8 @@ class UnloadTarget(BaseModel):
     partitioning: Partitioning = NoPartitioning()
     owners: list[Annotated[str, _check(_owner)]] = []
     tags: Annotated[dict[str, str], _check(_tags)] = {}
+    # "HH:MM" in UNLOAD_TIMEZONE, after the 09:00 run: a Slack alert when the day's delivery is late.
+    deliver_by: Annotated[str, BeforeValidator(_deliver_by_text), _check(_deliver_by)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> UnloadTarget:

@@ -26,6 +26,7 @@ from typing import Any
 import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
+from unload_assets.deadline import freshness_window, parse_deliver_by
 from unload_assets.orchestration.checks import check_specs
 from unload_assets.orchestration.names import asset_key_for, output_name, upstream_key
 from unload_assets.orchestration.op_support import HANDOFF_IO_MANAGER
@@ -43,9 +44,14 @@ __all__ = ["HANDOFF_IO_MANAGER", "REDSHIFT_POOL", "build_unload_assets", "extern
 
 
 def build_unload_assets(
-    targets: Sequence[UnloadTarget], *, name: str, partitions_def: dg.PartitionsDefinition | None
+    targets: Sequence[UnloadTarget],
+    *,
+    name: str,
+    partitions_def: dg.PartitionsDefinition | None,
+    timezone: str,
 ) -> dg.AssetsDefinition:
-    """The assets `s3/<target>` of `targets` (one partitions definition), as one subsettable graph."""
+    """The assets `s3/<target>` of `targets` (one partitions definition), as one subsettable graph;
+    a target's `deliver_by` (a local time of `timezone`) is its freshness policy."""
     upstream = {t.name: upstream_tables(t.sql) for t in targets}
     for target in targets:
         if not upstream[target.name]:
@@ -71,7 +77,7 @@ def build_unload_assets(
         ],
     )
     by_output = {output_name(t.name): t for t in targets}
-    return dg.AssetsDefinition.from_graph(
+    assets = dg.AssetsDefinition.from_graph(
         graph,
         keys_by_input_name={n: upstream_key(*table) for table, n in input_names.items()},
         keys_by_output_name={o: asset_key_for(t.name) for o, t in by_output.items()},
@@ -87,6 +93,22 @@ def build_unload_assets(
         can_subset=True,
         check_specs=specs,
     )
+    policies = {
+        asset_key_for(t.name): freshness_policy(t.deliver_by, timezone) for t in targets if t.deliver_by
+    }
+    if not policies:
+        return assets
+    return assets.map_asset_specs(
+        lambda spec: (
+            spec.replace_attributes(freshness_policy=policies[spec.key]) if spec.key in policies else spec
+        )
+    )
+
+
+def freshness_policy(deliver_by: str, timezone: str) -> dg.FreshnessPolicy:
+    """`deliver_by` as the UI shows it: delivered between the 09:00 run and the deadline, every day."""
+    cron, since_run = freshness_window(parse_deliver_by(deliver_by))
+    return dg.FreshnessPolicy.cron(deadline_cron=cron, lower_bound_delta=since_run, timezone=timezone)
 
 
 def external_table_specs(targets: list[UnloadTarget], *, database: str | None = None) -> list[dg.AssetSpec]:

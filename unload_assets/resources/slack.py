@@ -26,6 +26,7 @@ _TOKEN_ERRORS = {
 }
 _CHANNEL_ERRORS = {"channel_not_found", "not_in_channel", "is_archived", "restricted_action"}
 MARKER_EVENT = "unload_assets_run"  # message metadata event type; its payload names the run announced
+NOTICE_EVENT = "unload_assets_notice"  # the same for notices about no run: {"notices": [ids]}
 HISTORY_PAGES = 10  # at most 2,000 recent messages are read when looking for one already posted
 
 
@@ -60,14 +61,23 @@ class UnloadSlackResource(SlackResource):
         return None
 
     def post(
-        self, text: str, blocks: list[dict[str, Any]], *, run_id: str, also: Sequence[str] = ()
+        self,
+        text: str,
+        blocks: list[dict[str, Any]],
+        *,
+        run_id: str = "",
+        also: Sequence[str] = (),
+        notices: Sequence[str] = (),
     ) -> tuple[str, str]:
         """Post to `channel`, marked with `run_id` (message metadata, which `find_posted` reads back),
-        and with `also`, the other runs one catch-up message tells of; returns (channel id, message
-        ts). Raises NotDelivered with a clear reason."""
+        and with `also`, the other runs one catch-up message tells of; or, for a message about no one
+        run, with the ids of the `notices` it carries. Returns (channel id, message ts). Raises
+        NotDelivered with a clear reason."""
         client = self.get_client()
         payload: dict[str, Any] = {"run_id": run_id, **({"run_ids": list(also)} if also else {})}
         marker = {"event_type": MARKER_EVENT, "event_payload": payload}
+        if notices:
+            marker = {"event_type": NOTICE_EVENT, "event_payload": {"notices": list(notices)}}
         try:
             try:
                 response = client.chat_postMessage(
@@ -88,9 +98,9 @@ class UnloadSlackResource(SlackResource):
         return str(response.get("channel") or ""), str(response.get("ts") or "")
 
     def find_posted(self, run_ids: set[str], oldest: float) -> dict[str, tuple[str, str]]:
-        """Which of `run_ids` already have a message in the channel posted after `oldest` (Unix time),
-        as {run id: (channel id, ts)}: read from the channel's history by the marker `post` puts on
-        each message. Needs the `channels:history` scope (`groups:history` for a private channel) and,
+        """Which of `run_ids` (or notice ids) already have a message in the channel posted after `oldest`
+        (Unix time), as {id: (channel id, ts)}: read from the channel's history by the marker `post`
+        puts on each message. Needs the `channels:history` scope (`groups:history` for a private channel) and,
         for a channel given by name, `channels:read`. Raises NotDelivered when Slack cannot say."""
         client = self.get_client()
         found: dict[str, tuple[str, str]] = {}
@@ -103,10 +113,7 @@ class UnloadSlackResource(SlackResource):
                     cursor=cursor,
                 )  # fmt: skip
                 for message in page.get("messages") or []:
-                    meta = message.get("metadata") or {}
-                    payload = meta.get("event_payload") or {}
-                    told = [payload.get("run_id"), *(payload.get("run_ids") or [])]
-                    for run_id in told if meta.get("event_type") == MARKER_EVENT else []:
+                    for run_id in _told(message.get("metadata") or {}):
                         if run_id in run_ids:
                             found.setdefault(run_id, (channel_id, str(message.get("ts") or "")))
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
@@ -137,6 +144,14 @@ class UnloadSlackResource(SlackResource):
                     f"SLACK_CHANNEL {self.channel!r} is not among the channels the bot can see",
                     cannot_read=True,
                 )
+
+
+def _told(meta: dict[str, Any]) -> list[Any]:
+    """The runs (or notices) a message's metadata says it tells of."""
+    payload = meta.get("event_payload") or {}
+    if meta.get("event_type") == MARKER_EVENT:
+        return [payload.get("run_id"), *(payload.get("run_ids") or [])]
+    return list(payload.get("notices") or []) if meta.get("event_type") == NOTICE_EVENT else []
 
 
 class NotDelivered(Exception):

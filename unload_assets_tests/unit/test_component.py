@@ -79,7 +79,11 @@ def test_a_scratch_project_uses_the_component_with_an_inline_catalogue(tmp_path:
     assert asset["owners"] == [{"team": "finance"}] and asset["dependency_keys"] == ["redshift/public/sales"]
     assert {c["name"] for c in found["asset_checks"]} >= {"final_objects_present", "has_rows"}
     assert [s["name"] for s in found["schedules"]] == ["daily_unloads_at_0900"]
-    assert {s["name"] for s in found["sensors"]} == {"unload_success_to_slack", "unload_failure_to_slack"}
+    assert {s["name"] for s in found["sensors"]} == {
+        "unload_success_to_slack",
+        "unload_failure_to_slack",
+        "unload_deadline_to_slack",
+    }
 
 
 def test_a_scratch_project_uses_the_component_with_a_catalogue_file(tmp_path: Path) -> None:

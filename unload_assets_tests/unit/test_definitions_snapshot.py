@@ -1,6 +1,6 @@
 """The built definitions of the packaged catalogue against a committed snapshot: asset keys, groups,
-deps, kinds, owners, tags, partitions, checks, jobs, schedules and sensors. A Dagster upgrade or a
-refactor that changes any of them fails here and shows the difference; when the change is meant,
+deps, kinds, owners, tags, partitions, checks, freshness policies, jobs, schedules and sensors. A Dagster
+upgrade or a refactor that changes any of them fails here and shows the difference; when the change is meant,
 `UPDATE_SNAPSHOTS=1 .venv/bin/pytest unload_assets_tests/unit/test_definitions_snapshot.py` rewrites the file
 (review it in the diff). Needs no server."""
 
@@ -45,6 +45,7 @@ def described(defs: dg.Definitions) -> dict[str, Any]:
             "partitions": type(partitions).__name__ if partitions else None,
             "checks": sorted(c.name for c in node.check_keys),
             "description": node.description,
+            "freshness": _freshness(node.freshness_policy),
         }
     jobs = {
         job.name: sorted(k.to_user_string() for k in job.asset_layer.selected_asset_keys)
@@ -59,6 +60,18 @@ def described(defs: dg.Definitions) -> dict[str, Any]:
         for s in sorted(defs.sensors or [], key=lambda s: s.name)
     }
     return {"assets": assets, "jobs": jobs, "schedules": schedules, "sensors": sensors}
+
+
+def _freshness(policy: dg.FreshnessPolicy | None) -> dict[str, Any] | None:
+    """A target's deliver_by, as the UI shows it (a cron freshness policy)."""
+    if policy is None:
+        return None
+    fields = ("deadline_cron", "timezone", "fail_window", "warn_window")
+    found: dict[str, Any] = {"type": type(policy).__name__}
+    found |= {name: str(getattr(policy, name)) for name in fields if hasattr(policy, name)}
+    if hasattr(policy, "lower_bound_delta"):
+        found["lower_bound_seconds"] = policy.lower_bound_delta.total_seconds()
+    return found
 
 
 def test_the_definitions_match_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,116 @@
+"""What the instance knows of one target-day: delivered (when, by which run, where), or why not yet.
+
+Why, as far as known: the newest run that planned the target for that day (its materialisation was
+planned when the run was created, so queued runs count) is queued, still running, failed (with the
+target's own error when the rename step named it), canceled, or finished without it; or no run of that
+day planned it at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from unload_assets import late_messages as lm
+from unload_assets.deadline import TargetDay
+from unload_assets.delivery import Delivery
+from unload_assets.orchestration.names import asset_key_for
+from unload_assets.orchestration.run_report import Reading, read_run, run_link
+
+RUNS_LOOKED_AT = 50  # the newest runs of a day searched for the one that planned a target
+WILL_RETRY_TAG = "dagster/will_retry"  # Dagster's: "true" on a failed run its run retries will retry
+_S = dg.DagsterRunStatus
+_QUEUED = {_S.QUEUED, _S.NOT_STARTED, _S.STARTING}
+_REASONS = {
+    _S.STARTED: lm.RUNNING,
+    _S.FAILURE: lm.FAILED,
+    _S.CANCELING: lm.CANCELED,
+    _S.CANCELED: lm.CANCELED,
+}
+
+
+class Lookup:
+    """One tick's reads of the instance: the runs of a day and what each planned are read once, however
+    many targets share them."""
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self.instance = instance
+        self._runs: dict[tuple[bool, str], list[dg.RunRecord]] = {}
+        self._planned: dict[str, set[dg.AssetKey]] = {}
+        self._readings: dict[str, Reading] = {}
+
+    def landed(self, told: TargetDay) -> lm.Landed | None:
+        """The target-day's delivery: its partition's latest materialisation (a daily target), or the
+        latest since 09:00 of the run's day (unpartitioned); None while there is none."""
+        key = asset_key_for(told.target)
+        if told.daily:
+            records_filter = dg.AssetRecordsFilter(key, asset_partitions=[told.day])
+        else:
+            records_filter = dg.AssetRecordsFilter(key, after_timestamp=told.since)
+        found = self.instance.fetch_materializations(records_filter, limit=1).records
+        if not found:
+            return None
+        record, mat = found[0], found[0].asset_materialization
+        uri = Delivery.from_metadata(mat.metadata).uri if mat is not None else ""
+        return lm.Landed(
+            target=told.target,
+            day=told.day,
+            due=told.due_local,
+            at=record.timestamp,
+            late_by=record.timestamp - told.due,
+            uri=uri or None,
+            run_id=record.run_id or None,
+            link=run_link(record.run_id) if record.run_id else None,
+        )
+
+    def why_late(self, told: TargetDay) -> lm.Late:
+        key = asset_key_for(told.target)
+        found = next((r for r in self._runs_of(told) if key in self._planned_by(r.dagster_run.run_id)), None)
+        if found is None:
+            return lm.Late(told.target, told.day, told.due_local, lm.NEVER_LAUNCHED)
+        run = found.dagster_run
+        reason = lm.QUEUED if run.status in _QUEUED else _REASONS.get(run.status, lm.WITHOUT_IT)
+        since = found.create_timestamp.timestamp() if reason == lm.QUEUED else found.start_time
+        detail = self._error(run.run_id, told.target) if reason == lm.FAILED else ""
+        if reason == lm.FAILED and run.tags.get(WILL_RETRY_TAG) == "true":
+            detail += (" — " if detail else "") + "Dagster will retry it"
+        return lm.Late(
+            told.target,
+            told.day,
+            told.due_local,
+            reason,
+            detail=detail,
+            since=since if reason in (lm.QUEUED, lm.RUNNING) else None,
+            run_id=run.run_id,
+            link=run_link(run.run_id),
+        )
+
+    def _runs_of(self, told: TargetDay) -> list[dg.RunRecord]:
+        """A daily target-day's runs are those of its partition; an unpartitioned one's, those created
+        since 09:00 of its day. Newest first."""
+        cache = (told.daily, told.day)
+        if cache not in self._runs:
+            if told.daily:
+                runs_filter = dg.RunsFilter(tags={"dagster/partition": told.day})
+            else:
+                runs_filter = dg.RunsFilter(created_after=datetime.fromtimestamp(told.since, timezone.utc))
+            self._runs[cache] = list(self.instance.get_run_records(runs_filter, limit=RUNS_LOOKED_AT))
+        return self._runs[cache]
+
+    def _planned_by(self, run_id: str) -> set[dg.AssetKey]:
+        if run_id not in self._planned:
+            planned = self.instance.get_records_for_run(
+                run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+            ).records
+            events = (r.event_log_entry.dagster_event for r in planned)
+            self._planned[run_id] = {e.asset_key for e in events if e is not None and e.asset_key}
+        return self._planned[run_id]
+
+    def _error(self, run_id: str, target: str) -> str:
+        """The target's own failure when the rename step named it, else the run's first one."""
+        if run_id not in self._readings:
+            self._readings[run_id] = read_run(self.instance, run_id)
+        failures = self._readings[run_id].failures
+        failure = failures.get(target) or next(iter(failures.values()), None)
+        return f"{failure.step_key}: {failure.error}" if failure else ""
