@@ -57,19 +57,19 @@ class SchemaChange:
         if not isinstance(value, Mapping) or not isinstance(value.get("since"), str):
             return None
 
-        def listed(key: str, *fields: str) -> tuple[tuple[str, ...], ...]:
-            items = value.get(key)
-            rows = items if isinstance(items, list) else []
-            return tuple(
-                tuple(str(row.get(f, "")) for f in fields) for row in rows if isinstance(row, Mapping)
-            )
+        def rows(key: str) -> list[Mapping[str, Any]]:
+            found = value.get(key)
+            return [row for row in found if isinstance(row, Mapping)] if isinstance(found, list) else []
 
         reordered = value.get("reordered")
         return cls(
             since=value["since"],
-            added=listed("added", "name", "type"),  # type: ignore[arg-type]
-            removed=listed("removed", "name", "type"),  # type: ignore[arg-type]
-            retyped=listed("retyped", "name", "from", "to"),  # type: ignore[arg-type]
+            added=tuple((str(r.get("name", "")), str(r.get("type", ""))) for r in rows("added")),
+            removed=tuple((str(r.get("name", "")), str(r.get("type", ""))) for r in rows("removed")),
+            retyped=tuple(
+                (str(r.get("name", "")), str(r.get("from", "")), str(r.get("to", "")))
+                for r in rows("retyped")
+            ),
             reordered=tuple(str(n) for n in reordered) if isinstance(reordered, list) else (),
             accepted=value.get("accepted") is True,
         )
