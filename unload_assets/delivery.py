@@ -16,6 +16,7 @@ import dagster as dg
 
 from unload_assets.rename import FinalObject
 from unload_assets.s3_naming import parse_s3_uri, s3_url
+from unload_assets.schema_change import SchemaChange
 
 UNPARTITIONED = "unpartitioned"
 FAILED_TARGETS = "failed_targets"  # metadata of the rename step's Failure: {target: {stage, error}}
@@ -23,6 +24,8 @@ ROW_COUNT = "dagster/row_count"  # Dagster's standard keys: the catalog shows th
 PARTITION_ROW_COUNT = "dagster/partition_row_count"
 URI = "dagster/uri"
 COLUMN_SCHEMA = "dagster/column_schema"
+SCHEMA_CHANGE = "schema_change"  # one line: what changed since the previous delivery (absent: nothing)
+SCHEMA_CHANGE_COLUMNS = "schema_change_columns"  # the same, every column, as JSON (what is read back)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Delivery:
     query_id: int = 0
     statement: str = ""  # redacted: no secret
     columns: dg.TableSchema | None = None  # from the UNLOAD manifest (MANIFEST VERBOSE)
+    schema_change: SchemaChange | None = None  # against the target's previous delivery
 
     @property
     def uri(self) -> str:
@@ -98,6 +102,16 @@ class Delivery:
             "redshift_query_id": dg.MetadataValue.int(self.query_id),
             "statement": dg.MetadataValue.md(f"```sql\n{self.statement}\n```"),
             "target": self.target,
+            **self._schema_change_metadata(),
+        }
+
+    def _schema_change_metadata(self) -> dict[str, dg.RawMetadataValue]:
+        change = self.schema_change
+        if change is None:
+            return {}
+        return {
+            SCHEMA_CHANGE: change.summary(),
+            SCHEMA_CHANGE_COLUMNS: dg.MetadataValue.json(change.to_json()),
         }
 
     @classmethod
@@ -130,6 +144,7 @@ class Delivery:
             query_id=_int(meta.get("redshift_query_id")) or 0,
             statement=statement.removeprefix("```sql\n").removesuffix("\n```"),
             columns=meta.get(COLUMN_SCHEMA) if isinstance(meta.get(COLUMN_SCHEMA), dg.TableSchema) else None,
+            schema_change=SchemaChange.from_json(meta.get(SCHEMA_CHANGE_COLUMNS)),
         )
 
 

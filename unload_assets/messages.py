@@ -158,6 +158,7 @@ def _delivery_line(d: Delivery) -> str:
     shown = " ".join(f"`{_esc(u)}`" for u in d.uris[:_URIS_PER_TARGET])
     more = f" (+{len(d.uris) - _URIS_PER_TARGET} more)" if len(d.uris) > _URIS_PER_TARGET else ""
     note = f"\n   _{_esc(parts)}_" if (parts := _parts_note(d)) else ""
+    note += f"\n   :warning: {_esc(d.schema_change.summary())}" if d.schema_change else ""
     head = f"• *{_esc(d.target)}* {_esc(d.partition)} · {rows} · {format_bytes(d.bytes)}"
     return f"{head}\n   {shown}{more}{note}"
 

@@ -127,6 +127,8 @@ class UnloadTarget(BaseModel):
     parallel: bool = False
     max_file_size_mb: Annotated[float, Field(ge=5, le=6348.8)] | None = None  # 6348.8 MB = 6.2 GB
     on_split: Literal["combine", "parts", "fail"] = "combine"
+    # A change of columns against the previous delivery: deliver and say so, or deliver nothing.
+    on_schema_change: Literal["warn", "fail"] = "warn"
     partitioning: Partitioning = NoPartitioning()
     owners: list[Annotated[str, _check(_owner)]] = []
     tags: Annotated[dict[str, str], _check(_tags)] = {}

@@ -7,6 +7,7 @@ target not delivered with its stage and error (`failed_targets` metadata, read b
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -17,9 +18,11 @@ from unload_assets.orchestration.checks import evaluate_checks, evaluate_latest,
 from unload_assets.orchestration.names import asset_key_for, output_name
 from unload_assets.orchestration.op_support import STEP_RETRY, said, selected
 from unload_assets.orchestration.retries import RENAME_BACKOFF, attempt, each
+from unload_assets.orchestration.schema_protection import SchemaChangeRefused, check_schema
 from unload_assets.orchestration.unload_op import StagedUnload, UnloadFailed, partition_date, run_folder
 from unload_assets.rename import HeaderStyle, RenameResult, SplitRefused, header_by_rename, rename_unload
 from unload_assets.s3_naming import manifest_key_for, render_key, s3_url
+from unload_assets.schema_change import manifest_columns
 
 RENAME_WORKERS = 8  # S3 copies and deletes: I/O bound, no cap but S3's
 # Built once and shared by every output: Dagster resolves an Out's type each time one is made.
@@ -30,11 +33,13 @@ _OPTIONAL_CHECK = dg.Out(is_required=False)
 def rename_staged(
     context: dg.OpExecutionContext, target: UnloadTarget, staged: StagedUnload, *, s3: Any
 ) -> Delivery:
-    """Rename `target`'s staged files; what was delivered."""
+    """Rename `target`'s staged files, unless their columns changed and the target refuses that (its
+    `on_schema_change`: then SchemaChangeRefused, nothing final touched); what was delivered."""
     day = partition_date(context, target)
     final_key = render_key(target.key_template, target=target.name, partition_date=day)
     by_rename = header_by_rename(fmt=target.format, header=target.header, on_split=target.on_split)
     style = HeaderStyle(target.format, target.delimiter, target.addquotes) if by_rename else None
+    change = check_schema(context, target, staged, s3=s3)
     started = time.monotonic()
     try:
         result = rename_unload(
@@ -55,7 +60,7 @@ def rename_staged(
         raise dg.Failure(description=f"Target '{target.name}': {exc}", allow_retries=False) from None
     seconds = time.monotonic() - started
     partition = day.isoformat() if day else UNPARTITIONED
-    return _delivery(target, partition, staged, result, final_key, seconds)
+    return replace(_delivery(target, partition, staged, result, final_key, seconds), schema_change=change)
 
 
 def _delivery(
@@ -93,22 +98,10 @@ def _delivery(
 def column_schema(schema: dict | None) -> dg.TableSchema | None:
     """The UNLOAD manifest's schema (MANIFEST VERBOSE) as Dagster's column schema, types as Redshift
     names them: `character varying(60)`, `numeric(10,2)`. None without one (staging already gone)."""
-    elements = (schema or {}).get("elements")
-    if not isinstance(elements, list) or not elements:
+    columns = manifest_columns(schema)
+    if columns is None:
         return None
-    columns = []
-    for element in elements:
-        if not isinstance(element, dict) or not isinstance(element.get("name"), str):
-            return None
-        found = element.get("type")
-        kind: dict[str, Any] = found if isinstance(found, dict) else {}
-        name = str(kind.get("base") or "unknown")
-        if "max_length" in kind:
-            name += f"({kind['max_length']})"
-        elif "precision" in kind:
-            name += f"({kind['precision']},{kind.get('scale', 0)})"
-        columns.append(dg.TableColumn(name=element["name"], type=name))
-    return dg.TableSchema(columns=columns)
+    return dg.TableSchema(columns=[dg.TableColumn(name=name, type=kind) for name, kind in columns])
 
 
 def rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetCheckSpec]) -> dg.OpDefinition:
@@ -129,14 +122,20 @@ def rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetCh
             else:
                 failed[target.name] = {"stage": "unload", "error": "the unload step handed nothing on"}
 
+        refused: set[str] = set()  # targets whose new schema was refused: stage "schema", not "rename"
+
         def rename(item: tuple[UnloadTarget, StagedUnload]) -> tuple[Delivery, list[Any]]:
             target, handed = item
-            delivery = attempt(
-                lambda _: rename_staged(context, target, handed, s3=client),
-                backoff=RENAME_BACKOFF,
-                what=f"rename of '{target.name}'",
-                log=context.log.warning,
-            )
+            try:
+                delivery = attempt(
+                    lambda _: rename_staged(context, target, handed, s3=client),
+                    backoff=RENAME_BACKOFF,
+                    what=f"rename of '{target.name}'",
+                    log=context.log.warning,
+                )
+            except SchemaChangeRefused:
+                refused.add(target.name)
+                raise
             try:
                 results = list(evaluate_checks(context, target, client, settings, delivery))
             except Exception as exc:  # delivered all the same: the checks say they could not judge it
@@ -152,8 +151,9 @@ def rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetCh
         ):
             target = outcome.item[0]
             if outcome.error is not None:
+                stage = "schema" if target.name in refused else "rename"
                 context.log.error(f"Rename of '{target.name}' failed: {outcome.error}")
-                failed[target.name] = {"stage": "rename", "error": outcome.error}
+                failed[target.name] = {"stage": stage, "error": outcome.error}
                 continue
             delivery, results = outcome.result  # type: ignore[misc]
             yield dg.Output(None, output_name(target.name), metadata=delivery.to_metadata())

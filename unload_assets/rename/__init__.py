@@ -12,6 +12,7 @@ The entry is `rename_unload` (`step.py`). Its parts, in the order it uses them:
 
 from unload_assets.rename.header import HeaderStyle, header_by_rename
 from unload_assets.rename.lock import RenameBusy, final_key_lock, lock_key_for
+from unload_assets.rename.manifest import ManifestNotFound, read_manifest
 from unload_assets.rename.s3ops import NOT_FOUND, delete_keys, list_keys
 from unload_assets.rename.stamp import TAG as STAGING_TAG
 from unload_assets.rename.step import FinalObject, RenameResult, SplitRefused, rename_unload
@@ -21,6 +22,7 @@ __all__ = [
     "STAGING_TAG",
     "FinalObject",
     "HeaderStyle",
+    "ManifestNotFound",
     "RenameBusy",
     "RenameResult",
     "SplitRefused",
@@ -29,5 +31,6 @@ __all__ = [
     "header_by_rename",
     "list_keys",
     "lock_key_for",
+    "read_manifest",
     "rename_unload",
 ]
