@@ -23,7 +23,7 @@ from unload_assets_local.emulator.backend import BackendError, BackendSession
 from unload_assets_local.emulator.catalog import COUNT_SETTING, ID_SETTING, Catalog
 from unload_assets_local.emulator.columns import ColumnInfo
 from unload_assets_local.emulator.command import UnloadCommand, UnloadError
-from unload_assets_local.emulator.copy_from import is_copy_from_s3
+from unload_assets_local.emulator.copy_command import is_copy_from_s3
 from unload_assets_local.emulator.credentials import CredentialRegistry
 from unload_assets_local.emulator.faults import ConnectionDropped, UnloadFault, UnloadFaults
 from unload_assets_local.emulator.lanes import Lanes

@@ -92,7 +92,7 @@ def holds_unload(sql: str) -> bool:
 
 
 def emulated(statement: str) -> bool:
-    from unload_assets_local.emulator.copy_from import is_copy_from_s3
+    from unload_assets_local.emulator.copy_command import is_copy_from_s3
 
     return is_unload(statement) or is_copy_from_s3(statement)
 
