@@ -17,9 +17,9 @@ import struct
 from unload_assets_local.emulator import executor, wire
 from unload_assets_local.emulator.backend import BackendSession
 from unload_assets_local.emulator.faults import ConnectionDropped
-from unload_assets_local.emulator.parser import holds_unload, is_unload, split_statements
 from unload_assets_local.emulator.session import Session
 from unload_assets_local.emulator.startup import cancel_packet, send_cancel, start_session
+from unload_assets_local.emulator.statements import holds_unload, is_unload, split_statements
 from unload_assets_local.emulator.transpile import statement_to_postgres
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,10 @@ from unload_assets_local.emulator.copy_command import is_copy_from_s3
 from unload_assets_local.emulator.credentials import CredentialRegistry
 from unload_assets_local.emulator.faults import ConnectionDropped, UnloadFault, UnloadFaults
 from unload_assets_local.emulator.lanes import Lanes
-from unload_assets_local.emulator.parser import TRANSACTION_CONTROL, first_word, is_unload, parse_unload
+from unload_assets_local.emulator.parser import parse_unload
 from unload_assets_local.emulator.s3out import S3Target, put_args, s3_message
 from unload_assets_local.emulator.session import Session, Settings, refuse
+from unload_assets_local.emulator.statements import TRANSACTION_CONTROL, first_word, is_unload
 from unload_assets_local.emulator.streams import Plan, stream_lines, stream_parquet
 from unload_assets_local.emulator.transpile import statement_to_postgres, to_postgres
 from unload_assets_local.emulator.writers import FileResult, Output, utcnow
