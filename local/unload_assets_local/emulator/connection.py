@@ -17,6 +17,7 @@ import struct
 from unload_assets_local.emulator import executor, wire
 from unload_assets_local.emulator.backend import BackendSession
 from unload_assets_local.emulator.faults import ConnectionDropped
+from unload_assets_local.emulator.services import Services
 from unload_assets_local.emulator.session import Session
 from unload_assets_local.emulator.startup import cancel_packet, send_cancel, start_session
 from unload_assets_local.emulator.statements import holds_unload, is_unload, split_statements
@@ -39,7 +40,7 @@ class ClientGone(Exception):
 class ClientConnection:
     def __init__(
         self,
-        services: executor.Services,
+        services: Services,
         pg_host: str,
         pg_port: int,
         reader: asyncio.StreamReader,
