@@ -20,21 +20,30 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import secrets
-import string
 import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
-from xml.sax.saxutils import escape
+from urllib.parse import urlencode, urlsplit
 
+from unload_assets_local.aws_protocol import (
+    ApiError,
+    iso,
+    new_password,
+    parse_iso,
+    query_action,
+    query_error_xml,
+    query_params,
+    query_result_xml,
+    serverless_request,
+    with_expiration,
+    with_iam_request,
+    xml_fields,
+)
 from unload_assets_local.emulator.credentials import CredentialRegistry
 from unload_assets_local.loopback import LoopbackService, forward, read_body, relay
 from unload_assets_local.postgres import free_port
@@ -43,13 +52,8 @@ log = logging.getLogger(__name__)
 
 # The database user Redshift makes for an IAM role is `IAMR:<role name>`; the stack's role is `unload-local`.
 ROLE_DB_USER = "IAMR:unload-local"
-MIN_DURATION, MAX_DURATION = 900, 3600
 SERVERLESS_TARGET = "RedshiftServerless.GetCredentials"
 WITH_IAM_ACTION = "GetClusterCredentialsWithIAM"
-_REDSHIFT_XMLNS = "http://redshift.amazonaws.com/doc/2012-12-01/"
-_WORKGROUP_NAME = re.compile(r"[a-z0-9-]{3,64}")
-_EXPIRATION_ELEMENT = re.compile(rb"<Expiration>[^<]*</Expiration>")
-_PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
 
 class RedshiftCredentialsStandIn(LoopbackService):
@@ -99,12 +103,6 @@ class RedshiftCredentialsStandIn(LoopbackService):
         log.debug("%s: minted a credential for %s", action, user)  # never the password
 
 
-class _ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 class _Handler(BaseHTTPRequestHandler):
     standin: RedshiftCredentialsStandIn  # set on the per-server subclass
     protocol_version = "HTTP/1.1"  # keep-alive, as boto3's connection pool expects
@@ -120,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.standin._count(target.rpartition(".")[2])
             self._serverless_get_credentials(body)
             return
-        action = target.rpartition(".")[2] if target else _query_action(self.path, self.headers, body)
+        action = target.rpartition(".")[2] if target else query_action(self.path, self.headers, body)
         if action:
             self.standin._count(action)
         if not target and action == WITH_IAM_ACTION:
@@ -148,33 +146,24 @@ class _Handler(BaseHTTPRequestHandler):
     def _record_cluster_credentials(self, reply: bytes) -> bytes:
         """Record what moto minted, first moving its expiration when the lifetime override is set."""
         try:
-            result = _xml_fields(reply, ("DbUser", "DbPassword", "Expiration"))
+            result = xml_fields(reply, ("DbUser", "DbPassword", "Expiration"))
             user, password, expiration = result["DbUser"], result["DbPassword"], result["Expiration"]
-            expires_at = _parse_iso(expiration)
+            expires_at = parse_iso(expiration)
         except (ET.ParseError, KeyError, ValueError):
             log.warning("GetClusterCredentials: could not read moto's answer; nothing recorded")
             return reply
         if self.standin.lifetime_seconds is not None:
-            expiration = _iso(self.standin._expiry(0))
-            expires_at = _parse_iso(expiration)  # exactly what the client will parse
-            new = b"<Expiration>" + expiration.encode() + b"</Expiration>"
-            reply = _EXPIRATION_ELEMENT.sub(lambda _: new, reply, count=1)
+            expiration = iso(self.standin._expiry(0))
+            expires_at = parse_iso(expiration)  # exactly what the client will parse
+            reply = with_expiration(reply, expiration)
         self.standin._record("GetClusterCredentials", user, password, expires_at)
         return reply
 
     # ---- GetClusterCredentialsWithIAM (query protocol; moto lacks it) --------------------
     def _get_cluster_credentials_with_iam(self, body: bytes) -> None:
-        params = _query_params(self.path, self.headers, body)
         try:
-            cluster = params.get("ClusterIdentifier")
-            if not cluster:
-                raise _ApiError(400, "InvalidParameterValue", "ClusterIdentifier is required")
-            duration = _int_param(params.get("DurationSeconds"), MIN_DURATION, "DurationSeconds")
-            if not MIN_DURATION <= duration <= MAX_DURATION:
-                raise _ApiError(
-                    400, "InvalidParameterValue", "Token duration must be between 900 and 3600 seconds"
-                )
-        except _ApiError as e:
+            cluster, duration = with_iam_request(query_params(self.path, self.headers, body))
+        except ApiError as e:
             self._query_error(e)
             return
         # Does moto know the cluster? Ask it, as the caller (its credentials pick moto's account and region).
@@ -195,42 +184,32 @@ class _Handler(BaseHTTPRequestHandler):
             content_type = next((v for n, v in reply_headers if n.lower() == "content-type"), "text/xml")
             self._send(status, content_type, reply)
             return
-        password = _password()
-        expiration = _iso(self.standin._expiry(duration))
-        self.standin._record(WITH_IAM_ACTION, ROLE_DB_USER, password, _parse_iso(expiration))
-        result = "".join(
-            f"<{name}>{escape(value)}</{name}>"
-            for name, value in (
-                ("DbUser", ROLE_DB_USER),
-                ("DbPassword", password),
-                ("Expiration", expiration),
-                ("NextRefreshTime", expiration),
-            )
+        password = new_password()
+        expiration = iso(self.standin._expiry(duration))
+        self.standin._record(WITH_IAM_ACTION, ROLE_DB_USER, password, parse_iso(expiration))
+        result = (
+            ("DbUser", ROLE_DB_USER),
+            ("DbPassword", password),
+            ("Expiration", expiration),
+            ("NextRefreshTime", expiration),
         )
         request_id = str(uuid.uuid4())
-        xml = (
-            f'<{WITH_IAM_ACTION}Response xmlns="{_REDSHIFT_XMLNS}"><{WITH_IAM_ACTION}Result>{result}'
-            f"</{WITH_IAM_ACTION}Result><ResponseMetadata><RequestId>{request_id}</RequestId>"
-            f"</ResponseMetadata></{WITH_IAM_ACTION}Response>"
-        )
+        xml = query_result_xml(WITH_IAM_ACTION, result, request_id)
         self._send(200, "text/xml", xml.encode(), headers={"x-amzn-RequestId": request_id})
 
-    def _query_error(self, e: _ApiError) -> None:
+    def _query_error(self, e: ApiError) -> None:
         request_id = str(uuid.uuid4())
-        xml = (
-            f'<ErrorResponse xmlns="{_REDSHIFT_XMLNS}"><Error><Type>Sender</Type>'
-            f"<Code>{escape(e.code)}</Code><Message>{escape(e.message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
-        )
+        xml = query_error_xml(e, request_id)
         self._send(e.status, "text/xml", xml.encode(), headers={"x-amzn-RequestId": request_id})
 
     # ---- RedshiftServerless.GetCredentials (JSON 1.1; moto lacks it) ---------------------
     def _serverless_get_credentials(self, body: bytes) -> None:
         try:
-            workgroup, duration = self._serverless_request(body)
-        except _ApiError as e:
+            workgroup, duration = serverless_request(body, self.standin.workgroups)
+        except ApiError as e:
             self._send_json(e.status, {"__type": e.code, "message": e.message})
             return
-        password = _password()
+        password = new_password()
         # Milliseconds, like AWS: the float botocore turns into a datetime is then the one recorded.
         expiration = round(self.standin._expiry(duration), 3)
         self.standin._record(f"GetCredentials ({workgroup})", ROLE_DB_USER, password, expiration)
@@ -243,47 +222,6 @@ class _Handler(BaseHTTPRequestHandler):
                 "nextRefreshTime": expiration,
             },
         )
-
-    def _serverless_request(self, body: bytes) -> tuple[str, int]:
-        try:
-            request = json.loads(body or b"{}")
-        except ValueError:
-            raise _ApiError(400, "SerializationException", "the request body is not JSON") from None
-        if not isinstance(request, dict):
-            raise _ApiError(400, "SerializationException", "the request body is not a JSON object")
-        workgroup = request.get("workgroupName")
-        if not isinstance(workgroup, str) or not workgroup:
-            raise _ApiError(
-                400,
-                "ValidationException",
-                "workgroupName is required (the stand-in does not resolve customDomainName)",
-            )
-        if not _WORKGROUP_NAME.fullmatch(workgroup):
-            raise _ApiError(
-                400,
-                "ValidationException",
-                f"1 validation error detected: Value '{workgroup}' at 'workgroupName' failed to satisfy "
-                "constraint: Member must satisfy regular expression pattern: ^[a-z0-9-]+$ (length 3 to 64)",
-            )
-        for name in ("dbName", "customDomainName"):
-            if request.get(name) is not None and not isinstance(request[name], str):
-                raise _ApiError(400, "SerializationException", f"{name} must be a string")
-        duration = request.get("durationSeconds", MAX_DURATION)
-        if isinstance(duration, bool) or not isinstance(duration, int):
-            raise _ApiError(400, "SerializationException", "durationSeconds must be an integer")
-        if not MIN_DURATION <= duration <= MAX_DURATION:
-            bound = (
-                "greater than or equal to 900" if duration < MIN_DURATION else "less than or equal to 3600"
-            )
-            raise _ApiError(
-                400,
-                "ValidationException",
-                f"1 validation error detected: Value '{duration}' at 'durationSeconds' failed to satisfy "
-                f"constraint: Member must have value {bound}",
-            )
-        if workgroup not in self.standin.workgroups:
-            raise _ApiError(400, "ResourceNotFoundException", f"Workgroup {workgroup} not found.")
-        return workgroup, duration
 
     # ---- answering ---------------------------------------------------------------------
     def _send_json(self, status: int, payload: dict[str, Any]) -> None:
@@ -308,55 +246,3 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-
-
-def _query_params(path: str, headers: Any, body: bytes) -> dict[str, str]:
-    """An AWS query-protocol request's parameters: the query string, then a form-encoded body."""
-    params = {k: v[0] for k, v in parse_qs(urlsplit(path).query, keep_blank_values=True).items()}
-    content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if body and content_type == "application/x-www-form-urlencoded":
-        try:
-            form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-        except UnicodeDecodeError:
-            return params
-        params.update({k: v[0] for k, v in form.items()})
-    return params
-
-
-def _query_action(path: str, headers: Any, body: bytes) -> str | None:
-    return _query_params(path, headers, body).get("Action") or None
-
-
-def _int_param(value: str | None, default: int, name: str) -> int:
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise _ApiError(400, "InvalidParameterValue", f"{name} must be an integer") from None
-
-
-def _xml_fields(reply: bytes, names: Iterable[str]) -> dict[str, str]:
-    """The text of the first element with each local name (namespaces ignored)."""
-    wanted, found = set(names), {}
-    for element in ET.fromstring(reply).iter():
-        local = element.tag.rpartition("}")[2]
-        if local in wanted and local not in found:
-            found[local] = element.text or ""
-    return found
-
-
-def _password() -> str:
-    # Letters and digits only, like moto's and AWS's, so the password is safe in any DSN or URL.
-    return "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(40))
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_iso(text: str) -> float:
-    parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.timestamp()

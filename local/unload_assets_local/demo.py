@@ -19,8 +19,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from unload_assets.orchestration.schedules import DAILY_JOB, UNPARTITIONED_JOB
-from unload_assets_local.devserver import DagsterDev, DagsterDevError, stop_process_group
+from unload_assets_local.devserver import DagsterDev, stop_process_group
 from unload_assets_local.postgres import free_port
+from unload_assets_local.webserver_client import DagsterDevError
 
 ROOT = Path.cwd()
 STATE = ROOT / ".local-stack"

@@ -13,7 +13,8 @@ from unload_assets_local.emulator.command import (
     UnloadCommand,
     UnloadError,
 )
-from unload_assets_local.emulator.parser import is_unload, parse_unload
+from unload_assets_local.emulator.parser import parse_unload
+from unload_assets_local.emulator.statements import is_unload
 
 from unload_assets.statement.sqltext import has_outer_limit, quote_literal
 

@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg2
-from unload_assets_local.devserver import DagsterDevError, WebserverClient, stop_process_group
+from unload_assets_local.devserver import stop_process_group
 from unload_assets_local.postgres import free_port
+from unload_assets_local.webserver_client import DagsterDevError, WebserverClient
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_YAML = REPO / "deploy" / "dagster.yaml"

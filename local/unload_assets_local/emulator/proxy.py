@@ -1,7 +1,7 @@
 """`RedshiftEmulator`: a PostgreSQL wire proxy on 127.0.0.1 that executes UNLOAD like Redshift.
 
 Every statement goes through to a real PostgreSQL cluster, each client on its own backend session;
-UNLOAD is executed by the proxy (see `executor.py`) and its files land on S3 (the moto server locally).
+UNLOAD is executed by the proxy (see `unload_run.py`) and its files land on S3 (the moto server locally).
 The asyncio server runs in a background thread so tests and the local stack can start and stop it
 from synchronous code.
 """
@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from unload_assets_local.emulator.catalog import Catalog
 from unload_assets_local.emulator.connection import ClientConnection
 from unload_assets_local.emulator.credentials import CredentialRegistry
-from unload_assets_local.emulator.executor import Services
 from unload_assets_local.emulator.faults import UnloadFaults
+from unload_assets_local.emulator.services import Services
 from unload_assets_local.emulator.wire import STREAM_LIMIT
 
 _STOP_TIMEOUT = 30.0

@@ -5,6 +5,7 @@ message by message between the client and its new backend until the backend says
 Redshift's temporary IAM users (`IAM:alice`, minted by get_cluster_credentials) exist only here: the
 emulator checks their password itself (MD5, as Redshift asks), against the credentials minted and not
 expired, then logs in to PostgreSQL with a login of its own (`backend_login`).
+Those checks are in `logins.py`; the startup parameters each side expects, in `startup_parameters.py`.
 """
 
 from __future__ import annotations
@@ -12,24 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import ssl
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from unload_assets_local.emulator import wire
-from unload_assets_local.emulator.auth import (
-    AUTH_CLEARTEXT,
-    AUTH_MD5,
-    AUTH_OK,
-    AuthError,
-    BackendLogin,
-    md5_matches,
-)  # fmt: skip
+from unload_assets_local.emulator.auth import AUTH_OK, AuthError, BackendLogin
 from unload_assets_local.emulator.catalog import Catalog
 from unload_assets_local.emulator.credentials import CredentialRegistry, is_temporary_user
+from unload_assets_local.emulator.logins import accept_temporary_user, accept_user, refuse_login
 from unload_assets_local.emulator.session import Session
+from unload_assets_local.emulator.startup_parameters import as_redshift, for_postgres
 
 log = logging.getLogger(__name__)
 _U32_AT = struct.Struct("!I").unpack_from
@@ -84,12 +79,12 @@ async def start_session(
     forwarded = {**for_postgres(params, known), "database": database}
     login: BackendLogin | None = None
     if is_temporary_user(user):
-        login = await _accept_temporary_user(client, client_writer, user, credentials, backend_login)
+        login = await accept_temporary_user(client, client_writer, user, credentials, backend_login)
         if login is None:
             return None
         forwarded["user"] = login.user
     elif logins is not None:
-        login = await _accept_user(client, client_writer, user, logins, over_tls=tls_started)
+        login = await accept_user(client, client_writer, user, logins, over_tls=tls_started)
         if login is None:
             return None
     startup = wire.startup_packet(code, forwarded)
@@ -111,7 +106,9 @@ async def start_session(
                 log.warning(
                     "the emulator could not log in to PostgreSQL as %r: %s", login and login.user, exc
                 )
-                await _refuse(client_writer, f"the emulator could not log in to PostgreSQL: {exc}", "28000")
+                await refuse_login(
+                    client_writer, f"the emulator could not log in to PostgreSQL: {exc}", "28000"
+                )
                 backend_writer.close()
                 return None
             if answer is not None:
@@ -153,114 +150,6 @@ def _log_in(login: BackendLogin, client_writer: asyncio.StreamWriter) -> Authent
         return answer
 
     return authenticate
-
-
-async def _accept_temporary_user(
-    client: wire.MessageStream,
-    client_writer: asyncio.StreamWriter,
-    user: str,
-    credentials: CredentialRegistry | None,
-    backend_login: tuple[str, str] | None,
-) -> BackendLogin | None:
-    """Ask for the password with MD5, as Redshift does; accepted if it is one minted for `user`, unexpired.
-
-    Returns how to log in to PostgreSQL for the client, or None once the client has been refused.
-    """
-    answer, salt = await _ask_md5(client, client_writer)
-    valid, expired = credentials.candidates(user) if credentials is not None else ([], [])
-    if backend_login is None:
-        log.debug("temporary user %r refused: the emulator has no backend login of its own", user)
-    elif any(md5_matches(answer, user, minted.password, salt) for minted in valid):
-        log.debug("temporary user %r authenticated", user)
-        return BackendLogin(*backend_login)
-    elif any(md5_matches(answer, user, minted.password, salt) for minted in expired):
-        log.debug("temporary user %r refused: the credential had expired", user)
-    else:
-        log.debug("temporary user %r refused: no credential minted for it matches", user)
-    await _refuse(client_writer, f'password authentication failed for user "{user}"', "28P01")
-    return None
-
-
-async def _accept_user(
-    client: wire.MessageStream,
-    client_writer: asyncio.StreamWriter,
-    user: str,
-    logins: dict[str, str],
-    *,
-    over_tls: bool,
-) -> BackendLogin | None:
-    """Any other user, as Redshift asks: MD5, checked against the cluster's users the emulator knows; over
-    TLS, a user it does not know may send the password in clear, for PostgreSQL to judge. Returns how to
-    log in to PostgreSQL for the client, or None once the client has been refused."""
-    if user in logins:
-        answer, salt = await _ask_md5(client, client_writer)
-        if md5_matches(answer, user, logins[user], salt):
-            return BackendLogin(user, logins[user])
-    elif over_tls:
-        client_writer.write(wire.message(b"R", struct.pack("!I", AUTH_CLEARTEXT)))
-        await client_writer.drain()
-        return BackendLogin(user, (await _password_message(client)).decode("utf-8", errors="replace"))
-    else:
-        await _ask_md5(client, client_writer)  # asked, as for anyone, and refused: nobody to check it against
-    log.debug("user %r refused: wrong password or unknown user", user)
-    await _refuse(client_writer, f'password authentication failed for user "{user}"', "28P01")
-    return None
-
-
-async def _ask_md5(client: wire.MessageStream, client_writer: asyncio.StreamWriter) -> tuple[bytes, bytes]:
-    """AuthenticationMD5Password with a fresh salt; the client's answer and the salt."""
-    salt = secrets.token_bytes(4)
-    client_writer.write(wire.message(b"R", struct.pack("!I", AUTH_MD5) + salt))
-    await client_writer.drain()
-    return await _password_message(client), salt
-
-
-async def _password_message(client: wire.MessageStream) -> bytes:
-    kind, payload = await client.read()
-    if kind != ord("p"):
-        raise wire.ProtocolError(f"expected a PasswordMessage, got message type {chr(kind)!r}")
-    return payload.split(b"\0", 1)[0]
-
-
-# What Redshift reports as its version, and what drivers parse (redshift_connector picks its type
-# conversions by it); PostgreSQL's own "16.x (Debian ...)" is not a version they can read.
-SERVER_VERSION = "8.0.2"
-# Startup parameters that are not PostgreSQL settings but always come from Redshift's drivers;
-# PostgreSQL refuses a connection that sends them (FATAL 42704). Used when the catalog cannot list
-# PostgreSQL's settings; otherwise everything that is not a setting is left out.
-REDSHIFT_DRIVER_PARAMETERS = frozenset(
-    {"client_protocol_version", "driver_version", "os_version", "plugin_name", "idp_type", "provider_name",
-     "token_type", "identity_namespace", "idc_client_display_name"}
-)  # fmt: skip
-_PROTOCOL_PARAMETERS = ("user", "database", "options", "replication")
-
-
-def for_postgres(params: dict[str, str], settings: frozenset[str] | None) -> dict[str, str]:
-    """The startup parameters PostgreSQL accepts: the protocol's own and PostgreSQL's settings (names
-    compared without case, as PostgreSQL does); a Redshift driver's extras are accepted and ignored."""
-
-    def accepted(name: str) -> bool:
-        if name in _PROTOCOL_PARAMETERS or name.startswith("_pq_."):
-            return True
-        return name.lower() in settings if settings is not None else name not in REDSHIFT_DRIVER_PARAMETERS
-
-    ignored = [name for name in params if not accepted(name)]
-    if ignored:
-        log.debug("startup parameters ignored, as Redshift does: %s", ", ".join(ignored))
-    return {name: value for name, value in params.items() if name not in ignored}
-
-
-def as_redshift(parameter_status: bytes) -> bytes:
-    """A ParameterStatus message, with `server_version` reported as Redshift reports it."""
-    name, _, _ = parameter_status[5:].partition(b"\0")
-    if name != b"server_version":
-        return parameter_status
-    return wire.message(b"S", wire.cstr("server_version") + wire.cstr(SERVER_VERSION))
-
-
-async def _refuse(client_writer: asyncio.StreamWriter, text: str, code: str) -> None:
-    client_writer.write(wire.error_response(text, code=code, severity="FATAL"))
-    await client_writer.drain()
 
 
 async def send_cancel(pg_address: tuple[str, int], packet: bytes) -> None:

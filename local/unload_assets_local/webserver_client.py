@@ -1,0 +1,166 @@
+"""The GraphQL calls the Dagster UI makes, against a webserver (`dagster dev` or `dagster-webserver`):
+launch, re-execute and terminate runs, follow their steps, find the runs a schedule launched, and tell
+when the code location has loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_RUN_QUERY = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { status stepStats { stepKey status } }
+    ... on PythonError { message }
+  }
+}"""
+_RUNS_TAGGED = """
+query Runs($tags: [ExecutionTag!]) {
+  runsOrError(filter: {tags: $tags}) { ... on Runs { results { runId status } } }
+}"""
+_WORKSPACE_QUERY = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries { name loadStatus
+    locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+_LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidSubsetError { message }
+    ... on PipelineNotFoundError { message }
+  }
+}"""
+_REEXECUTE = """
+mutation Reexecute($params: ReexecutionParams!) {
+  launchRunReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
+_TERMINATE = """
+mutation Terminate($runId: String!, $policy: TerminateRunPolicy) {
+  terminateRun(runId: $runId, terminatePolicy: $policy) {
+    __typename
+    ... on TerminateRunFailure { message }
+    ... on PythonError { message }
+  }
+}"""
+FINISHED = ("SUCCESS", "FAILURE", "CANCELED")
+
+
+class DagsterDevError(RuntimeError):
+    pass
+
+
+class WebserverClient:
+    """The GraphQL calls the UI makes, against a webserver at `url` (`dagster dev` or `dagster-webserver`)."""
+
+    def __init__(self, url: str, log_file: Path) -> None:
+        self._url, self.log_file = url, log_file
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = json.loads(response.read())
+        if payload.get("errors"):
+            raise DagsterDevError(f"GraphQL error: {payload['errors']}")
+        return payload["data"]
+
+    def launch(self, job_name: str, *, partition: str | None = None, location: str | None = None) -> str:
+        """Launch `job_name` exactly as the UI's Materialize/Launch button does; returns the run id."""
+        location = location or self.location_name()
+        params: dict[str, Any] = {
+            "selector": {
+                "repositoryLocationName": location,
+                "repositoryName": "__repository__",
+                "jobName": job_name,
+            },
+            "runConfigData": {},
+            "executionMetadata": {
+                "tags": [{"key": "dagster/partition", "value": partition}] if partition else []
+            },
+        }
+        result = self.graphql(_LAUNCH, {"params": params})["launchRun"]
+        if result["__typename"] != "LaunchRunSuccess":
+            raise DagsterDevError(f"Launching {job_name} failed: {result}")
+        return str(result["run"]["runId"])
+
+    def reexecute(self, parent_run_id: str, strategy: str = "FROM_FAILURE") -> str:
+        """The UI's "Re-execute from failure" (or ALL_STEPS / FROM_ASSET_FAILURE); returns the new run id."""
+        params = {"parentRunId": parent_run_id, "strategy": strategy}
+        result = self.graphql(_REEXECUTE, {"params": params})["launchRunReexecution"]
+        if result["__typename"] != "LaunchRunSuccess":
+            raise DagsterDevError(f"Re-executing {parent_run_id} failed: {result}")
+        return str(result["run"]["runId"])
+
+    def terminate(self, run_id: str, *, immediately: bool = False) -> None:
+        """The UI's Terminate button (or "force termination": mark it canceled at once)."""
+        policy = "MARK_AS_CANCELED_IMMEDIATELY" if immediately else "SAFE_TERMINATE"
+        result = self.graphql(_TERMINATE, {"runId": run_id, "policy": policy})["terminateRun"]
+        if result["__typename"] != "TerminateRunSuccess":
+            raise DagsterDevError(f"Terminating {run_id} failed: {result}")
+
+    def step_statuses(self, run_id: str) -> dict[str, str]:
+        run = self.graphql(_RUN_QUERY, {"runId": run_id})["runOrError"]
+        return {s["stepKey"]: s["status"] for s in run.get("stepStats") or []}
+
+    def wait_for_run(
+        self, run_id: str, *, timeout: float = 300, on_step: Callable[[str, str], None] | None = None
+    ) -> str:
+        seen: dict[str, str] = {}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.graphql(_RUN_QUERY, {"runId": run_id})["runOrError"]
+            for step in run.get("stepStats") or []:
+                if on_step and seen.get(step["stepKey"]) != step["status"] and step["status"]:
+                    on_step(step["stepKey"], step["status"])
+                seen[step["stepKey"]] = step["status"]
+            if run.get("status") in FINISHED:
+                return str(run["status"])
+            time.sleep(1)
+        raise DagsterDevError(f"Run {run_id} did not finish within {timeout:.0f}s; see {self.log_file}")
+
+    def runs_tagged(self, key: str, value: str) -> list[str]:
+        """The ids of the runs carrying tag `key=value` (newest first), e.g. those a schedule launched."""
+        tags = [{"key": key, "value": value}]
+        runs = self.graphql(_RUNS_TAGGED, {"tags": tags})["runsOrError"].get("results") or []
+        return [str(r["runId"]) for r in runs]
+
+    def location_name(self) -> str:
+        entries = self.graphql(_WORKSPACE_QUERY)["workspaceOrError"]["locationEntries"]
+        return str(entries[0]["name"])
+
+    def ping(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/server_info", timeout=5):
+                return True
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def location_loaded(self) -> bool:
+        for entry in self.graphql(_WORKSPACE_QUERY)["workspaceOrError"].get("locationEntries", []):
+            error = entry.get("locationOrLoadError") or {}
+            if error.get("__typename") == "PythonError":
+                raise DagsterDevError(
+                    f"The code location '{entry['name']}' failed to load:\n{error['message']}"
+                )
+            if entry.get("loadStatus") == "LOADED" and error:
+                return True
+        return False
