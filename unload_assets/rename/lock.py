@@ -22,17 +22,16 @@ PreconditionFailed, or 409 ConditionalRequestConflict to concurrent conditional 
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from unload_assets.rename.lease import expiry, holder_of, iso, lease_body
 from unload_assets.rename.s3ops import NOT_FOUND
 
 CONFLICT = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
@@ -50,17 +49,6 @@ class RenameBusy(RuntimeError):
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _expiry(doc: dict[str, Any]) -> float:
-    try:
-        return datetime.fromisoformat(doc["expires"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return 0.0  # an unreadable lock must not block every run forever: treat it as expired
 
 
 class FinalKeyLock:
@@ -92,12 +80,8 @@ class FinalKeyLock:
     def _put(self, **condition: str) -> bool:
         """Write a fresh lease under `condition`; False if the lock is another version (or gone) instead."""
         now = self.clock()
-        doc = {
-            "owner": self.owner,
-            "acquired": self._acquired or _iso(now),
-            "expires": _iso(now + self.lease),
-        }
-        self._body = json.dumps(doc).encode()
+        acquired = self._acquired or iso(now)
+        self._body = lease_body(self.owner, acquired, now + self.lease)
         try:
             resp = self.s3.put_object(
                 Bucket=self.bucket, Key=self.key, Body=self._body, ContentType="application/json", **condition
@@ -106,7 +90,7 @@ class FinalKeyLock:
             if _code(exc) in CONFLICT + GONE:
                 return False
             raise
-        self.etag, self.valid_until, self._acquired = resp["ETag"], now + self.lease, doc["acquired"]
+        self.etag, self.valid_until, self._acquired = resp["ETag"], now + self.lease, acquired
         return True
 
     def _read(self) -> tuple[bytes, str] | None:
@@ -124,12 +108,8 @@ class FinalKeyLock:
             found = self._read()
             if found is None:
                 continue  # released between our write and the read: try again at once
-            try:
-                holder = json.loads(found[0])
-            except ValueError:
-                holder = None
-            holder = holder if isinstance(holder, dict) else {}
-            owner, expires = holder.get("owner"), _expiry(holder)
+            holder = holder_of(found[0])
+            owner, expires = holder.get("owner"), expiry(holder)
             if owner == self.owner or expires <= self.clock():
                 # If-Match: of several runs that saw the same expired lease, one wins; the others look again.
                 if self._put(IfMatch=found[1]):
@@ -161,7 +141,7 @@ class FinalKeyLock:
         # A lost answer makes boto's retry of our own write fail the If-Match: the body tells.
         found = self._read()
         if found is not None and found[0] == self._body:
-            self.etag, self.valid_until = found[1], _expiry(json.loads(self._body))
+            self.etag, self.valid_until = found[1], expiry(holder_of(self._body))
             return True
         return False
 

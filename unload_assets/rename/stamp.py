@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from unload_assets.rename.manifest import StagedFile, parse_copy_manifest
-from unload_assets.rename.s3ops import Traffic, copy_any_size, delete_keys, head, list_keys, run_jobs
+from unload_assets.rename.multipart import copy_any_size
+from unload_assets.rename.s3ops import Traffic, delete_keys, head, list_keys, run_jobs
 from unload_assets.s3_naming import manifest_key_for, part_listing_prefix, part_number, s3_url
 
 TAG = "unload-staging"  # the run's staging prefix, percent-encoded (metadata must be ASCII)

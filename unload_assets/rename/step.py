@@ -25,7 +25,8 @@ from unload_assets.rename.combine import MAX_PART, MIN_PART
 from unload_assets.rename.header import HeaderStyle, column_names, compressed_member
 from unload_assets.rename.lock import FinalKeyLock, RenameBusy, final_key_lock
 from unload_assets.rename.manifest import ManifestNotFound, StagedFile, UnloadManifest, read_manifest
-from unload_assets.rename.s3ops import MAX_COPY_OBJECT, Traffic, delete_keys
+from unload_assets.rename.multipart import MAX_COPY_OBJECT
+from unload_assets.rename.s3ops import Traffic, delete_keys
 from unload_assets.rename.stamp import RenameError, RenameJob, Written, committed, content_type, delete_stale
 from unload_assets.rename.write import combine_blocker, produce
 from unload_assets.s3_naming import part_key, s3_url

@@ -10,7 +10,8 @@ from functools import partial
 from unload_assets.rename.combine import CombineImpossible, PartSpec, Piece, plan_combine, plan_with_opening
 from unload_assets.rename.empty import empty_body
 from unload_assets.rename.manifest import StagedFile, render_copy_manifest
-from unload_assets.rename.s3ops import delete_keys, first_line_length, head, server_side, write_multipart
+from unload_assets.rename.multipart import server_side, write_multipart
+from unload_assets.rename.s3ops import delete_keys, first_line_length, head
 from unload_assets.rename.stamp import (
     SIZE,
     RenameError,
