@@ -1,4 +1,9 @@
-"""The lease document a lock object holds (`lock.py`): its owner, since when and until when."""
+"""The lease document a lock object holds (`lock.py`): its owner, since when, until when, and a token.
+
+The token is one holder's own (a fresh one per `FinalKeyLock`): two holders never write the same body,
+so an ETag of our lease never comes back once someone else has written the lock. That makes "the lock
+object still has the ETag we last wrote" a sound test of still holding it (`FinalKeyLock.check`).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,9 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def lease_body(owner: str, acquired: str, expires: float) -> bytes:
-    return json.dumps({"owner": owner, "acquired": acquired, "expires": iso(expires)}).encode()
+def lease_body(owner: str, acquired: str, expires: float, token: str) -> bytes:
+    doc = {"owner": owner, "acquired": acquired, "expires": iso(expires), "token": token}
+    return json.dumps(doc).encode()
 
 
 def holder_of(body: bytes) -> dict[str, Any]:

@@ -32,6 +32,8 @@ class Traffic:
 
 # What S3 (and moto, MinIO) answer for a key that is not there: GetObject, HeadObject (no body: the status).
 NOT_FOUND = ("NoSuchKey", "NotFound", "404")
+# A conditional request refused: 412, or 409 when a concurrent conditional write to the key won.
+CONFLICT = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 
 
 def head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
