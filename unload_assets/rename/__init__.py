@@ -2,6 +2,7 @@
 
 The entry is `rename_unload` (`step.py`). Its parts, in the order it uses them:
 - `lock.py`: one rename per final key at a time, a lease lock kept in S3 (`lease.py`: its document);
+  `fence.py`: every write and delete only while that lock is still ours, and only on the object seen;
 - `manifest.py`: the UNLOAD manifest, the only list of staged files trusted;
 - `write.py`: the final object(s): one object, one combined object (`combine.py` plans its multipart
   copy, `header.py` puts a single header line on top), or parts plus a COPY manifest; an empty day

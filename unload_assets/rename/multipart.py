@@ -1,9 +1,13 @@
-"""Writing one object in S3 from many sources: multipart uploads, and server-side copies of any size."""
+"""Writing one object in S3 from many sources: multipart uploads, and server-side copies of any size.
+
+Both take a `before` callback, run right before the request that makes the object visible, and a
+`condition` (If-Match / If-None-Match) that request carries: that is where `fence.py` fences them.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -24,16 +28,22 @@ def write_multipart(
     content_type: str,
     traffic: Traffic,
     workers: int = 8,
+    condition: Mapping[str, str] | None = None,
+    before: Callable[[], None] = lambda: None,
 ) -> None:
     """Assemble `dest_key` from `plan` (segment piece i = `sources[i]`: an object key, or bytes the client
     already holds). An empty plan writes an empty object.
 
+    `before` runs right before the request that makes the object visible (CompleteMultipartUpload, or
+    the empty PutObject), which carries `condition` (If-Match / If-None-Match).
     On any error the upload is aborted, so no invisible half-upload keeps costing storage; a crashed
     process leaves one behind, which the bucket's AbortIncompleteMultipartUpload lifecycle rule removes.
     """
+    cond = dict(condition or {})
     if not plan:
+        before()
         s3.put_object(
-            Bucket=bucket, Key=dest_key, Body=b"", Metadata=dict(metadata), ContentType=content_type
+            Bucket=bucket, Key=dest_key, Body=b"", Metadata=dict(metadata), ContentType=content_type, **cond
         )
         return
     upload_id = s3.create_multipart_upload(
@@ -61,7 +71,8 @@ def write_multipart(
     jobs = [partial(part, n, spec) for n, spec in enumerate(plan, start=1)]
     try:
         parts = run_jobs(jobs, workers)
-        s3.complete_multipart_upload(**common, MultipartUpload={"Parts": parts})
+        before()
+        s3.complete_multipart_upload(**common, MultipartUpload={"Parts": parts}, **cond)
     except BaseException:
         with contextlib.suppress(Exception):  # the original error is the one to report
             s3.abort_multipart_upload(**common)
@@ -93,12 +104,16 @@ def copy_any_size(
     max_copy_size: int = MAX_COPY_OBJECT,
     max_part_size: int = MAX_PART,
     workers: int = 8,
+    condition: Mapping[str, str] | None = None,
+    before: Callable[[], None] = lambda: None,
 ) -> None:
     """Server-side copy: CopyObject up to `max_copy_size`, UploadPartCopy ranges above it.
 
-    UNLOAD writes files of up to 6.2 GB, and CopyObject refuses sources above 5 GiB.
+    UNLOAD writes files of up to 6.2 GB, and CopyObject refuses sources above 5 GiB. `before` and
+    `condition` as in `write_multipart`.
     """
     if source_size <= max_copy_size:
+        before()
         s3.copy_object(
             Bucket=bucket,
             Key=dest_key,
@@ -106,6 +121,7 @@ def copy_any_size(
             MetadataDirective="REPLACE",
             Metadata=dict(metadata),
             ContentType=content_type,
+            **dict(condition or {}),
         )
         return
     write_multipart(
@@ -118,4 +134,6 @@ def copy_any_size(
         content_type=content_type,
         traffic=traffic,
         workers=workers,
+        condition=condition,
+        before=before,
     )

@@ -8,7 +8,7 @@ JSON is not counted: the figure is about data that could have stayed server-side
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,6 +34,14 @@ class Traffic:
 NOT_FOUND = ("NoSuchKey", "NotFound", "404")
 # A conditional request refused: 412, or 409 when a concurrent conditional write to the key won.
 CONFLICT = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
+
+
+class Changed(Exception):
+    """S3 refused a conditional delete of `key` in a DeleteObjects batch: it is not as this client saw it."""
+
+    def __init__(self, key: str, code: str) -> None:
+        super().__init__(f"{key}: {code}")
+        self.key, self.code = key, code
 
 
 def head(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
@@ -84,15 +92,39 @@ def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     return keys
 
 
-def delete_keys(s3: Any, bucket: str, keys: Iterable[str], *, batch: int = DELETE_BATCH) -> int:
-    """DeleteObjects in batches of <= 1000; raises if S3 reports any key it could not delete."""
+def list_etags(s3: Any, bucket: str, prefix: str) -> dict[str, str]:
+    """Key -> ETag of every object under `prefix`."""
+    found: dict[str, str] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        found.update((obj["Key"], obj["ETag"]) for obj in page.get("Contents", []))
+    return found
+
+
+def delete_keys(
+    s3: Any,
+    bucket: str,
+    keys: Iterable[str],
+    *,
+    batch: int = DELETE_BATCH,
+    etags: Mapping[str, str] | None = None,
+    before: Callable[[], None] = lambda: None,
+) -> int:
+    """DeleteObjects in batches of <= 1000; raises if S3 reports any key it could not delete.
+
+    With `etags`, each object is deleted only if its ETag is still that one: a key already gone counts
+    as deleted, a key that changed raises `Changed`. `before` runs before each batch.
+    """
     todo = list(dict.fromkeys(keys))
     for i in range(0, len(todo), batch):
         chunk = todo[i : i + batch]
-        resp = s3.delete_objects(
-            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
-        )
-        errors = resp.get("Errors") or []
+        conditional = etags is not None
+        objects = [{"Key": k, "ETag": etags[k]} if etags is not None else {"Key": k} for k in chunk]
+        before()
+        resp = s3.delete_objects(Bucket=bucket, Delete={"Objects": objects, "Quiet": True})
+        errors = [e for e in resp.get("Errors") or [] if not (conditional and e.get("Code") in NOT_FOUND)]
+        changed = [e for e in errors if conditional and e.get("Code") in CONFLICT]
+        if changed:
+            raise Changed(str(changed[0].get("Key")), str(changed[0].get("Code")))
         if errors:
             sample = ", ".join(
                 f"{e.get('Key')}: {e.get('Code')} {e.get('Message', '')}".strip() for e in errors[:5]
