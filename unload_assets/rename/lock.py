@@ -10,8 +10,10 @@ is shared by every deployment, so the guard is an S3 object, written with S3's c
   run's staging prefix) reclaims it at once; anyone takes it over once its lease has expired (the holder
   died), with PutObject If-Match <ETag>, which only one of several contenders wins. Otherwise wait.
 - hold: a heartbeat thread renews the lease every lease/3 with If-Match <our ETag>; a renewal refused
-  with 412 means another run took the lock over. `check` then fails, as it does once our lease has run
-  out unrenewed: `rename_unload` calls it after writing its output, before deleting stale output and staging.
+  with 412 means another run took the lock over. (The lease document and its token: `lease.py`.)
+- check: our lease by our own clock, then S3 itself (HeadObject If-Match <our ETag>): a takeover that
+  our clock cannot see (another worker's clock runs ahead) still fails it. `fence.py` calls it right
+  before every destructive step of the rename, and makes each step conditional on its own object too.
 - release: DeleteObject If-Match <our ETag>, so a lock that is someone else's by now stays.
 
 Expiry times are written and judged with each worker's own UTC clock: the clocks of all workers must
@@ -22,20 +24,19 @@ PreconditionFailed, or 409 ConditionalRequestConflict to concurrent conditional 
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from unload_assets.rename.s3ops import NOT_FOUND
+from unload_assets.rename.lease import expiry, holder_of, iso, lease_body
+from unload_assets.rename.s3ops import CONFLICT, NOT_FOUND
 
-CONFLICT = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 GONE = NOT_FOUND
 
 
@@ -50,17 +51,6 @@ class RenameBusy(RuntimeError):
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _expiry(doc: dict[str, Any]) -> float:
-    try:
-        return datetime.fromisoformat(doc["expires"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return 0.0  # an unreadable lock must not block every run forever: treat it as expired
 
 
 class FinalKeyLock:
@@ -86,18 +76,16 @@ class FinalKeyLock:
         self.valid_until = 0.0  # our clock's end of the lease we last wrote
         self._acquired = ""
         self._body = b""  # the last lease body we sent
+        self._token = uuid.uuid4().hex  # in every lease body: no other holder's write has our ETag
+        self._mutex = threading.Lock()  # a renewal and a check never interleave (both move `etag`)
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
     def _put(self, **condition: str) -> bool:
         """Write a fresh lease under `condition`; False if the lock is another version (or gone) instead."""
         now = self.clock()
-        doc = {
-            "owner": self.owner,
-            "acquired": self._acquired or _iso(now),
-            "expires": _iso(now + self.lease),
-        }
-        self._body = json.dumps(doc).encode()
+        acquired = self._acquired or iso(now)
+        self._body = lease_body(self.owner, acquired, now + self.lease, self._token)
         try:
             resp = self.s3.put_object(
                 Bucket=self.bucket, Key=self.key, Body=self._body, ContentType="application/json", **condition
@@ -106,7 +94,7 @@ class FinalKeyLock:
             if _code(exc) in CONFLICT + GONE:
                 return False
             raise
-        self.etag, self.valid_until, self._acquired = resp["ETag"], now + self.lease, doc["acquired"]
+        self.etag, self.valid_until, self._acquired = resp["ETag"], now + self.lease, acquired
         return True
 
     def _read(self) -> tuple[bytes, str] | None:
@@ -124,12 +112,8 @@ class FinalKeyLock:
             found = self._read()
             if found is None:
                 continue  # released between our write and the read: try again at once
-            try:
-                holder = json.loads(found[0])
-            except ValueError:
-                holder = None
-            holder = holder if isinstance(holder, dict) else {}
-            owner, expires = holder.get("owner"), _expiry(holder)
+            holder = holder_of(found[0])
+            owner, expires = holder.get("owner"), expiry(holder)
             if owner == self.owner or expires <= self.clock():
                 # If-Match: of several runs that saw the same expired lease, one wins; the others look again.
                 if self._put(IfMatch=found[1]):
@@ -156,20 +140,25 @@ class FinalKeyLock:
         self._beat.start()
 
     def _renew(self) -> bool:
-        if self._put(IfMatch=self.etag):
-            return True
-        # A lost answer makes boto's retry of our own write fail the If-Match: the body tells.
+        return self._put(IfMatch=self.etag) or self._adopt()
+
+    def _adopt(self) -> bool:
+        """After a refused If-Match: whether the lock holds our last body anyway (then take its ETag).
+
+        A lost answer makes boto's retry of our own write fail the If-Match: the body tells.
+        """
         found = self._read()
         if found is not None and found[0] == self._body:
-            self.etag, self.valid_until = found[1], _expiry(json.loads(self._body))
+            self.etag, self.valid_until = found[1], expiry(holder_of(self._body))
             return True
         return False
 
     def beat(self) -> bool:
         """Renew the lease once; False once the lock turns out to be another run's (then `lost`)."""
         try:
-            if self._renew():
-                return True
+            with self._mutex:
+                if self._renew():
+                    return True
         except (ClientError, BotoCoreError, OSError) as exc:
             self.log(f"lock {self.where}: renewing the lease failed, will try again: {exc}")
             return True
@@ -181,13 +170,30 @@ class FinalKeyLock:
         while not self._stop.wait(self.lease / 3) and self.beat():
             pass
 
-    def check(self) -> None:
-        """Raise RenameBusy unless the lease is still ours (a best effort: there is no fencing token)."""
-        if self.lost or self.clock() >= self.valid_until:
-            raise RenameBusy(
-                f"lost the lock {self.where} on s3://{self.bucket}/{self.final_key} (lease expired or taken "
-                "over by another run); stopping before deleting anything more. The rename will be retried."
-            )
+    def check(self, step: str = "") -> None:
+        """Raise RenameBusy unless the lock is still ours: by our clock's lease, then by S3 itself."""
+        with self._mutex:
+            if not self.lost and self.clock() < self.valid_until and self._confirmed():
+                return
+        raise RenameBusy(
+            f"lost the lock {self.where} on s3://{self.bucket}/{self.final_key} (lease expired or taken "
+            f"over by another run); stopping before {step or 'the next step'}, changing nothing more. "
+            "The rename will be retried."
+        )
+
+    def _confirmed(self) -> bool:
+        """S3 still holds the lease we last wrote (HeadObject If-Match <our ETag>)."""
+        try:
+            self.s3.head_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
+            return True
+        except ClientError as exc:
+            if _code(exc) not in CONFLICT + GONE:
+                raise
+        if self._adopt():
+            return True
+        self.lost = True
+        self.log(f"lock {self.where}: S3 says another run holds it now")
+        return False
 
     def release(self) -> None:
         self._stop.set()

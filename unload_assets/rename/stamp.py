@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
+from unload_assets.rename.fence import Fence, condition, seen_etag
 from unload_assets.rename.manifest import StagedFile, parse_copy_manifest
-from unload_assets.rename.s3ops import Traffic, copy_any_size, delete_keys, head, list_keys, run_jobs
+from unload_assets.rename.multipart import copy_any_size
+from unload_assets.rename.s3ops import Changed, Traffic, delete_keys, head, list_etags, run_jobs
 from unload_assets.s3_naming import manifest_key_for, part_listing_prefix, part_number, s3_url
 
 TAG = "unload-staging"  # the run's staging prefix, percent-encoded (metadata must be ASCII)
@@ -57,6 +59,7 @@ class RenameJob:
     min_part: int
     max_part: int
     workers: int
+    fence: Fence  # guards and conditions every destructive request (fence.py)
 
     @property
     def tag(self) -> str:
@@ -88,30 +91,47 @@ def verify(job: RenameJob, key: str, expected: int) -> None:
         )
 
 
-def copy_verified(job: RenameJob, staged: StagedFile, dest: str, meta: dict[str, str]) -> None:
-    """Server-side copy `staged` -> `dest` and check its size; skipped if a crashed attempt finished it."""
+def _copied(job: RenameJob, found: dict[str, Any] | None, source: str, size: int) -> bool:
+    """Whether HeadObject `found` is this run's copy of `source` (percent-encoded), complete."""
+    meta = {} if found is None else found.get("Metadata", {})
+    return (
+        found is not None
+        and meta.get(TAG) == job.tag
+        and meta.get(SOURCE) == source
+        and int(found["ContentLength"]) == size
+    )
+
+
+def copy_verified(job: RenameJob, staged: StagedFile, dest: str, meta: dict[str, str], step: str) -> None:
+    """Server-side copy `staged` -> `dest` and check its size; skipped if a crashed attempt finished it.
+
+    The copy overwrites only the object seen here (If-Match its ETag, If-None-Match when there was none).
+    """
     source = quote(staged.key, safe="")
     found = head(job.s3, job.bucket, dest)
-    if (
-        found is not None
-        and found.get("Metadata", {}).get(TAG) == job.tag
-        and found.get("Metadata", {}).get(SOURCE) == source
-        and int(found["ContentLength"]) == staged.size
-    ):
+    if _copied(job, found, source, staged.size):
         return
-    copy_any_size(
-        job.s3,
-        bucket=job.bucket,
-        source_key=staged.key,
-        source_size=staged.size,
-        dest_key=dest,
-        metadata={**meta, SOURCE: source, SIZE: str(staged.size)},
-        content_type=job.ctype,
-        traffic=job.traffic,
-        max_copy_size=job.max_copy,
-        max_part_size=job.max_part,
-        workers=job.workers,
-    )
+    seen = seen_etag(found)
+
+    def ours() -> bool:
+        return _copied(job, head(job.s3, job.bucket, dest), source, staged.size)
+
+    with job.fence.refusal(step, dest, seen, ours):
+        copy_any_size(
+            job.s3,
+            bucket=job.bucket,
+            source_key=staged.key,
+            source_size=staged.size,
+            dest_key=dest,
+            metadata={**meta, SOURCE: source, SIZE: str(staged.size)},
+            content_type=job.ctype,
+            traffic=job.traffic,
+            max_copy_size=job.max_copy,
+            max_part_size=job.max_part,
+            workers=job.workers,
+            condition=condition(seen),
+            before=job.fence.before(step),
+        )
     verify(job, dest, staged.size)
 
 
@@ -122,6 +142,12 @@ def _stamped(job: RenameJob, key: str) -> dict[str, Any] | None:
     if found is None or meta.get(TAG) != job.tag or meta.get(SIZE) != str(found["ContentLength"]):
         return None
     return found
+
+
+def wrote(job: RenameJob, key: str, size: int) -> bool:
+    """Whether `key` holds this run's complete write of `size` bytes (a refused retry of our own write)."""
+    found = _stamped(job, key)
+    return found is not None and int(found["ContentLength"]) == size
 
 
 def committed(job: RenameJob) -> Written | None:
@@ -146,10 +172,18 @@ def committed(job: RenameJob) -> Written | None:
     return Written([*objects, (mkey, size)], "parts", int(meta.get(STAGED, len(objects))), reason)
 
 
-def stale_parts(job: RenameJob, keep: set[str]) -> list[str]:
-    """Parts of `final_key` (from any run, any digit count) that are not in `keep`."""
-    listed = list_keys(job.s3, job.bucket, part_listing_prefix(job.final_key))
-    return [k for k in listed if part_number(job.final_key, k) is not None and k not in keep]
+def stale_parts(job: RenameJob, keep: set[str]) -> dict[str, str]:
+    """Parts of `final_key` (from any run, any digit count) that are not in `keep`, with their ETags."""
+    listed = list_etags(job.s3, job.bucket, part_listing_prefix(job.final_key))
+    return {k: e for k, e in listed.items() if part_number(job.final_key, k) is not None and k not in keep}
+
+
+def delete_parts(job: RenameJob, parts: dict[str, str], step: str) -> None:
+    """Delete `parts` (key -> ETag seen), each only while it is still the object seen."""
+    try:
+        delete_keys(job.s3, job.bucket, parts, etags=parts, before=job.fence.before(step))
+    except Changed as exc:
+        raise job.fence.changed(step, exc.key, exc.code) from None
 
 
 def delete_stale(job: RenameJob, done: Written) -> None:
@@ -158,14 +192,15 @@ def delete_stale(job: RenameJob, done: Written) -> None:
     # Parts replace a single object and vice versa; HEAD first so nothing is reported (or, in a
     # versioned bucket, delete-marked) that was not there.
     other = job.final_key if done.mode == "parts" else manifest_key_for(job.final_key)
-    if head(job.s3, job.bucket, other) is not None:
-        # Alone and first: a DeleteObjects that fails halfway must not leave an old manifest listing
-        # parts that are already gone.
-        delete_keys(job.s3, job.bucket, [other])
+    found = head(job.s3, job.bucket, other)
+    # Alone and first: a batch delete that fails halfway must not leave an old manifest listing parts
+    # that are already gone.
+    if found is not None and job.fence.delete_seen("delete other", other, found["ETag"]):
         job.log(f"removed {other}, left by an earlier run")
     if candidates:
-        delete_keys(job.s3, job.bucket, candidates)
+        delete_parts(job, candidates, "delete stale parts")
+        keys = list(candidates)
         job.log(
-            f"removed {len(candidates)} part(s) left by an earlier run: {', '.join(candidates[:5])}"
-            + (" ..." if len(candidates) > 5 else "")
+            f"removed {len(keys)} part(s) left by an earlier run: {', '.join(keys[:5])}"
+            + (" ..." if len(keys) > 5 else "")
         )

@@ -10,7 +10,9 @@
 4. A re-run that finds this run's committed output skips straight to cleanup; when the staging manifest
    is gone too, that committed output is the proof the work was done.
 5. All of that runs under a lease lock in S3 (`lock.py`): two runs of the same final key, even
-   from different deployments, take turns instead of interleaving their writes and deletes.
+   from different deployments, take turns instead of interleaving their writes and deletes. Every
+   write and delete is fenced (`fence.py`): right before it, S3 must confirm the lock is still ours,
+   and the request itself only applies to the object as this run saw it.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from unload_assets.rename.combine import MAX_PART, MIN_PART
+from unload_assets.rename.fence import Fence
 from unload_assets.rename.header import HeaderStyle, column_names, compressed_member
-from unload_assets.rename.lock import FinalKeyLock, RenameBusy, final_key_lock
+from unload_assets.rename.lock import RenameBusy, final_key_lock
 from unload_assets.rename.manifest import ManifestNotFound, StagedFile, UnloadManifest, read_manifest
-from unload_assets.rename.s3ops import MAX_COPY_OBJECT, Traffic, delete_keys
+from unload_assets.rename.multipart import MAX_COPY_OBJECT
+from unload_assets.rename.s3ops import Traffic, delete_keys
 from unload_assets.rename.stamp import RenameError, RenameJob, Written, committed, content_type, delete_stale
 from unload_assets.rename.write import combine_blocker, produce
 from unload_assets.s3_naming import part_key, s3_url
@@ -88,13 +92,16 @@ def rename_unload(
     min_part_size: int = MIN_PART,
     max_part_size: int = MAX_PART,
     workers: int = 8,
+    lease_seconds: float = 120.0,
+    pause: Callable[[str], None] | None = None,
 ) -> RenameResult:
     """Copy the staged files the UNLOAD manifest lists to `final_key`, verify, then delete staging.
 
     Holds the lock object `lock_key` (owner: this run's staging prefix) throughout; RenameBusy if
     another run holds it too long (a retry then waits again). The size knobs exist so tests can reach
     the multipart paths with small objects; `workers` bounds the parallel part copies (1 gives a
-    deterministic call order).
+    deterministic call order). `lease_seconds` is the lock's lease; `pause` is called with the name of
+    each destructive step just before its fence (a test stops the holder there: `fence.STEPS`).
 
     `header`: every staged file starts with a header line (UNLOAD ran with HEADER). `header_style`
     instead: the staged files carry none, and the final object opens with a header line in that style,
@@ -104,20 +111,20 @@ def rename_unload(
         raise ValueError(f"unsupported on_split={on_split!r}, fmt={fmt!r}, compression={compression!r}")
     if header_style is not None and (header or on_split != "combine" or header_style.fmt != fmt):
         raise ValueError("header_style is for combining headerless csv/text files (header=False, combine)")
-    job = RenameJob(
-        s3=s3, bucket=bucket, final_key=final_key, staging_prefix=staging_prefix,
-        ctype=content_type(fmt, compression), traffic=Traffic(), log=log, max_copy=max_copy_size,
-        min_part=min_part_size, max_part=max_part_size, workers=workers,
-    )  # fmt: skip
     with final_key_lock(
-        s3, bucket=bucket, lock_key=lock_key, final_key=final_key, owner=staging_prefix, log=log
-    ) as lock:
-        return _rename_locked(job, lock, manifest_key, on_split, fmt, compression, header, header_style)
+        s3, bucket=bucket, lock_key=lock_key, final_key=final_key, owner=staging_prefix, log=log,
+        lease_seconds=lease_seconds,
+    ) as lock:  # fmt: skip
+        job = RenameJob(
+            s3=s3, bucket=bucket, final_key=final_key, staging_prefix=staging_prefix,
+            ctype=content_type(fmt, compression), traffic=Traffic(), log=log, max_copy=max_copy_size,
+            min_part=min_part_size, max_part=max_part_size, workers=workers, fence=Fence(lock, pause),
+        )  # fmt: skip
+        return _rename_locked(job, manifest_key, on_split, fmt, compression, header, header_style)
 
 
 def _rename_locked(
     job: RenameJob,
-    lock: FinalKeyLock,
     manifest_key: str,
     on_split: str,
     fmt: str,
@@ -162,7 +169,6 @@ def _rename_locked(
         )  # fmt: skip
     else:
         job.log(f"an earlier attempt already committed {s3_url(bucket, final_key)}; resuming at cleanup")
-    lock.check()  # a lease that lapsed mid-way: another run may be writing now, so delete nothing
     delete_stale(job, done)
     cleaned = _delete_staging(job, manifest, manifest_key)
     return _result(done, job, staging_cleaned=cleaned, schema=manifest.schema)
@@ -178,9 +184,11 @@ def _result(done: Written, job: RenameJob, *, staging_cleaned: bool, schema: dic
 
 def _delete_staging(job: RenameJob, manifest: UnloadManifest, manifest_key: str) -> bool:
     """Data files first, the UNLOAD manifest last: while it exists, a re-run knows what to clean."""
+    # This run's own folder: no other run writes there, so the guard suffices (no ETags to condition on).
+    guard = job.fence.before("delete staging")
     try:
-        n = delete_keys(job.s3, job.bucket, [e.key for e in manifest.entries])
-        delete_keys(job.s3, job.bucket, [manifest_key])
+        n = delete_keys(job.s3, job.bucket, [e.key for e in manifest.entries], before=guard)
+        delete_keys(job.s3, job.bucket, [manifest_key], before=guard)
     # The output is delivered and verified: report the leftovers (metadata and the staging_cleaned
     # check), don't fail. S3 errors and dropped connections count as much as per-key errors (OSError).
     except (OSError, ClientError, BotoCoreError) as exc:

@@ -9,17 +9,21 @@ from functools import partial
 
 from unload_assets.rename.combine import CombineImpossible, PartSpec, Piece, plan_combine, plan_with_opening
 from unload_assets.rename.empty import empty_body
+from unload_assets.rename.fence import condition, seen_etag
 from unload_assets.rename.manifest import StagedFile, render_copy_manifest
-from unload_assets.rename.s3ops import delete_keys, first_line_length, head, server_side, write_multipart
+from unload_assets.rename.multipart import server_side, write_multipart
+from unload_assets.rename.s3ops import first_line_length, head
 from unload_assets.rename.stamp import (
     SIZE,
     RenameError,
     RenameJob,
     Written,
     copy_verified,
+    delete_parts,
     object_metadata,
     stale_parts,
     verify,
+    wrote,
 )
 from unload_assets.s3_naming import manifest_key_for, part_key, s3_url
 
@@ -75,11 +79,7 @@ def produce(
 def write_empty(job: RenameJob) -> Written:
     """A zero-byte object at the final key (an uncompressed text, CSV or JSON day without rows)."""
     meta = {**object_metadata(job, "single", 0, None), SIZE: "0"}
-    write_multipart(
-        job.s3, bucket=job.bucket, dest_key=job.final_key, sources=[], plan=[], metadata=meta,
-        content_type=job.ctype, traffic=job.traffic,
-    )  # fmt: skip
-    verify(job, job.final_key, 0)
+    _write_final(job, [], [], meta, 0)
     job.log(f"no rows: an empty object at {s3_url(job.bucket, job.final_key)}")
     return Written([(job.final_key, 0)], "single", 0, None)
 
@@ -87,7 +87,7 @@ def write_empty(job: RenameJob) -> Written:
 def write_single(job: RenameJob, entries: list[StagedFile]) -> Written:
     """One staged file -> exactly the final key."""
     [entry] = entries
-    copy_verified(job, entry, job.final_key, object_metadata(job, "single", 1, None))
+    copy_verified(job, entry, job.final_key, object_metadata(job, "single", 1, None), "write object")
     job.log(f"1 staged file -> {s3_url(job.bucket, job.final_key)} ({entry.size:,} bytes)")
     return Written([(job.final_key, entry.size)], "single", 1, None)
 
@@ -142,18 +142,7 @@ def _write_stitched(
 ) -> Written:
     expected = sum(p.size for p in plan)
     meta = {**object_metadata(job, mode, len(entries), None), SIZE: str(expected)}
-    write_multipart(
-        job.s3,
-        bucket=job.bucket,
-        dest_key=job.final_key,
-        sources=sources,
-        plan=plan,
-        metadata=meta,
-        content_type=job.ctype,
-        traffic=job.traffic,
-        workers=job.workers,
-    )
-    verify(job, job.final_key, expected)
+    _write_final(job, sources, plan, meta, expected)
     copies = sum(server_side(p, sources) for p in plan)
     job.log(
         f"combined {len(entries)} staged file(s) into {s3_url(job.bucket, job.final_key)} ({expected:,} B): "
@@ -162,30 +151,49 @@ def _write_stitched(
     return Written([(job.final_key, expected)], mode, len(entries), None)
 
 
+def _write_final(
+    job: RenameJob, sources: list[str | bytes], plan: list[PartSpec], meta: dict[str, str], size: int
+) -> None:
+    """Assemble the final object (no plan: an empty one) over exactly the object seen, and verify it."""
+    key = job.final_key
+    seen = seen_etag(head(job.s3, job.bucket, key))
+    with job.fence.refusal("write object", key, seen, lambda: wrote(job, key, size)):
+        write_multipart(
+            job.s3, bucket=job.bucket, dest_key=key, sources=sources, plan=plan, metadata=meta,
+            content_type=job.ctype, traffic=job.traffic, workers=job.workers, condition=condition(seen),
+            before=job.fence.before("write object"),
+        )  # fmt: skip
+    verify(job, key, size)
+
+
 def write_parts(job: RenameJob, entries: list[StagedFile], reason: str | None) -> Written:
     """`<stem>.part-NNN<suffixes>` in manifest order, then `<final key>.manifest`: the commit point."""
     mkey = manifest_key_for(job.final_key)
-    if head(job.s3, job.bucket, mkey) is not None:
-        # Its parts are about to be overwritten: readers get "no manifest" rather than a mix of two runs.
-        job.s3.delete_object(Bucket=job.bucket, Key=mkey)
+    found = head(job.s3, job.bucket, mkey)
+    # Its parts are about to be overwritten: readers get "no manifest" rather than a mix of two runs.
+    if found is not None and job.fence.delete_seen("withdraw manifest", mkey, found["ETag"]):
         job.log(f"withdrew the previous {s3_url(job.bucket, mkey)} before overwriting its parts")
     parts = [(part_key(job.final_key, i), e) for i, e in enumerate(entries, start=1)]
     # No manifest names them any more: parts beyond this run's count go before the commit, so that the
     # manifest written below lists exactly the parts that exist, even if this run stops right after it.
     extra = stale_parts(job, {k for k, _ in parts})
     if extra:
-        delete_keys(job.s3, job.bucket, extra)
+        delete_parts(job, extra, "delete extra parts")
         job.log(f"removed {len(extra)} part(s) beyond this run's {len(parts)}, left by an earlier run")
     meta = object_metadata(job, "parts", len(entries), reason)
-    job.run([partial(copy_verified, job, e, k, meta) for k, e in parts])
+    job.run([partial(copy_verified, job, e, k, meta, "write part") for k, e in parts])
     body = render_copy_manifest(job.bucket, [(k, e.size) for k, e in parts])
-    job.s3.put_object(
-        Bucket=job.bucket,
-        Key=mkey,
-        Body=body,
-        ContentType="application/json",
-        Metadata={**meta, SIZE: str(len(body))},
-    )
+    # Withdrawn above (or never there): the commit creates it, and only if nobody else did meanwhile.
+    with job.fence.refusal("write manifest", mkey, None, lambda: wrote(job, mkey, len(body))):
+        job.fence.guard("write manifest")
+        job.s3.put_object(
+            Bucket=job.bucket,
+            Key=mkey,
+            Body=body,
+            ContentType="application/json",
+            Metadata={**meta, SIZE: str(len(body))},
+            **condition(None),
+        )
     verify(job, mkey, len(body))
     job.log(f"{len(entries)} staged file(s) -> {len(parts)} part(s) + {s3_url(job.bucket, mkey)}")
     return Written([(k, e.size) for k, e in parts] + [(mkey, len(body))], "parts", len(entries), reason)

@@ -141,6 +141,20 @@ def test_a_holder_that_stops_renewing_loses_the_lock_once_its_lease_runs_out(s3,
         dead.lost = True  # as its next heartbeat would find: release leaves run-b's lock alone
 
 
+def test_check_asks_s3_so_a_takeover_our_clock_cannot_see_fails_it(s3, bucket, key):
+    clock = Clock()
+    with _lock(s3, bucket, key, "run-a/", lease_seconds=120, clock=clock, heartbeat=False) as a:
+        a.check("delete staging")
+        ahead = Clock()
+        ahead.now = clock.now + 121  # run-b's worker clock runs two minutes ahead: a's lease looks expired
+        with _lock(s3, bucket, key, "run-b/", max_wait=0, clock=ahead, heartbeat=False):
+            assert clock() < a.valid_until  # by a's own clock, its lease has two minutes left
+            with pytest.raises(RenameBusy, match="lost the lock .* stopping before delete staging"):
+                a.check("delete staging")
+            assert a.lost and _holder(s3, bucket, key)["owner"] == "run-b/"  # type: ignore[index]
+    assert _holder(s3, bucket, key) is None  # run-b released its lock; run-a's release left it alone
+
+
 def test_the_heartbeat_keeps_a_live_lease_past_its_first_expiry(s3, bucket, key):
     clock = Clock()
     with _lock(s3, bucket, key, "run-a/", lease_seconds=60, clock=clock, heartbeat=False) as lock:
@@ -239,6 +253,20 @@ def test_lost_answers_and_errors_on_lock_calls_are_survived(faulty, s3, bucket, 
         lock.check()
         release = proxy.inject("reset_after", operation="DeleteObject", times=1, **lock_calls)
     assert release.fired == 1 and _holder(s3, bucket, key) is None  # the retry's 404: already gone
+
+
+def test_check_adopts_a_renewal_whose_every_answer_was_lost(faulty, s3, bucket, key):
+    proxy, client = faulty
+    with _lock(client, bucket, key, "run-a/", heartbeat=False) as lock:
+        before = lock.etag
+        # S3 applies the first attempt; it and boto's retries (412 now) all lose their answers.
+        lost = proxy.inject("reset_after", operation="PutObject", path_contains=key)
+        assert lock.beat() and lost.fired >= 2  # "renewing failed, will try again"
+        proxy.clear()
+        assert lock.etag == before != s3.head_object(Bucket=bucket, Key=key)["ETag"]
+        lock.check()  # the lock holds our last body: ours, under its new ETag
+        assert not lock.lost and lock.etag == s3.head_object(Bucket=bucket, Key=key)["ETag"]
+    assert _holder(s3, bucket, key) is None
 
 
 # --- the race: two runs of one partition renaming at once ----------------------------------------------
