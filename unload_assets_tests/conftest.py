@@ -21,13 +21,13 @@ from unload_assets_tests.support.emulator_helpers import emulator_for
 # `make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`), each with its own
 # servers. A module stays on one worker (its module-scoped servers start once), and the modules that
 # start whole Dagster deployments share one worker, so that no two of them compete for the two cores.
-DEPLOYMENTS = {"test_production_shape", "test_celery", "test_e2e"}
+DEPLOYMENTS = {"test_production_shape", "test_celery", "test_e2e", "test_chaos_soak"}
 
 
 # A test is `unit` (the quick tier: `make test-unit`) unless it is marked as needing servers or uses a
 # fixture that starts one. A unit test runs with loopback TCP refused (`_no_network`), so a test that
 # claims the quick tier and still reaches for a server fails at once instead of slowing the tier.
-SERVER_MARKS = ("stack", "e2e", "production")
+SERVER_MARKS = ("stack", "e2e", "production", "soak")
 SERVER_FIXTURES = {"local_stack", "stack_env", "pg_cluster", "s3_server", "emulator", "standin", "moto"}
 
 

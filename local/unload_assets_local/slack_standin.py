@@ -66,6 +66,8 @@ class SlackStandIn(LoopbackService):
         self._fail_count, self._fail_status = 0, 500
         self._fail_retry_after: int | None = None
         self._lose_count, self._lose_method = 0, ""
+        # What the controls did, for a test's report: calls answered with an outage, answers dropped.
+        self.failed_calls = self.lost_answers = 0
         self._refusals: dict[str, str] = {}  # method -> Slack error code, for every call until cleared
         self._load_history()
 
@@ -114,6 +116,7 @@ class SlackStandIn(LoopbackService):
             if self._fail_count <= 0:
                 return None
             self._fail_count -= 1
+            self.failed_calls += 1
             return self._fail_status, self._fail_retry_after
 
     def _take_lost_answer(self, method: str) -> bool:
@@ -121,6 +124,7 @@ class SlackStandIn(LoopbackService):
             if self._lose_count <= 0 or self._lose_method not in ("", method):
                 return False
             self._lose_count -= 1
+            self.lost_answers += 1
             return True
 
     def _call(self, method: str, args: dict[str, Any], authorization: str | None) -> dict[str, Any]:

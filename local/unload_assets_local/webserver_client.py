@@ -47,6 +47,15 @@ mutation Reexecute($params: ReexecutionParams!) {
     ... on PythonError { message }
   }
 }"""
+_BACKFILL = """
+mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on PartitionSetNotFoundError { message }
+  }
+}"""
 _TERMINATE = """
 mutation Terminate($runId: String!, $policy: TerminateRunPolicy) {
   terminateRun(runId: $runId, terminatePolicy: $policy) {
@@ -101,6 +110,22 @@ class WebserverClient:
         if result["__typename"] != "LaunchRunSuccess":
             raise DagsterDevError(f"Launching {job_name} failed: {result}")
         return str(result["run"]["runId"])
+
+    def launch_backfill(self, job_name: str, partitions: list[str], *, location: str | None = None) -> str:
+        """A backfill of `job_name` over `partitions`, as the job page's "Launch backfill" starts it (the
+        daemon then launches one run per partition); returns the backfill id."""
+        selector = {
+            "partitionSetName": f"{job_name}_partition_set",
+            "repositorySelector": {
+                "repositoryLocationName": location or self.location_name(),
+                "repositoryName": "__repository__",
+            },
+        }
+        params = {"selector": selector, "partitionNames": partitions}
+        result = self.graphql(_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise DagsterDevError(f"Launching a backfill of {job_name} failed: {result}")
+        return str(result["backfillId"])
 
     def reexecute(self, parent_run_id: str, strategy: str = "FROM_FAILURE") -> str:
         """The UI's "Re-execute from failure" (or ALL_STEPS / FROM_ASSET_FAILURE); returns the new run id."""

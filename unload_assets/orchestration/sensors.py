@@ -28,7 +28,9 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from unload_assets import environment
+from unload_assets.orchestration.names import is_unload
 from unload_assets.orchestration.run_report import Reading, read_run
+from unload_assets.orchestration.schedules import DAILY_JOB, UNPARTITIONED_JOB
 from unload_assets.orchestration.sensor_cursor import Cursor
 from unload_assets.orchestration.slack_post import (
     ANNOUNCED_RUN_TAG,
@@ -175,7 +177,17 @@ def _pending(
             found.append((ended, record, reading))
         elif status == dg.DagsterRunStatus.FAILURE and run.status == dg.DagsterRunStatus.CANCELED:
             found.append((ended, record, reading))  # cancelled before anything was planned: say so too
+        elif status == dg.DagsterRunStatus.FAILURE and _runs_unloads(run):
+            # Failed before its plan was recorded: a daemon killed while it created or launched the run
+            # leaves it NOT_STARTED or STARTING, and run monitoring fails it once the start times out.
+            found.append((ended, record, reading))
     return [(record, reading) for _, record, reading in sorted(found, key=lambda f: f[0])], held
+
+
+def _runs_unloads(run: dg.DagsterRun) -> bool:
+    """A run of one of our jobs, or of our assets picked in the UI (its plan may never have been recorded)."""
+    ours = run.job_name in (DAILY_JOB, UNPARTITIONED_JOB) or run.job_name.startswith(f"{DAILY_JOB}_from_")
+    return ours or any(is_unload(key) for key in run.asset_selection or ())
 
 
 def _superseded_by_retry(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:

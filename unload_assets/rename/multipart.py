@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from unload_assets.rename.combine import MAX_PART, PartSpec, Segment, plan_copy
 from unload_assets.rename.s3ops import Traffic, read_range, run_jobs
 
@@ -38,6 +40,7 @@ def write_multipart(
     the empty PutObject), which carries `condition` (If-Match / If-None-Match).
     On any error the upload is aborted, so no invisible half-upload keeps costing storage; a crashed
     process leaves one behind, which the bucket's AbortIncompleteMultipartUpload lifecycle rule removes.
+    Before completing, any other unfinished upload of `dest_key` is aborted (`abort_strays`).
     """
     cond = dict(condition or {})
     if not plan:
@@ -71,12 +74,32 @@ def write_multipart(
     jobs = [partial(part, n, spec) for n, spec in enumerate(plan, start=1)]
     try:
         parts = run_jobs(jobs, workers)
+        abort_strays(s3, bucket, dest_key, keep=upload_id)  # the fence below then checks the lock held
         before()
         s3.complete_multipart_upload(**common, MultipartUpload={"Parts": parts}, **cond)
     except BaseException:
         with contextlib.suppress(Exception):  # the original error is the one to report
             s3.abort_multipart_upload(**common)
         raise
+
+
+def abort_strays(s3: Any, bucket: str, key: str, *, keep: str) -> int:
+    """Abort every unfinished multipart upload of `key` except `keep`; returns how many.
+
+    A CreateMultipartUpload whose answer was lost (a reset after S3 acted, an answer cut short) is
+    retried by boto3, and the first upload, whose id this process never saw, stays open and billed; so
+    does one of an attempt that crashed. Only the holder of the key's rename lock writes the key, so any
+    other upload of it is such a stray. Best effort: the lifecycle rule stays the backstop."""
+    aborted = 0
+    with contextlib.suppress(ClientError, BotoCoreError):
+        for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key):
+            for upload in page.get("Uploads", []):
+                if upload["Key"] != key or upload["UploadId"] == keep:
+                    continue
+                with contextlib.suppress(ClientError, BotoCoreError):
+                    s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+                    aborted += 1
+    return aborted
 
 
 def server_side(spec: PartSpec, sources: Sequence[str | bytes]) -> bool:

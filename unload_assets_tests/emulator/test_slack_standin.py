@@ -120,6 +120,21 @@ def test_server_outage_then_retries_deliver_exactly_once(standin: SlackStandIn) 
     assert [m["text"] for m in standin.messages()] == ["once"]
 
 
+def test_an_outage_and_a_lost_answer_are_counted_and_a_lost_answer_can_pick_its_method(
+    standin: SlackStandIn,
+) -> None:
+    standin.fail_next(2)
+    for _ in range(2):
+        with pytest.raises(SlackApiError):
+            client(standin).auth_test()
+    standin.lose_answers(1, method="chat.postMessage")
+    assert client(standin).auth_test()["ok"] is True  # another method's answer still arrives
+    with pytest.raises(Exception):  # noqa: B017 - the connection closes: whatever the client makes of it
+        client(standin, retry_handlers=[]).chat_postMessage(channel="#unloads", text="taken, unanswered")
+    assert [m["text"] for m in standin.messages()] == ["taken, unanswered"]
+    assert (standin.failed_calls, standin.lost_answers) == (2, 1)
+
+
 def test_rate_limit_retry_after_is_honoured(standin: SlackStandIn) -> None:
     standin.fail_next(1, status=429, retry_after=1)
     started = time.monotonic()

@@ -63,6 +63,20 @@ def test_combine_text_keeps_manifest_order_and_skips_empty_pieces(s3, bucket, ou
     assert keys_under(s3, bucket, staged.prefix) == []
 
 
+def test_a_combine_aborts_the_uploads_of_its_key_whose_creation_answer_was_lost(s3, bucket, out):
+    # S3 created these uploads, the answers never came (boto3 created another one each time): nobody
+    # knows their ids, and without a lifecycle rule they would stay open, and billed, for good.
+    for _ in range(2):
+        s3.create_multipart_upload(Bucket=bucket, Key=out + "t.txt")
+    other = s3.create_multipart_upload(Bucket=bucket, Key=out + "t.txt.manifest")["UploadId"]
+    staged = stage(s3, bucket, [b"1|a\n", b"2|b\n"])
+    run(s3, bucket, staged, out + "t.txt", fmt="text")
+    assert body(s3, bucket, out + "t.txt") == b"1|a\n2|b\n"
+    left = s3.list_multipart_uploads(Bucket=bucket, Prefix=out).get("Uploads", [])
+    # The key's only writer is the holder of its rename lock: every other upload of it is a stray.
+    assert [(u["Key"], u["UploadId"]) for u in left] == [(out + "t.txt.manifest", other)]
+
+
 def test_combine_csv_with_header_keeps_one_header(s3, bucket, out):
     head = b"id,name\n"
     pieces = [head + csv_rows(0, 3), head + csv_rows(3, 4), b"", head, head + csv_rows(7, 2)]

@@ -429,6 +429,24 @@ def test_a_cancelled_run_is_announced_as_cancelled(
     assert "*sales* 2025-11-22 — no earlier delivery to keep" in message["text"]
 
 
+def test_a_run_that_failed_before_its_plan_was_recorded_is_announced(
+    instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
+) -> None:
+    # The daemon was killed between creating a backfill's run and recording its plan; run monitoring
+    # failed the run once its start timed out. The day is not delivered: Slack must hear of it.
+    run = instance.add_run(dg.DagsterRun(job_name="daily_unloads", tags={"dagster/partition": "2025-11-22"}))
+    instance.report_run_failed(run, "Run timed out due to taking longer than 300 seconds to start.")
+    # A failed run of another code location's job is not ours to announce.
+    other = instance.add_run(dg.DagsterRun(job_name="someone_elses_job"))
+    instance.report_run_failed(other, "not ours")
+    daemon = Daemon(instance, "failure")
+    assert daemon.tick(slack) == f"Announced 1 of 1 run(s) ({run.run_id[:8]})."
+    [message] = standin.messages()
+    assert message["text"].startswith(":x: Unload run failed: daily_unloads (2025-11-22)")
+    assert "300 seconds to start" in message["text"]
+    assert daemon.tick(slack) == "Nothing to announce."
+
+
 def test_a_run_dagster_retries_is_announced_once_with_its_final_outcome(
     instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
 ) -> None:

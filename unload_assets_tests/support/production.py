@@ -19,6 +19,7 @@ import zoneinfo
 from datetime import datetime, timezone
 from pathlib import Path
 
+import dagster as dg
 import psycopg2
 from unload_assets_local.devserver import stop_process_group
 from unload_assets_local.postgres import free_port
@@ -190,6 +191,20 @@ class ProductionShape:
             "{ __typename } }",
             {"name": self.LOCATION},
         )
+
+    def instance(self) -> dg.DagsterInstance:
+        """The deployment's instance opened in this process, to read its runs, logs and tags: the same
+        deploy/dagster.yaml on the same PostgreSQL database. The caller disposes of it."""
+        home = self.root / "reader"
+        home.mkdir(exist_ok=True)
+        shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
+        saved = dict(os.environ)
+        os.environ.update(self.env)  # the file reads DAGSTER_PG_* and UNLOAD_BUCKET when it is loaded
+        try:
+            return dg.DagsterInstance.from_config(str(home))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
 
     def stop(self) -> None:
         for service in (self.daemon, self.webserver, *self.code_servers):

@@ -1,0 +1,473 @@
+"""The chaos soak (issue 16): a 14-day backfill through the production shape with everything going wrong.
+
+deploy/dagster.yaml on PostgreSQL, a gRPC code server, a webserver and a daemon as separate processes
+(support/production.py). A backfill of 14 daily partitions is launched as the job page launches one, and
+while the daemon works through it:
+
+- 5% of the Dagster processes' S3 requests fail (seeded, at random: a 500, a reset before S3 saw the
+  request, a reset after S3 did the work, a body cut short), through the fault proxy, and one
+  CreateMultipartUpload's answer is lost for sure (S3 made the upload; boto3 makes another);
+- two UNLOADs lose their connection mid-statement (their data files written, the manifest not);
+- Slack is down over several sensor ticks, and when it comes back the answer to one post is lost;
+- the daemon is SIGKILLed twice (once with the backfill's runs queued, once right after the post whose
+  answer was lost) and started again.
+
+Then every day is delivered complete at its final keys (rows equal to the same query run directly on
+PostgreSQL), each day is announced in Slack exactly once (no message lost, none doubled), no staged file
+and no lock is left, and no multipart upload is left open. The figures are printed (`pytest -s`) and
+written to test-artifacts/chaos_soak.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import dagster as dg
+import psycopg2
+import pytest
+from unload_assets_local.s3_fault_proxy import FaultProxy
+
+from unload_assets.orchestration.run_report import read_run
+from unload_assets.orchestration.slack_post import ANNOUNCED_TAG
+from unload_assets.orchestration.unload_op import REDSHIFT_POOL
+from unload_assets.resources.slack import MARKER_EVENT
+from unload_assets_tests.support.fault_harness import target_retries
+from unload_assets_tests.support.pipeline_helpers import (
+    csv_rows,
+    decompress,
+    get_bytes,
+    query_as_text,
+    write_catalogue,
+)
+from unload_assets_tests.support.production import REPO, ProductionShape, keep_logs, production_env
+
+pytestmark = [
+    pytest.mark.soak,
+    pytest.mark.production,
+    pytest.mark.stack,
+    pytest.mark.timeout(900),
+]  # above the sum of the test's own deadlines, which name what is late
+
+BUCKET = "unload-local"
+DAYS = 14
+SEED = 16
+# (kind, fraction of requests): 5% of all S3 requests of the Dagster processes, drawn per request.
+S3_FAULTS = (("error", 0.02), ("reset", 0.01), ("reset_after", 0.01), ("short", 0.01))
+DROPPED_UNLOADS = 2
+SLACK_FAILED_CALLS = 4  # the outage lasts until this many calls (one per tick with runs waiting) failed
+MAX_WAITING = 7  # ...or this many runs wait: below the catch-up threshold (10) by what ends in a tick
+# UNLOAD steps at once across the deployment (deploy/dagster.yaml's default is 1, README: a cluster whose WLM
+# queue has the slots gets more with `dagster instance concurrency set redshift N`). Three let the 14
+# runs overlap on two cores instead of queueing one behind the other.
+REDSHIFT_POOL_LIMIT = 3
+RUN_SENSORS = ("unload_success_to_slack", "unload_failure_to_slack")
+LAUNCHING = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING)
+DEADLINE = 420  # seconds for the whole backfill to be delivered and announced
+
+
+@dataclass(frozen=True)
+class Output:
+    """A target of the soak's catalogue: its day's SELECT (`{day}` is `{{ partition_date }}` in the
+    catalogue, a DATE literal in the direct query it is compared with) and how a reader reads it."""
+
+    target: str
+    sql: str
+    key_template: str
+    options: str  # the catalogue entry's other fields
+    header: bool
+    compression: str
+
+    def key(self, day: date) -> str:
+        return self.key_template.format(date=day, yyyy=f"{day:%Y}", mm=f"{day:%m}", dd=f"{day:%d}")
+
+    def entry(self) -> str:
+        sql = self.sql.format(day="{{ partition_date }}")
+        return (
+            f'  - name: {self.target}\n    description: chaos soak target\n    sql: "{sql}"\n'
+            f"    key_template: {self.key_template}\n"
+            + "".join(f"    {o}\n" for o in self.options.split("; "))
+        )
+
+
+OUTPUTS = (
+    # Several files a day (PARALLEL ON), combined into one gzipped CSV with the header on top.
+    Output(
+        "soak_sales",
+        "select sale_id, sale_date, sold_at, customer_id, product, quantity, amount, note"
+        " from public.sales where sale_date = {day} order by sale_id",
+        "exports/soak/sales/{date}/sales_{date}.csv.gz",
+        "format: csv; compression: gzip; header: true; parallel: true",
+        header=True,
+        compression="gzip",
+    ),
+    # Several files a day, delivered as numbered zstd parts and a COPY manifest.
+    Output(
+        "soak_parts",
+        "select sale_id, product, amount from public.sales where sale_date = {day} order by sale_id",
+        "exports/soak/parts/{yyyy}/{mm}/{dd}/sales.csv.zst",
+        "format: csv; compression: zstd; parallel: true; on_split: parts",
+        header=False,
+        compression="zstd",
+    ),
+    # One small file a day.
+    Output(
+        "soak_totals",
+        "select product, count(*) as sales, sum(amount) as amount from public.sales"
+        " where sale_date = {day} group by product order by product",
+        "exports/soak/totals/totals_{date}.csv",
+        "format: csv; header: true",
+        header=True,
+        compression="none",
+    ),
+)
+
+
+def backfill_days() -> list[date]:
+    """14 days inside the seeded window (the 30 UTC days before today) and inside the partitions (which
+    end yesterday in the schedules' zone, up to a day either side of UTC)."""
+    today = datetime.now(timezone.utc).date()
+    return [today - timedelta(days=DAYS + 2 - n) for n in range(DAYS)]
+
+
+@dataclass
+class Soak:
+    shape: ProductionShape
+    proxy: FaultProxy
+    instance: dg.DagsterInstance
+    started: float  # time.monotonic() when the test's fixture began
+
+
+@pytest.fixture(scope="module")
+def soak(local_stack, stack_env, tmp_path_factory) -> Iterator[Soak]:
+    started = time.monotonic()
+    root = tmp_path_factory.mktemp("soak")
+    start = datetime.now(timezone.utc).date() - timedelta(days=30)
+    body = f'defaults:\n  partitioning: {{type: daily, start_date: "{start}"}}\ntargets:\n'
+    catalogue = write_catalogue(root, body + "".join(o.entry() for o in OUTPUTS), name="unload_targets.yaml")
+    env = production_env(local_stack, stack_env, database="dagster_soak", catalogue=catalogue)
+    proxy = FaultProxy(local_stack.s3.endpoint_url).start()
+    env["AWS_ENDPOINT_URL_S3"] = proxy.endpoint_url  # every S3 call of every Dagster process
+    shape = ProductionShape(root / "services", env)
+    instance = None
+    try:
+        shape.start()
+        instance = shape.instance()
+        instance.event_log_storage.set_concurrency_slots(REDSHIFT_POOL, REDSHIFT_POOL_LIMIT)
+        yield Soak(shape, proxy, instance, started)
+    finally:
+        if instance is not None:
+            instance.dispose()
+        shape.stop()
+        proxy.stop()
+        local_stack.slack.fail_next(0)
+        local_stack.slack.lose_answers(0)
+        local_stack.emulator.faults.clear()
+        keep_logs(root / "services", "soak")
+
+
+def _until(what: str, check: Callable[[], bool], deadline: float, shape: ProductionShape) -> None:
+    """Poll `check` until it holds; past `deadline` (monotonic) fail naming `what` is late."""
+    while not check():
+        assert time.monotonic() < deadline, (
+            f"not within the soak's {DEADLINE} s: {what}\n{shape.daemon.tail()}"
+        )
+        time.sleep(0.5)
+
+
+def _restart_daemon(shape: ProductionShape, instance: dg.DagsterInstance, deadline: float) -> None:
+    """SIGKILL the daemon (its whole process group: no tick, write or heartbeat finishes) and start it again.
+
+    Not while a run is between its creation and its launch (NOT_STARTED, STARTING): a daemon killed there
+    strands the run until run monitoring fails it, `start_timeout_seconds` (300 s) later, and the day
+    then waits for a re-execution (deploy/dagster.yaml has no run retries). That is Dagster's, and the
+    failure is announced (test_sensors.py); the soak kills the daemon anywhere else."""
+    _until("a moment with no run being launched", lambda: not _launching(instance), deadline, shape)
+    shape.daemon.kill()
+    shape.daemon.start()
+
+
+def _launching(instance: dg.DagsterInstance) -> bool:
+    return any(run.status in LAUNCHING for run in _runs(instance))
+
+
+def _runs(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    return [record.dagster_run for record in instance.get_run_records()]
+
+
+def _waiting(instance: dg.DagsterInstance) -> int:
+    """Successful runs not yet announced."""
+    return sum(
+        run.status == dg.DagsterRunStatus.SUCCESS and ANNOUNCED_TAG not in run.tags for run in _runs(instance)
+    )
+
+
+def _done(instance: dg.DagsterInstance, days: list[date]) -> bool:
+    """Every day has a successful run, nothing is still running or queued, every finished run is
+    announced (or tagged as superseded by its retry)."""
+    runs = _runs(instance)
+    if any(not run.is_finished for run in runs):
+        return False
+    succeeded = {
+        run.tags.get("dagster/partition") for run in runs if run.status == dg.DagsterRunStatus.SUCCESS
+    }
+    return succeeded >= {d.isoformat() for d in days} and all(ANNOUNCED_TAG in run.tags for run in runs)
+
+
+def _ticks_since(instance: dg.DagsterInstance, when: float) -> int:
+    """The fewest ticks either run sensor (success, failure) has completed since `when` (a unix time)."""
+    states = [s for s in instance.all_instigator_state() if s.name in RUN_SENSORS]
+    assert len(states) == len(RUN_SENSORS), states
+    return min(len(instance.get_ticks(s.instigator_origin_id, s.selector_id, after=when)) for s in states)
+
+
+def _read(s3: Any, output: Output, day: date) -> tuple[list[str] | None, list[list[str]], list[str]]:
+    """What a reader gets at the day's final key(s): the one object, or the parts its manifest lists;
+    and any other object under the day's name (a part no manifest lists, a stray copy)."""
+    key = output.key(day)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=key.split(".")[0])
+    found = {o["Key"] for page in pages for o in page.get("Contents", [])}
+    if key + ".manifest" in found:
+        entries = json.loads(get_bytes(s3, BUCKET, key + ".manifest"))["entries"]
+        keys = [entry["url"].split("/", 3)[3] for entry in entries]
+        found.discard(key + ".manifest")
+    else:
+        keys = [key]
+    text = b"".join(decompress(get_bytes(s3, BUCKET, k), output.compression) for k in keys).decode()
+    return (*csv_rows(text, header=output.header), sorted(found - set(keys)))
+
+
+def _header(dsn: str, sql: str) -> list[str]:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(f"select * from ({sql}) q limit 0")
+        return [d.name for d in cur.description]
+
+
+def _announcements(messages: list[dict[str, Any]]) -> list[list[str]]:
+    """The run ids each of our messages carries in its Slack metadata (a catch-up message: several)."""
+    found = []
+    for message in messages:
+        metadata = message.get("metadata") or {}
+        if metadata.get("event_type") == MARKER_EVENT:
+            payload = metadata.get("event_payload") or {}
+            found.append([payload["run_id"], *payload.get("run_ids", [])])
+    return found
+
+
+def _verify_outputs(s3: Any, dsn: str, days: list[date]) -> tuple[int, int, list[str]]:
+    """Every target's output of every day against the day's query run directly on PostgreSQL: the
+    outputs complete and right, their rows, and what is wrong with the others."""
+    verified, rows, wrong = 0, 0, []
+    for day in days:
+        for output in OUTPUTS:
+            direct = output.sql.format(day=f"date '{day}'")
+            header, got, strays = _read(s3, output, day)
+            expected = query_as_text(dsn, direct)
+            if (
+                sorted(got) != sorted(expected)
+                or (output.header and header != _header(dsn, direct))
+                or strays
+            ):
+                wrong.append(f"{output.target} {day}: {len(got)} rows, the query {len(expected)}; {strays}")
+            else:
+                verified, rows = verified + 1, rows + len(got)
+    return verified, rows, wrong
+
+
+def _left_over(s3: Any) -> dict[str, list[str]]:
+    """What any attempt of any run may have left: staged files, rename locks, open multipart uploads."""
+
+    def keys(prefix: str) -> list[str]:
+        return [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])]
+
+    uploads = [
+        u["Key"]
+        for prefix in ("exports/soak/", "_staging/soak_")
+        for u in s3.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", [])
+    ]
+    return {
+        "staged_objects": keys("_staging/soak_"),
+        "locks": keys("_staging/_locks/exports/soak/"),
+        "open_multipart_uploads": uploads,
+    }
+
+
+def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
+    soak: Soak, local_stack
+) -> None:
+    shape, proxy, instance, slack = soak.shape, soak.proxy, soak.instance, local_stack.slack
+    s3, dsn, days = local_stack.s3.client(), local_stack.postgres.dsn(), backfill_days()
+    earlier_messages = len(slack.messages())  # the session's stand-in is shared with other modules
+    faults = [proxy.inject(kind, fraction=share, seed=SEED + n) for n, (kind, share) in enumerate(S3_FAULTS)]
+    # And once for sure, whatever the draws: S3 creates a multipart upload and its answer is lost.
+    proxy.inject("reset_after", operation="CreateMultipartUpload", times=1)
+    # The connections of two UNLOADs of two different days drop after their data files are written.
+    drops = [
+        local_stack.emulator.faults.inject("drop", to_contains=f"/{target}/{day}/")
+        for target, day in (("soak_sales", days[3]), ("soak_parts", days[9]))
+    ]
+    started = time.monotonic()
+    deadline = started + DEADLINE
+    timeline: dict[str, float] = {}
+
+    def mark(moment: str) -> None:
+        timeline[moment] = round(time.monotonic() - started, 1)
+
+    backfill = shape.client.launch_backfill("daily_unloads", [d.isoformat() for d in days])
+    # The first SIGKILL: the backfill's runs submitted, most of them queued behind the `redshift` pool.
+    # Slack goes down at the same moment and stays down over several ticks of the restarted daemon.
+    _until("the backfill's runs", lambda: len(_runs(instance)) >= DAYS, deadline, shape)
+    slack.fail_next(1_000_000)
+    _restart_daemon(shape, instance, deadline)
+    mark("first SIGKILL, Slack down")
+    _until(
+        f"{SLACK_FAILED_CALLS} Slack calls failed with runs waiting",
+        lambda: slack.failed_calls >= SLACK_FAILED_CALLS or _waiting(instance) >= MAX_WAITING,
+        deadline,
+        shape,
+    )
+    # Slack comes back, and the answer to its first post is lost: the message is in the channel, the
+    # sensor does not know. The second SIGKILL comes right then, before any tick can look it up.
+    slack.lose_answers(1, method="chat.postMessage")
+    slack.fail_next(0)
+    mark("Slack back")
+    _until("a post whose answer is lost", lambda: slack.lost_answers >= 1, deadline, shape)
+    _restart_daemon(shape, instance, deadline)
+    mark("second SIGKILL")
+    try:
+        _until("every day delivered and every run announced", lambda: _done(instance, days), deadline, shape)
+    finally:
+        _dump_runs(instance)
+    mark("all delivered and announced")
+    # Two more ticks of each Slack sensor, for any message posted twice to show up.
+    done_at = time.time()
+    _until("two more sensor ticks", lambda: _ticks_since(instance, done_at) >= 2, deadline + 60, shape)
+    proxy.clear()  # the checks below read S3 directly; nothing more goes through the proxy
+
+    verified, rows, wrong = _verify_outputs(s3, dsn, days)
+    left = _left_over(s3)
+    runs = _runs(instance)
+    partition = {run.run_id: run.tags.get("dagster/partition") for run in runs}
+    succeeded = {run.run_id for run in runs if run.status == dg.DagsterRunStatus.SUCCESS}
+    messages = slack.messages()[earlier_messages:]
+    announced = Counter(run_id for ids in _announcements(messages) for run_id in ids)
+    success_messages = [ids for ids in _announcements(messages) if set(ids) <= succeeded]
+    figures = {
+        "days": DAYS,
+        "targets": len(OUTPUTS),
+        "faults": {
+            "s3_requests": faults[0].matched,  # the first rule sees every request
+            "s3_injected": sum(proxy.injected.values()),
+            "s3_by_kind": dict(sorted(Counter(k.split()[0] for k in proxy.injected.elements()).items())),
+            "s3_by_operation": dict(sorted(proxy.injected.items())),
+            "redshift_connections_dropped": sum(d.fired for d in drops),
+            "slack_calls_failed": slack.failed_calls,
+            "slack_answers_lost": slack.lost_answers,
+            "daemon_sigkills": 2,
+        },
+        "runs": {
+            "launched": len(runs),
+            "by_status": dict(Counter(run.status.value for run in runs)),
+            "run_retries": sum(1 for run in runs if run.tags.get("dagster/retry_number")),
+            "step_retries": sum(_step_retries(instance, run.run_id) for run in runs),
+            "target_retries": dict(
+                Counter(r.what.split(" of ")[0] for run in runs for r in target_retries(instance, run.run_id))
+            ),
+            "backfill": backfill,
+        },
+        "outputs_verified": f"{verified} of {DAYS * len(OUTPUTS)}",
+        "rows_verified": rows,
+        "data_lost": len(wrong),
+        "slack": {
+            "messages": len(messages),
+            "success_messages": len(success_messages),
+            "lost": len(succeeded - announced.keys()),
+            "doubled": sum(1 for n in announced.values() if n > 1),
+        },
+        "left_over": {name: len(found) for name, found in left.items()},
+        "timeline_seconds": timeline,
+        "wall_seconds": {
+            "soak": timeline["all delivered and announced"],
+            "with_startup": round(time.monotonic() - soak.started, 1),
+        },
+    }
+    _report(figures)
+
+    assert [d.fired for d in drops] == [1] * DROPPED_UNLOADS
+    assert slack.failed_calls >= 1 and slack.lost_answers == 1
+    assert not wrong and verified == DAYS * len(OUTPUTS), wrong  # 14 of 14 days, complete
+    # One message per day, about the day's successful run; none lost, none doubled, no other message
+    # (no run failed, so none says so).
+    assert len(succeeded) == DAYS and sorted(partition[r] for r in succeeded) == [d.isoformat() for d in days]
+    assert len(success_messages) == len(messages) == DAYS, [m["text"] for m in messages]
+    assert announced == Counter(succeeded), announced
+    assert left == {"staged_objects": [], "locks": [], "open_multipart_uploads": []}, left
+
+
+def _step_retries(instance: dg.DagsterInstance, run_id: str) -> int:
+    """Steps Dagster retried whole (a step process that died)."""
+    return len(instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY).records)
+
+
+def _report(figures: dict[str, Any]) -> None:
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "chaos_soak.json").write_text(json.dumps(figures, indent=2) + "\n")
+    faults, runs, slack = figures["faults"], figures["runs"], figures["slack"]
+    kinds = ", ".join(f"{k} {v}" for k, v in faults["s3_by_kind"].items())
+    timeline = ", ".join(f"{what} {at} s" for what, at in figures["timeline_seconds"].items())
+    lines = [
+        "",
+        f"chaos soak: {figures['days']}-day backfill of {figures['targets']} targets",
+        f"  S3 faults injected     {faults['s3_injected']} of {faults['s3_requests']} requests ({kinds})",
+        f"  Redshift drops         {faults['redshift_connections_dropped']} connections dropped mid-UNLOAD",
+        f"  Slack outage           {faults['slack_calls_failed']} calls failed, "
+        f"{faults['slack_answers_lost']} answer lost",
+        f"  daemon SIGKILLs        {faults['daemon_sigkills']}",
+        f"  runs launched          {runs['launched']} {runs['by_status']}",
+        f"  retries                run {runs['run_retries']}, step {runs['step_retries']}, "
+        f"target {runs['target_retries']}",
+        f"  outputs verified       {figures['outputs_verified']} ({figures['rows_verified']} rows)",
+        f"  data lost              {figures['data_lost']}",
+        f"  Slack messages         {slack['messages']} ({slack['success_messages']} success); "
+        f"lost {slack['lost']}, doubled {slack['doubled']}",
+        f"  left over              {figures['left_over']}",
+        f"  timeline               {timeline}",
+        f"  wall time              {figures['wall_seconds']['soak']} s soak, "
+        f"{figures['wall_seconds']['with_startup']} s with start-up",
+    ]
+    print("\n".join(lines))
+
+
+def _dump_runs(instance: dg.DagsterInstance) -> None:
+    """Every run's state, what the sensors would read of it, and the sensors' cursors: for a failure."""
+    rows = []
+    for record in instance.get_run_records():
+        run = record.dagster_run
+        reading = read_run(instance, run.run_id)
+        rows.append(
+            {
+                "run_id": run.run_id,
+                "status": run.status.value,
+                "partition": run.tags.get("dagster/partition"),
+                "tags": {k: v for k, v in run.tags.items() if not k.startswith("dagster/kind")},
+                "start": record.start_time,
+                "end": record.end_time,
+                "update": record.update_timestamp.isoformat(),
+                "planned": len(reading.planned),
+                "deliveries": len(reading.deliveries),
+                "failures": {k: v.error for k, v in reading.failures.items()},
+            }
+        )
+    cursors = {
+        state.name: getattr(state.instigator_data, "cursor", None)
+        for state in instance.all_instigator_state()
+    }
+    artifacts = REPO / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / "chaos_soak_runs.json").write_text(json.dumps({"runs": rows, "cursors": cursors}, indent=2))
