@@ -14,10 +14,8 @@ do, for a caller that looks up what it may already have posted.
 from __future__ import annotations
 
 import copy
-import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterable
@@ -25,27 +23,31 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from unload_assets_local.loopback import LoopbackService
 from unload_assets_local.postgres import free_port
+from unload_assets_local.slack_http import (
+    BOT_ID,
+    TEAM_ID,
+    USER_ID,
+    SlackApiError,
+    SlackHandler,
+    as_message,
+    channel_id,
+    json_arg,
+)
 
-TEAM_ID, USER_ID, BOT_ID = "T0STANDIN", "U0STANDIN", "B0STANDIN"
 _METHODS = {"auth.test", "chat.postMessage", "conversations.history", "conversations.list"}
 HISTORY_PAGE_MAX = 999  # conversations.history: limit is capped at 999
 _AUTH_TEST = {"url": "https://standin.slack.local/", "team": "Stand-in", "user": "unload-bot"}
 _AUTH_TEST.update(team_id=TEAM_ID, user_id=USER_ID, bot_id=BOT_ID)
 
 
-class SlackApiError(Exception):
-    """An API-level error: Slack reports these with HTTP 200 and `ok: false`."""
-
-
 class SlackStandIn(LoopbackService):
     bound_as, thread_name = "standin", "slack"
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
-        return _Handler
+        return SlackHandler
 
     def __init__(
         self,
@@ -56,7 +58,7 @@ class SlackStandIn(LoopbackService):
         channels: Iterable[str] = (),
     ) -> None:
         self._token = token
-        self._workspace = {name.lstrip("#"): _channel_id(name) for name in channels}  # the workspace's
+        self._workspace = {name.lstrip("#"): channel_id(name) for name in channels}  # the workspace's
         # Chosen now (not at bind time) so base_url can go into .env before the server starts.
         self.port = port or free_port()
         self.record_file = Path(record_file) if record_file else None
@@ -152,7 +154,7 @@ class SlackStandIn(LoopbackService):
         """Newest first, `oldest`/`latest` exclusive bounds, `limit` and `cursor` paging, `metadata`
         only with `include_all_metadata`; the channel must be an ID, as in Slack."""
         channel = str(args.get("channel") or "")
-        if _channel_id(channel) != channel:
+        if channel_id(channel) != channel:
             raise SlackApiError("channel_not_found")  # a name, not an ID: Slack finds no such channel
         with self._lock:
             found = [m for m in self._messages if m["channel_id"] == channel]
@@ -170,7 +172,7 @@ class SlackStandIn(LoopbackService):
         page = chosen[start : start + limit]
         more = start + limit < len(chosen)
         return {
-            "messages": [_as_message(m, with_metadata) for m in page],
+            "messages": [as_message(m, with_metadata) for m in page],
             "has_more": more,
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
@@ -189,25 +191,25 @@ class SlackStandIn(LoopbackService):
         channel = str(args.get("channel") or "")
         if not channel:
             raise SlackApiError("channel_not_found")
-        blocks = _json_arg(args, "blocks", "invalid_blocks")
+        blocks = json_arg(args, "blocks", "invalid_blocks")
         if blocks is not None and not isinstance(blocks, list):
             raise SlackApiError("invalid_blocks")
         text = args.get("text")
         if not text and not blocks:
             raise SlackApiError("no_text")
-        metadata = _json_arg(args, "metadata", "invalid_metadata_format")
+        metadata = json_arg(args, "metadata", "invalid_metadata_format")
         if metadata is not None and not (
             isinstance(metadata, dict)
             and metadata.get("event_type")
             and isinstance(metadata.get("event_payload"), dict)
         ):
             raise SlackApiError("invalid_metadata_format")
-        channel_id = _channel_id(channel)
+        posted_to = channel_id(channel)
         with self._lock:
             ts = self._next_ts()
             record = {
                 "channel": channel,
-                "channel_id": channel_id,
+                "channel_id": posted_to,
                 "text": text,
                 "blocks": blocks,
                 "ts": ts,
@@ -220,7 +222,7 @@ class SlackStandIn(LoopbackService):
                 self.record_file.parent.mkdir(parents=True, exist_ok=True)
                 with self.record_file.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        return {"channel": channel_id, "ts": ts, "message": _as_message(record, with_metadata=True)}
+        return {"channel": posted_to, "ts": ts, "message": as_message(record, with_metadata=True)}
 
     def _next_ts(self) -> str:
         # Slack's ts is "<seconds>.<microseconds>" and unique per channel; keep ours strictly increasing.
@@ -241,119 +243,3 @@ class SlackStandIn(LoopbackService):
         if raw and not raw.endswith("\n"):
             with self.record_file.open("a", encoding="utf-8") as f:
                 f.write("\n")  # so the next record does not glue onto a torn line
-
-
-def _json_arg(args: dict[str, Any], name: str, error: str) -> Any:
-    """Argument `name`, decoded when a form-encoded caller sent it as a JSON string; `error` if unreadable."""
-    value = args.get(name)
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        raise SlackApiError(error) from None
-
-
-def _as_message(record: dict[str, Any], with_metadata: bool) -> dict[str, Any]:
-    message = {"type": "message", "user": USER_ID, "bot_id": BOT_ID, "text": record.get("text") or ""}
-    message["ts"] = record["ts"]
-    for name in ("blocks", "thread_ts") + (("metadata",) if with_metadata else ()):
-        if record.get(name):
-            message[name] = record[name]
-    return message
-
-
-def _channel_id(channel: str) -> str:
-    """Slack answers with the channel's ID even when posting by name; derive a stable fake one."""
-    if channel[:1] in "CGD" and channel.isalnum() and channel.isupper():
-        return channel
-    return "C" + hashlib.sha1(channel.lstrip("#").encode()).hexdigest()[:10].upper()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    standin: SlackStandIn  # set on the per-server subclass
-    server_version = "SlackStandIn/1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # quiet: test output stays readable, and nothing here can ever print a token
-
-    def _dispatch(self) -> None:
-        url = urlsplit(self.path)
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if url.path.startswith("/api/"):
-            self._api(url.path[len("/api/") :], url.query, body)
-        elif url.path == "/messages" and self.command == "GET":
-            self._send(200, self.standin.messages())
-        elif url.path == "/_control/health":
-            self._send(200, {"ok": True})
-        elif url.path == "/_control/clear" and self.command == "POST":
-            self.standin.clear()
-            self._send(200, {"ok": True})
-        elif url.path == "/_control/lose" and self.command == "POST":
-            try:
-                spec = json.loads(body or b"{}")
-                self.standin.lose_answers(int(spec.get("count", 1)), str(spec.get("method") or ""))
-            except (ValueError, TypeError, AttributeError) as e:
-                self._send(400, {"ok": False, "error": f"bad lose spec: {e}"})
-                return
-            self._send(200, {"ok": True})
-        elif url.path == "/_control/fail" and self.command == "POST":
-            try:
-                spec = json.loads(body or b"{}")
-                retry_after = None if spec.get("retry_after") is None else int(spec["retry_after"])
-                count, status = int(spec.get("count", 1)), int(spec.get("status", 500))
-                self.standin.fail_next(count, status=status, retry_after=retry_after)
-            except (ValueError, TypeError, AttributeError) as e:
-                self._send(400, {"ok": False, "error": f"bad failure spec: {e}"})
-                return
-            self._send(200, {"ok": True})
-        else:
-            self._send(404, {"ok": False, "error": "not_found"})
-
-    do_GET = do_POST = _dispatch  # Slack takes every method both ways; slack_sdk always POSTs
-
-    def _api(self, method: str, query: str, body: bytes) -> None:
-        failure = self.standin._take_failure()
-        if failure is not None:
-            status, retry_after = failure
-            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-            error = "ratelimited" if status == 429 else "fatal_error"
-            self._send(status, {"ok": False, "error": error}, headers)
-            return
-        try:
-            args = _parse_args(self.headers.get("Content-Type") or "", query, body)
-            result = self.standin._call(method, args, self.headers.get("Authorization"))
-        except SlackApiError as e:
-            self._send(200, {"ok": False, "error": str(e)})
-            return
-        if self.standin._take_lost_answer(method):
-            self.close_connection = True  # done, and no answer: the caller cannot tell it was
-            self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self._send(200, {"ok": True, **result})
-
-    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-
-def _parse_args(content_type: str, query: str, body: bytes) -> dict[str, Any]:
-    args: dict[str, Any] = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
-    if not body:
-        return args
-    if content_type.split(";")[0].strip().lower() == "application/json":
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            raise SlackApiError("invalid_json") from None
-        if not isinstance(parsed, dict):
-            raise SlackApiError("invalid_json")
-        return {**args, **parsed}
-    form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
-    return {**args, **{k: v[0] for k, v in form.items()}}

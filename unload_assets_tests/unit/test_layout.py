@@ -10,7 +10,6 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,7 +18,6 @@ PACKAGE = REPO / "unload_assets"
 LOCAL_PACKAGE = REPO / "local" / "unload_assets_local"
 MAX_LINES = 250
 # being changed on another branch; split next
-LOCAL_KNOWN_EXCEPTIONS = frozenset({LOCAL_PACKAGE / "slack_standin.py", LOCAL_PACKAGE / "s3_fault_proxy.py"})
 
 
 def _modules(package: Path = PACKAGE) -> dict[str, Path]:
@@ -104,17 +102,12 @@ def test_an_import_of_a_module_by_name_counts(tmp_path: Path) -> None:
     }
 
 
-def _short_modules() -> list[Any]:
-    """Every module of the package and of the local stack's, those known to be too long marked so."""
-    return [
-        pytest.param(path, marks=pytest.mark.skip(reason="being changed on another branch; split next"))
-        if path in LOCAL_KNOWN_EXCEPTIONS
-        else path
-        for path in [*sorted(PACKAGE.rglob("*.py")), *sorted(LOCAL_PACKAGE.rglob("*.py"))]
-    ]
+def _all_modules() -> list[Path]:
+    """Every module of the package and of the local stack's."""
+    return [*sorted(PACKAGE.rglob("*.py")), *sorted(LOCAL_PACKAGE.rglob("*.py"))]
 
 
-@pytest.mark.parametrize("path", _short_modules(), ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("path", _all_modules(), ids=lambda p: str(p.relative_to(REPO)))
 def test_every_module_is_short(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{path.relative_to(REPO)} has {lines} lines: split it by concern"
