@@ -40,7 +40,7 @@ def write_multipart(
     the empty PutObject), which carries `condition` (If-Match / If-None-Match).
     On any error the upload is aborted, so no invisible half-upload keeps costing storage; a crashed
     process leaves one behind, which the bucket's AbortIncompleteMultipartUpload lifecycle rule removes.
-    Before completing, any other unfinished upload of `dest_key` is aborted (`abort_strays`).
+    Once completed, any other unfinished upload of `dest_key` is aborted (`abort_strays`).
     """
     cond = dict(condition or {})
     if not plan:
@@ -74,9 +74,11 @@ def write_multipart(
     jobs = [partial(part, n, spec) for n, spec in enumerate(plan, start=1)]
     try:
         parts = run_jobs(jobs, workers)
-        abort_strays(s3, bucket, dest_key, keep=upload_id)  # the fence below then checks the lock held
         before()
         s3.complete_multipart_upload(**common, MultipartUpload={"Parts": parts}, **cond)
+        # Completed under the fence and the condition: the lock was ours, so any other upload of this
+        # key is a stray (after, not before: a holder that lost the lock never gets here to abort).
+        abort_strays(s3, bucket, dest_key, keep=upload_id)
     except BaseException:
         with contextlib.suppress(Exception):  # the original error is the one to report
             s3.abort_multipart_upload(**common)
