@@ -109,9 +109,10 @@ def optional_secret(name: str) -> EnvVar | None:
     return EnvVar(name) if os.environ.get(name) else None
 
 
-def secret_values() -> tuple[str, ...]:
-    """The values of the secret variables that are set, for scrubbing."""
-    return tuple(v for v in map(os.environ.get, SECRET_VARIABLES) if v)
+def secret_values(*known: str | None) -> tuple[str, ...]:
+    """`known` secrets (a resource's token, say) and the values of the secret variables that are set,
+    for scrubbing."""
+    return tuple(v for v in (*known, *map(os.environ.get, SECRET_VARIABLES)) if v)
 
 
 def redshift_resource() -> RedshiftUnloadResource:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from unload_assets.messages import SlackMessage, _esc, _render, _slack_date, format_duration
+from unload_assets.messages import SlackMessage, escape, format_duration, render, slack_date
 
 # Why a target-day is late, as far as the instance knows (the words the message uses).
 FAILED, RUNNING, QUEUED, CANCELED = "failed", "still running", "queued", "canceled"
@@ -49,7 +49,7 @@ def late_message(items: Sequence[Late], secrets: Iterable[str | None] = ()) -> S
         title += f" ({items[0].day})" if len({i.day for i in items}) == 1 else ""
     lines = [_late_line(item) for item in items]
     heading = "A follow-up comes when each lands."
-    return _render(title, [(heading, lines)], None, secrets, where="Dagster")
+    return render(title, [(heading, lines)], None, secrets, where="Dagster")
 
 
 def landed_message(items: Sequence[Landed], secrets: Iterable[str | None] = ()) -> SlackMessage:
@@ -63,12 +63,12 @@ def landed_message(items: Sequence[Landed], secrets: Iterable[str | None] = ()) 
     else:
         title = f":white_check_mark: Now delivered: {len(items)} unload targets that were late"
     lines = [_landed_line(item) for item in items]
-    return _render(title, [("", lines)], None, secrets, where="Dagster")
+    return render(title, [("", lines)], None, secrets, where="Dagster")
 
 
 def _late_line(item: Late) -> str:
     run = f"<{item.link}|run {item.run_id[:8]}> " if item.link and item.run_id else ""
-    when = _slack_date(item.since) if item.since else ""
+    when = slack_date(item.since) if item.since else ""
     why = {
         FAILED: f"{run}failed",
         RUNNING: f"{run}still running" + (f", started {when}" if when else ""),
@@ -76,14 +76,14 @@ def _late_line(item: Late) -> str:
         CANCELED: f"{run}was canceled",
         WITHOUT_IT: f"{run}finished without delivering it",
         NEVER_LAUNCHED: "never launched: no run of this day (is the daemon up and the 09:00 schedule on?)",
-    }.get(item.reason, _esc(item.reason))
-    detail = f": {_esc(item.detail)}" if item.detail else ""
-    return f"• *{_esc(item.target)}* {_esc(item.day)} — due {_esc(item.due)} — {why}{detail}"
+    }.get(item.reason, escape(item.reason))
+    detail = f": {escape(item.detail)}" if item.detail else ""
+    return f"• *{escape(item.target)}* {escape(item.day)} — due {escape(item.due)} — {why}{detail}"
 
 
 def _landed_line(item: Landed) -> str:
-    head = f"• *{_esc(item.target)}* {_esc(item.day)} — delivered {_slack_date(item.at)}"
-    head += f", {format_duration(max(item.late_by, 0))} after its {_esc(item.due)} deadline"
-    uri = f" · `{_esc(item.uri)}`" if item.uri else ""
+    head = f"• *{escape(item.target)}* {escape(item.day)} — delivered {slack_date(item.at)}"
+    head += f", {format_duration(max(item.late_by, 0))} after its {escape(item.due)} deadline"
+    uri = f" · `{escape(item.uri)}`" if item.uri else ""
     run = f" · <{item.link}|Run {item.run_id[:8]}>" if item.link and item.run_id else ""
     return head + uri + run

@@ -91,7 +91,7 @@ def failure_message(
     how = "canceled" if canceled else "failed"
     title = f"Unload run {how}: {run.job_name}" + (f" ({run.partition})" if run.partition else "")
     title += f" {run.after}" if run.after else ""
-    failed = [f"• `{_esc(f.step_key)}`: {_esc(f.error)}" for f in failures] or [
+    failed = [f"• `{escape(f.step_key)}`: {escape(f.error)}" for f in failures] or [
         "• canceled before it finished" if canceled else "• (no step failed)"
     ]
     parts = [
@@ -124,14 +124,14 @@ def backlog_message(lines: Sequence[BacklogLine], secrets: Iterable[str | None] 
     kinds = " and ".join(statuses)
     title = f":hourglass: {len(lines)} {kinds} unload runs finished while announcements were paused"
     rows = [
-        f"• {_STATUS_EMOJI.get(line.status, '')} <{line.link}|{_esc(line.job_name)}>"
-        + (f" {_esc(line.partition)}" if line.partition else "")
-        + f" · {_esc(line.what)}"
-        + (f" · ended {_slack_date(line.ended)}" if line.ended else "")
+        f"• {_STATUS_EMOJI.get(line.status, '')} <{line.link}|{escape(line.job_name)}>"
+        + (f" {escape(line.partition)}" if line.partition else "")
+        + f" · {escape(line.what)}"
+        + (f" · ended {slack_date(line.ended)}" if line.ended else "")
         for line in lines
     ]
     heading = "Each run is listed once; its details are in Dagster."
-    return _render(title, [(heading, rows)], None, secrets, where="Dagster")
+    return render(title, [(heading, rows)], None, secrets, where="Dagster")
 
 
 def format_bytes(n: int | None) -> str:
@@ -155,33 +155,35 @@ def format_duration(seconds: float | None) -> str:
 
 def _delivery_line(d: Delivery) -> str:
     rows = "? rows" if d.rows is None else f"{d.rows:,} rows"
-    shown = " ".join(f"`{_esc(u)}`" for u in d.uris[:_URIS_PER_TARGET])
+    shown = " ".join(f"`{escape(u)}`" for u in d.uris[:_URIS_PER_TARGET])
     more = f" (+{len(d.uris) - _URIS_PER_TARGET} more)" if len(d.uris) > _URIS_PER_TARGET else ""
-    note = f"\n   _{_esc(parts)}_" if (parts := _parts_note(d)) else ""
-    note += f"\n   :warning: {_esc(d.schema_change.summary())}" if d.schema_change else ""
-    head = f"• *{_esc(d.target)}* {_esc(d.partition)} · {rows} · {format_bytes(d.bytes)}"
+    note = f"\n   _{escape(parts)}_" if (parts := _parts_note(d)) else ""
+    note += f"\n   :warning: {escape(d.schema_change.summary())}" if d.schema_change else ""
+    head = f"• *{escape(d.target)}* {escape(d.partition)} · {rows} · {format_bytes(d.bytes)}"
     return f"{head}\n   {shown}{more}{note}"
 
 
 def _untouched_line(u: Untouched) -> str:
-    head = f"• *{_esc(u.target)}*" + (f" {_esc(u.partition)}" if u.partition else "")
+    head = f"• *{escape(u.target)}*" + (f" {escape(u.partition)}" if u.partition else "")
     if u.rename_failed:
         head += " — rename stopped part-way; staged files kept for a re-run"
     if u.previous_uri is None:
         return head + " — no earlier delivery to keep"
-    when = "" if u.previous_at is None else f" (delivered {_slack_date(u.previous_at)})"
-    return f"{head} — last complete delivery `{_esc(u.previous_uri)}`{when}"
+    when = "" if u.previous_at is None else f" (delivered {slack_date(u.previous_at)})"
+    return f"{head} — last complete delivery `{escape(u.previous_uri)}`{when}"
 
 
 def _message(
     emoji: str, title: str, parts: list[tuple[str, list[str]]], run: RunFacts, secrets: Iterable[str | None]
 ) -> SlackMessage:
     duration = format_duration(None if run.started is None or run.ended is None else run.ended - run.started)
-    footer = f"<{run.link}|Run {run.run_id[:8]}> · {_esc(run.job_name)} · {_esc(run.trigger)} · {duration}"
-    return _render(f"{emoji} {title}", parts, footer, secrets, where="the run")
+    footer = (
+        f"<{run.link}|Run {run.run_id[:8]}> · {escape(run.job_name)} · {escape(run.trigger)} · {duration}"
+    )
+    return render(f"{emoji} {title}", parts, footer, secrets, where="the run")
 
 
-def _render(
+def render(
     title: str,
     parts: list[tuple[str, list[str]]],
     footer: str | None,
@@ -194,7 +196,7 @@ def _render(
     # Scrub whole lines before anything is cut to size (a cut secret no longer matches), in both the
     # raw and the mrkdwn-escaped spelling of each secret.
     known = tuple(s for s in secrets if s)
-    known += tuple(_esc(s) for s in known)
+    known += tuple(escape(s) for s in known)
     title = scrub(title, known)
     parts = [(heading, [scrub(line, known) for line in lines]) for heading, lines in parts]
     blocks: list[dict[str, Any]] = [_block("header", _plain(title[:_HEADER_CHARS]))]
@@ -236,12 +238,12 @@ def _mrkdwn(text: str) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": text}
 
 
-def _esc(text: str) -> str:
+def escape(text: str) -> str:
     # Slack mrkdwn treats these three as control characters; everything else shows as typed.
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _slack_date(ts: float) -> str:
+def slack_date(ts: float) -> str:
     # Slack renders this in each reader's own time zone; the fallback (UTC) is for clients that can't.
     fallback = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"<!date^{int(ts)}^{{date_short_pretty}} {{time}}|{fallback}>"

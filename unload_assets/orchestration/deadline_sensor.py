@@ -101,7 +101,7 @@ def check_deadlines(
         cursor.since = _watermark(late, cursor, now)
         waiting = f"{len(late)} late and {len(landed)} now delivered target-day(s) waiting"
         return dg.SensorResult(skip_reason=f"{reason}; {waiting}.", cursor=cursor.dump())
-    secrets = tuple(v for v in (slack.token, *environment.secret_values()) if v)
+    secrets = environment.secret_values(slack.token)
     tick = Telling(slack, cursor, secrets, clock=lambda: _now(), budget_seconds=TICK_BUDGET_SECONDS)
     tick.tell(late, landed)
     cursor.since = _watermark(late, cursor, now)

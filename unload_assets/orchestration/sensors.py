@@ -99,7 +99,7 @@ def announce(
         skip = f"{reason}; {waiting}." if reason else "Nothing to announce."
         skip += f" {len(held)} failed run(s) wait for Dagster's retry." if held else ""
         return dg.SensorResult(skip_reason=skip, cursor=cursor.dump())
-    secrets = _secrets(slack)
+    secrets = environment.secret_values(slack.token)
     try:
         found, unread = already_posted(slack, pending), None
     except NotDelivered as exc:
@@ -208,7 +208,3 @@ def _announced(run: dg.DagsterRun) -> bool:
         return False
     owner = run.tags.get(ANNOUNCED_RUN_TAG)
     return owner == run.run_id if owner else run.parent_run_id is None
-
-
-def _secrets(slack: UnloadSlackResource) -> tuple[str, ...]:
-    return tuple(v for v in (slack.token, *environment.secret_values()) if v)
