@@ -25,6 +25,7 @@ from unload_assets_local.slack_standin import SlackStandIn
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.orchestration import deadline_sensor
 from unload_assets.resources.slack import NOTICE_EVENT, UnloadSlackResource
+from unload_assets_tests.support.sensor_daemon import SensorDaemon
 
 TOKEN = "xoxb-deadline-test-token-0123456789"
 CHANNEL = "#unload-deliveries"
@@ -77,23 +78,17 @@ def flaky_job() -> dg.JobDefinition:
     return dg.Definitions(assets=[sales], jobs=[job]).resolve_job_def("flaky")
 
 
-class Daemon:
-    """Evaluates the deadline sensor as the daemon does, carrying the cursor from tick to tick. A new
-    Daemon given only the cursor is a restarted daemon: fresh definitions, the state Dagster kept."""
+class Daemon(SensorDaemon):
+    """The deadline sensor, evaluated as the daemon does, each tick at a chosen time."""
 
     def __init__(self, instance: dg.DagsterInstance, targets: list[UnloadTarget], cursor: str | None = None):
-        self.instance, self.cursor = instance, cursor
-        self.sensor = deadline_sensor.build_deadline_sensor(targets, timezone=TZ)
+        super().__init__(instance, deadline_sensor.build_deadline_sensor(targets, timezone=TZ), cursor)
 
-    def tick(self, slack: UnloadSlackResource, at: float, monkeypatch: pytest.MonkeyPatch) -> str:
+    def tick(  # type: ignore[override]
+        self, slack: UnloadSlackResource, at: float, monkeypatch: pytest.MonkeyPatch
+    ) -> str:
         monkeypatch.setattr(deadline_sensor, "_now", lambda: at)
-        context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources={"slack": slack}
-        )
-        result = self.sensor.evaluate_tick(context)
-        assert not result.run_requests
-        self.cursor = result.cursor
-        return result.skip_message or ""
+        return super().tick(slack)
 
 
 @pytest.fixture

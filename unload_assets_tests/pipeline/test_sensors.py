@@ -21,6 +21,7 @@ from unload_assets.delivery import FAILED_TARGETS
 from unload_assets.orchestration import sensors
 from unload_assets.orchestration.schedules import build_morning_runs
 from unload_assets.resources.slack import UnloadSlackResource
+from unload_assets_tests.support.sensor_daemon import SensorDaemon
 
 TOKEN = "xoxb-sensor-test-token-0123456789"
 CHANNEL = "#unload-deliveries"
@@ -75,23 +76,15 @@ def _batch_with_failures(delivered: str, failed: dict[str, dict[str, str]]) -> d
     return _batch
 
 
-class Daemon:
-    """Evaluates one sensor the way the daemon does, carrying the cursor from tick to tick."""
+class Daemon(SensorDaemon):
+    """The success (or failure) Slack sensor, evaluated as the daemon does."""
 
     def __init__(
         self, instance: dg.DagsterInstance, status: str = "success", cursor: str | None = None
     ) -> None:
-        self.instance, self.cursor = instance, cursor
-        self.sensor = next(s for s in sensors.build_notification_sensors() if status in s.name)
-
-    def tick(self, slack: UnloadSlackResource) -> str:
-        context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources={"slack": slack}
+        super().__init__(
+            instance, next(s for s in sensors.build_notification_sensors() if status in s.name), cursor
         )
-        result = self.sensor.evaluate_tick(context)
-        assert not result.run_requests
-        self.cursor = result.cursor
-        return result.skip_message or ""
 
 
 @pytest.fixture
