@@ -57,10 +57,7 @@ def load_catalogue(path: str | Path | None = None) -> Catalogue:
     finally:
         loader.dispose()
     report.flush_duplicates()
-    if report.lines or catalogue is None:  # every path that leaves catalogue None reported why
-        count = len(report.lines)
-        raise CatalogueError(f"{count} problem(s) in unload catalogue {source}:\n" + "\n".join(report.lines))
-    return catalogue
+    return report.checked(catalogue, source)
 
 
 def catalogue_from_mapping(data: Any, source: str | Path) -> Catalogue:
@@ -70,10 +67,7 @@ def catalogue_from_mapping(data: Any, source: str | Path) -> Catalogue:
     where = Path(source)
     report = _Report(where.name)
     catalogue = _build(data, report, where)
-    if report.lines or catalogue is None:
-        count = len(report.lines)
-        raise CatalogueError(f"{count} problem(s) in unload catalogue {source}:\n" + "\n".join(report.lines))
-    return catalogue
+    return report.checked(catalogue, source)
 
 
 class _Report:
@@ -82,6 +76,16 @@ class _Report:
         self.lines: list[str] = []
         # Filled while the YAML is constructed: id(mapping) -> (its line, {key: line}, [duplicate keys]).
         self.positions: dict[int, tuple[int, dict[str, int], list[tuple[str, int, int]]]] = {}
+
+    def checked(self, catalogue: Catalogue | None, source: str | Path) -> Catalogue:
+        """`catalogue` if nothing was reported, else a CatalogueError listing every problem (every path
+        that leaves the catalogue None reports why)."""
+        if self.lines or catalogue is None:
+            count = len(self.lines)
+            raise CatalogueError(
+                f"{count} problem(s) in unload catalogue {source}:\n" + "\n".join(self.lines)
+            )
+        return catalogue
 
     def add(self, where: str, message: str, line: int | None = None) -> None:
         self.lines.append(f"{self.file_name}: {where}: {message}" + (f" (line {line})" if line else ""))
