@@ -3,10 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# dbt cannot share .venv (requirements-dbt.txt says why): the client tests run it from a venv of its own.
+DBT_VENV  := .venv-dbt
+DBT_STAMP := $(DBT_VENV)/.installed-stamp
 
 .PHONY: setup system-deps test-deps run test test-unit lint typecheck clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(DBT_STAMP)
 
 $(STAMP): pyproject.toml local/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
@@ -14,6 +17,12 @@ $(STAMP): pyproject.toml local/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]' -e ./local
+	@touch $@
+
+$(DBT_STAMP): requirements-dbt.txt
+	$(PYTHON) -m venv $(DBT_VENV)
+	$(DBT_VENV)/bin/pip install --quiet --upgrade pip
+	$(DBT_VENV)/bin/pip install --quiet -r requirements-dbt.txt
 	@touch $@
 
 system-deps:
@@ -43,4 +52,4 @@ run: setup system-deps
 # The stack's PostgreSQL data may live outside the clone (root with a clone only root can enter).
 clean:
 	@if [ -x $(BIN)/unload-assets-local ]; then $(BIN)/unload-assets-local clean; fi
-	rm -rf $(VENV) .local-stack .dagster_home .env test-artifacts
+	rm -rf $(VENV) $(DBT_VENV) .local-stack .dagster_home .env test-artifacts

@@ -33,7 +33,7 @@ BUCKET = "bench"
 SELECT = "select * from public.sales"
 EMULATOR = """
 import sys, time
-from unload_assets_local.emulator.proxy import RedshiftEmulator
+from unload_assets_local.emulator.server import RedshiftEmulator
 emu = RedshiftEmulator(pg_host="127.0.0.1", pg_port=int(sys.argv[1]), s3_endpoint_url=sys.argv[2],
                        listen_port=int(sys.argv[3]), superuser_dsn=sys.argv[4]).start()
 print("ready", flush=True)

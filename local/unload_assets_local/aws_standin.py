@@ -44,7 +44,7 @@ from unload_assets_local.aws_protocol import (
     with_iam_request,
     xml_fields,
 )
-from unload_assets_local.emulator.credentials import CredentialRegistry
+from unload_assets_local.emulator.login.credentials import CredentialRegistry
 from unload_assets_local.loopback import LoopbackService, forward, read_body, relay
 from unload_assets_local.postgres import free_port
 

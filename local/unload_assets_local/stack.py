@@ -47,8 +47,8 @@ class LocalStack:
     # ---- lifecycle -----------------------------------------------------------------------
     def start(self) -> LocalStack:
         from unload_assets_local.aws_standin import RedshiftCredentialsStandIn
-        from unload_assets_local.emulator.credentials import CredentialRegistry
-        from unload_assets_local.emulator.proxy import RedshiftEmulator
+        from unload_assets_local.emulator.login.credentials import CredentialRegistry
+        from unload_assets_local.emulator.server import RedshiftEmulator
         from unload_assets_local.s3server import S3Server
         from unload_assets_local.seed import seed_demo_data
         from unload_assets_local.slack_standin import SlackStandIn

@@ -17,7 +17,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from unload_assets_local.aws_standin import ROLE_DB_USER, RedshiftCredentialsStandIn
-from unload_assets_local.emulator.credentials import CredentialRegistry, Minted
+from unload_assets_local.emulator.login.credentials import CredentialRegistry, Minted
 from unload_assets_local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION, S3Server
 
 CLUSTER = "unload-local"

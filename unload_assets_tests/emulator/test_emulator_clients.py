@@ -17,8 +17,8 @@ import psycopg
 import psycopg2
 import pytest
 import redshift_connector
-from unload_assets_local.emulator.catalog import REDSHIFT_VERSION
-from unload_assets_local.emulator.startup_parameters import REDSHIFT_DRIVER_PARAMETERS, for_postgres
+from unload_assets_local.emulator.catalog.system_tables import REDSHIFT_VERSION
+from unload_assets_local.emulator.login.startup import REDSHIFT_DRIVER_PARAMETERS, for_postgres
 
 pytestmark = pytest.mark.stack
 

@@ -138,7 +138,7 @@ def test_an_empty_prefix_is_an_error(conn):
 
 
 def test_json_records_survive_any_chunk_boundary():
-    from unload_assets_local.emulator.copy_formats import JsonRecords
+    from unload_assets_local.emulator.copy.formats import JsonRecords
 
     data = '{"ID": 1, "name": "ünï"}\n{"id": 2, "extra": [1, 2]}\n  {"name": null, "id": 3}'.encode()
     for cut in range(1, len(data)):
@@ -166,8 +166,8 @@ def test_quote_and_region_options(conn, s3):
 
 
 def test_copy_statements_are_read_as_redshift_writes_them():
-    from unload_assets_local.emulator.command import UnloadError
-    from unload_assets_local.emulator.copy_command import parse_copy
+    from unload_assets_local.emulator.copy.statement import parse_copy
+    from unload_assets_local.emulator.unload.command import UnloadError
 
     cmd = parse_copy(
         "COPY public.t (a, \"B\") FROM 's3://b/p/' IAM_ROLE default FORMAT AS JSON 'auto ignorecase' GZIP"
@@ -211,7 +211,7 @@ def test_empty_fields_of_non_text_columns_load_as_null_as_redshift_loads_them(co
 
 
 def test_empty_fields_split_anywhere_across_chunks():
-    from unload_assets_local.emulator.copy_formats import EmptyAsNull
+    from unload_assets_local.emulator.copy.formats import EmptyAsNull
 
     data = b"1||x|\n|2|\\|y|\n\\\n|||\n"  # with ESCAPE: an escaped delimiter and an escaped newline
     expected = b"1|\\N|x|\\N\n\\N|2|\\|y|\\N\n\\\n|\\N||\\N\n"

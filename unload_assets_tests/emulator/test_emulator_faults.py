@@ -11,7 +11,7 @@ import uuid
 import psycopg2
 import psycopg2.errors
 import pytest
-from unload_assets_local.emulator import session
+from unload_assets_local.emulator.protocol import session
 
 from unload_assets_tests.emulator.test_emulator_unload import last_unload, objects, unload
 from unload_assets_tests.support.emulator_helpers import connect
@@ -156,9 +156,9 @@ def test_a_cancel_while_the_manifest_is_being_written_leaves_no_manifest(
 ):
     # The manifest's PUT is slow (a thread the cancel cannot stop), and the statement_timeout fires in
     # the middle of it: once the PUT is over, the cleanup must have taken the manifest away again.
-    from unload_assets_local.emulator import s3out
+    from unload_assets_local.emulator.unload import uploads
 
-    real_put, writing = s3out.S3Target.put, threading.Event()
+    real_put, writing = uploads.S3Target.put, threading.Event()
 
     def slow_put(self, key: str, body: bytes) -> None:
         if key.endswith("manifest") and key.startswith(to.split("/", 3)[3]):
@@ -166,7 +166,7 @@ def test_a_cancel_while_the_manifest_is_being_written_leaves_no_manifest(
             threading.Event().wait(1.5)
         real_put(self, key, body)
 
-    monkeypatch.setattr(s3out.S3Target, "put", slow_put)
+    monkeypatch.setattr(uploads.S3Target, "put", slow_put)
     with rs.cursor() as cur:
         cur.execute("SET statement_timeout TO 1000")
     emulator.faults.inject("stall", seconds=0.8, to_contains=to)  # so that the timeout falls in the PUT

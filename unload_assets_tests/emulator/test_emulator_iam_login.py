@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import psycopg2
 import pytest
-from unload_assets_local.emulator.credentials import CredentialRegistry
-from unload_assets_local.emulator.proxy import RedshiftEmulator
+from unload_assets_local.emulator.login.credentials import CredentialRegistry
+from unload_assets_local.emulator.server import RedshiftEmulator
 
 from unload_assets_tests.emulator.test_emulator_proxy import PSQL
 from unload_assets_tests.emulator.test_emulator_unload import objects, unload

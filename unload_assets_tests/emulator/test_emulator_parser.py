@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from unload_assets_local.emulator.command import (
+from unload_assets_local.emulator.sql.statements import is_unload
+from unload_assets_local.emulator.unload.command import (
     MAXFILESIZE_MAX,
     MB,
     UnloadCommand,
     UnloadError,
 )
-from unload_assets_local.emulator.parser import parse_unload
-from unload_assets_local.emulator.statements import is_unload
+from unload_assets_local.emulator.unload.parser import parse_unload
 
 from unload_assets.statement.sqltext import has_outer_limit, quote_literal
 
@@ -332,6 +332,15 @@ def test_errors_never_contain_keys_or_secrets(sql: str) -> None:
         message = str(exc)
         for secret in (KEY_ID, SECRET, TOKEN, *SECRET.split("/"), *TOKEN.split("/")):
             assert secret not in message, message
+
+
+def test_a_keyword_swallowed_by_a_shifted_quote_still_hides_the_keys() -> None:
+    """Found by the property above: a stray quote after TO puts ACCESS_KEY_ID inside a string, and the
+    key that followed it stands unquoted where an option keyword belongs."""
+    sql = f"UNLOAD ('select 1') TO ' ACCESS_KEY_ID '{KEY_ID}' SECRET_ACCESS_KEY ' DELIMITER ','"
+    with pytest.raises(UnloadError) as refused:
+        parse_unload(sql)
+    assert KEY_ID not in str(refused.value) and "not shown" in str(refused.value)
 
 
 def test_command_holds_no_secret() -> None:

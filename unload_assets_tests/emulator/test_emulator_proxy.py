@@ -154,6 +154,98 @@ def test_extended_protocol_runs_unload_as_the_simple_path_does(emulator, pg_clus
         sock.close()
 
 
+def _exchange(sock: socket.socket, *messages: bytes) -> list[tuple[bytes, bytes]]:
+    """Send `messages` (ending with a Sync); every reply up to ReadyForQuery."""
+    sock.sendall(b"".join(messages))
+    replies = []
+    while not replies or replies[-1][0] != b"Z":
+        replies.append(_read(sock))
+    return replies
+
+
+def _parse(statement: bytes, sql: str, param_types: int = 0) -> bytes:
+    return _msg(
+        b"P",
+        statement + b"\0" + sql.encode() + b"\0" + struct.pack("!h", param_types) + b"\0\0\0\0" * param_types,
+    )
+
+
+def _bind(portal: bytes, statement: bytes, params: list[bytes] = []) -> bytes:  # noqa: B006 - read only
+    values = b"".join(struct.pack("!i", len(v)) + v for v in params)
+    return _msg(
+        b"B",
+        portal
+        + b"\0"
+        + statement
+        + b"\0"
+        + struct.pack("!hh", 0, len(params))
+        + values
+        + struct.pack("!h", 0),
+    )
+
+
+def test_extended_protocol_runs_copy_named_and_unnamed(emulator, pg_cluster, s3_server, to):
+    """COPY from S3 through Parse/Bind/Describe/Execute, as redshift_connector and psycopg 3 send it:
+    the unnamed statement, a named statement and portal, and the named statement executed again."""
+    sock = _raw_session(emulator.port, pg_cluster.user, pg_cluster.password, pg_cluster.database)
+    table = f"ext_copy_{uuid.uuid4().hex[:8]}"
+    copy = f"COPY {table} FROM '{to}' IAM_ROLE default CSV"
+    try:
+        _extended(
+            sock, unload_sql("select g, 'n' || g from generate_series(1, 3) g", to, "CSV PARALLEL OFF"), []
+        )
+        assert (
+            _exchange(sock, _msg(b"Q", f"create table {table} (id int, name text)\0".encode()))[-1][0] == b"Z"
+        )
+        execute = _msg(b"E", b"\0" + struct.pack("!i", 0))
+        for name in (b"", b"copy_statement"):
+            replies = _exchange(
+                sock,
+                _parse(name, copy),
+                _msg(b"D", b"S" + name + b"\0"),
+                _bind(name, name),
+                _msg(b"E", name + b"\0" + struct.pack("!i", 0)),
+                _msg(b"S"),
+            )
+            # ParseComplete, no parameters and NoData (no rows, as Redshift describes COPY), BindComplete,
+            # the notice, COPY
+            assert [k for k, _ in replies] == [b"1", b"t", b"n", b"2", b"N", b"C", b"Z"], replies
+            assert b"3 record(s) loaded successfully" in replies[4][1] and replies[5][1] == b"COPY\0"
+        replies = _exchange(
+            sock, _bind(b"", b"copy_statement"), execute, _msg(b"S")
+        )  # prepared once, run again
+        assert [k for k, _ in replies] == [b"2", b"N", b"C", b"Z"]
+        replies = _extended(sock, f"select count(*) from {table}", [])
+        assert replies[2] == (b"D", struct.pack("!hi", 1, 1) + b"9")
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["COPY t FROM $1 IAM_ROLE default CSV", "UNLOAD ($1) TO 's3://b/p/' IAM_ROLE default"],
+    ids=["copy", "unload"],
+)
+def test_a_bind_parameter_in_copy_or_unload_is_refused_as_redshift_refuses_it(emulator, pg_cluster, sql):
+    sock = _raw_session(emulator.port, pg_cluster.user, pg_cluster.password, pg_cluster.database)
+    try:
+        replies = _exchange(
+            sock,
+            _parse(b"", sql, param_types=1),
+            _bind(b"", b"", [b"x"]),
+            _msg(b"E", b"\0\0\0\0\0"),
+            _msg(b"S"),
+        )
+        # The Parse fails; the rest is skipped up to the Sync, as PostgreSQL does.
+        assert [k for k, _ in replies] == [b"E", b"Z"]
+        fields = dict((f[:1], f[1:]) for f in replies[0][1].split(b"\0") if f)
+        assert fields[b"C"] == b"42601" and fields[b"M"] == b'syntax error at or near "$1"'
+        assert fields[b"P"] == str(sql.index("$1") + 1).encode()
+        assert replies[-1] == (b"Z", b"I")
+    finally:
+        sock.close()
+
+
 # ---- errors ------------------------------------------------------------------------------------------
 
 

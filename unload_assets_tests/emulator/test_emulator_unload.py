@@ -18,7 +18,7 @@ from decimal import Decimal
 import psycopg2
 import pytest
 import zstandard
-from unload_assets_local.emulator.proxy import RedshiftEmulator
+from unload_assets_local.emulator.server import RedshiftEmulator
 
 from unload_assets.statement.sqltext import quote_literal
 from unload_assets_tests.support.emulator_helpers import connect

@@ -17,13 +17,20 @@ import pytest
 import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from unload_assets_local.emulator import compress, manifest_out, sqlgen
-from unload_assets_local.emulator.columns import ColumnInfo
-from unload_assets_local.emulator.command import UnloadCommand
-from unload_assets_local.emulator.lanes import hive_folder
-from unload_assets_local.emulator.s3out import PART_SIZE, S3Target
-from unload_assets_local.emulator.transpile import to_postgres
-from unload_assets_local.emulator.writers import FileResult, LineWriter, Naming, Output, suffix, utcnow
+from unload_assets_local.emulator.sql.translate import to_postgres
+from unload_assets_local.emulator.unload import compress, manifest, render
+from unload_assets_local.emulator.unload.columns import ColumnInfo
+from unload_assets_local.emulator.unload.command import UnloadCommand
+from unload_assets_local.emulator.unload.uploads import PART_SIZE, S3Target
+from unload_assets_local.emulator.unload.writers import (
+    FileResult,
+    LineWriter,
+    Naming,
+    Output,
+    hive_folder,
+    suffix,
+    utcnow,
+)
 
 DECOMPRESS = {None: lambda b: b, "gzip": gzip.decompress, "bzip2": bz2.decompress, "zstd": None}
 
@@ -188,7 +195,7 @@ def test_verbose_manifest_document():
         FileResult("p/0001_part_00", "s3://b/p/0001_part_00", 20, 3, 1, now, now),
         FileResult("p/0000_part_00", "s3://b/p/0000_part_00", 10, 2, 0, now, now),
     ]
-    doc = json.loads(manifest_out.manifest(files, cols, verbose=True))
+    doc = json.loads(manifest.manifest(files, cols, verbose=True))
     assert [e["url"] for e in doc["entries"]] == ["s3://b/p/0000_part_00", "s3://b/p/0001_part_00"]
     assert doc["entries"][0]["meta"] == {"content_length": 10, "record_count": 2}
     assert doc["meta"] == {"content_length": 30, "record_count": 5}
@@ -198,7 +205,7 @@ def test_verbose_manifest_document():
         {"name": "name", "type": {"base": "character varying", "max_length": 60}},
         {"name": "amount", "type": {"base": "numeric", "precision": 12, "scale": 2}},
     ]
-    plain = json.loads(manifest_out.manifest(files, cols, verbose=False))
+    plain = json.loads(manifest.manifest(files, cols, verbose=False))
     assert plain == {
         "entries": [
             {"url": e["url"], "meta": {"content_length": e["meta"]["content_length"]}} for e in doc["entries"]
@@ -208,8 +215,8 @@ def test_verbose_manifest_document():
 
 def test_header_line_quoting():
     names = ["id", 'say "hi"', "a|b"]
-    assert sqlgen.header_line(_cmd(format="csv"), names) == b'id,"say ""hi""",a|b\n'
-    assert sqlgen.header_line(_cmd(addquotes=True, escape=True), names) == b'"id"|"say \\"hi\\""|"a\\|b"\n'
+    assert render.header_line(_cmd(format="csv"), names) == b'id,"say ""hi""",a|b\n'
+    assert render.header_line(_cmd(addquotes=True, escape=True), names) == b'"id"|"say \\"hi\\""|"a\\|b"\n'
 
 
 def test_transpile_patches_what_postgres_refuses():

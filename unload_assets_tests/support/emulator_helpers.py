@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg2
-from unload_assets_local.emulator.proxy import RedshiftEmulator
+from unload_assets_local.emulator.server import RedshiftEmulator
 from unload_assets_local.postgres import PostgresCluster
 from unload_assets_local.s3server import S3Server
 
@@ -34,3 +34,35 @@ def connect(emulator, pg_cluster, autocommit: bool = True):
     )
     conn.autocommit = autocommit
     return conn
+
+
+def redshift_connector_to(emulator, pg_cluster, *, autocommit: bool = True):
+    """Amazon's driver, connected to `emulator` as the cluster's user (no TLS)."""
+    import redshift_connector
+
+    conn = redshift_connector.connect(
+        host="127.0.0.1",
+        port=emulator.port,
+        database=pg_cluster.database,
+        user=pg_cluster.user,
+        password=pg_cluster.password,
+        ssl=False,
+        timeout=30,
+    )
+    conn.autocommit = autocommit
+    return conn
+
+
+def psycopg3_to(emulator, pg_cluster):
+    """psycopg 3, connected to `emulator` as the cluster's user (no TLS, autocommit)."""
+    import psycopg
+
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=emulator.port,
+        dbname=pg_cluster.database,
+        user=pg_cluster.user,
+        password=pg_cluster.password,
+        sslmode="disable",
+        autocommit=True,
+    )

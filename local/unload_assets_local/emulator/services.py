@@ -6,9 +6,9 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-from unload_assets_local.emulator.catalog import Catalog
-from unload_assets_local.emulator.credentials import CredentialRegistry
+from unload_assets_local.emulator.catalog.system_tables import Catalog
 from unload_assets_local.emulator.faults import UnloadFaults
+from unload_assets_local.emulator.login.credentials import CredentialRegistry
 
 
 @dataclass

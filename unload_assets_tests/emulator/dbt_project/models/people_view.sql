@@ -1,0 +1,2 @@
+{{ config(materialized='view') }}
+select id, upper(name) as shouting_name from {{ ref('people_table') }}
