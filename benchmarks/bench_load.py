@@ -85,7 +85,7 @@ defs = dg.Definitions(assets=[unloads], jobs=[JOB])
 PHASES = """
 import cProfile, gc, sys, time
 from dagster._core.remote_representation.external_data import RepositorySnap
-from unload_assets.assembly import build_definitions
+from unload_assets.component import build_definitions
 profile, times, in_gc, started_gc = cProfile.Profile(), {}, [0.0], [0.0]
 # cProfile charges a collection to whichever function allocated at the time: count GC separately.
 def on_gc(event, _):
@@ -137,7 +137,7 @@ def time_floor(module: Path, n: int) -> tuple[float, float]:
 
 def time_in_process(catalogue: Path) -> float:
     code = (
-        "import time; from unload_assets.assembly import build_definitions; t = time.process_time(); "
+        "import time; from unload_assets.component import build_definitions; t = time.process_time(); "
         f"d = build_definitions({str(catalogue)!r}); d.get_repository_def(); print(time.process_time() - t)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, capture_output=True, text=True)

@@ -20,14 +20,13 @@ from pathlib import Path
 
 from stack_process import start_stack, stop_stack
 
-from unload_assets.environment import redshift_from_env
+from unload_assets.component import this_project
 from unload_assets.resources.redshift_auth import CREDENTIALS
 
 
 def measure(env: dict[str, str], connections: int, *, fresh_credentials: bool) -> tuple[float, float]:
-    resource = redshift_from_env(env)
-    os.environ.update(env)  # EnvVar fields resolve from the process environment
-    resource = resource.process_config_and_initialize()
+    os.environ.update(env)  # this project's defs.yaml reads them; EnvVar fields resolve from them
+    resource = this_project().redshift.process_config_and_initialize()
     CREDENTIALS.clear()
     times = []
     for _ in range(connections):

@@ -46,8 +46,9 @@ import dagster as dg
 from stack_process import start_stack, stop_stack
 from unload_assets_local.postgres import RELOCATED_BASE, free_port
 
-from unload_assets.environment import DEFAULT_TIMEZONE
-from unload_assets.orchestration.schedules import DAILY_JOB, previous_day
+from unload_assets.configuration import DEFAULT_TIMEZONE
+from unload_assets.orchestration.schedules import previous_day
+from unload_assets_tests.support.this_project import DAILY_JOB
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]

@@ -66,8 +66,8 @@ def final_state(s3: Any, prefix: str) -> str:
 def run_ours(workdir: Path) -> tuple[float, float, int, int]:
     import dagster as dg
 
-    from unload_assets.assembly import build_definitions
-    from unload_assets.orchestration.names import asset_key_for
+    from unload_assets.component import build_definitions
+    from unload_assets_tests.support.this_project import asset_key_for
 
     catalogue = workdir / "big.yaml"
     catalogue.write_text(textwrap.dedent(f"""

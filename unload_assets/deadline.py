@@ -1,8 +1,9 @@
 """Delivery deadlines (`deliver_by`): which target-day is due when. Pure: no I/O, no Dagster.
 
-A deadline is a local time of UNLOAD_TIMEZONE on the day of the morning run (09:00), later than 09:00.
-At the deadline of day T a daily target must hold its partition T-1 (the one the 09:00 run of day T
-materialises); an unpartitioned target must have been delivered since 09:00 of day T. A local time a DST
+A deadline is a local time of the instance's time zone on the day of the morning run, later than the run
+(09:00 unless the instance's `schedule.at` says otherwise). At the deadline of day T a daily target must
+hold its partition T-1 (the one the morning run of day T materialises); an unpartitioned target must have
+been delivered since the morning run of day T. A local time a DST
 change skips is read as the wall clock reads it an hour later (zoneinfo's fold=0); no zone changes its
 clocks between 09:00 and midnight today.
 """
@@ -15,38 +16,45 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-# When the morning run starts (defs/schedules.py RUN_AT_CRON; a unit test keeps the two equal).
+# When the morning run starts unless an instance says otherwise (the component's `schedule.at`).
 RUN_AT = time(9, 0)
 _HH_MM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
-def deliver_by_problem(value: str) -> str | None:
-    """What is wrong with a catalogue `deliver_by` ("HH:MM", after 09:00), or None."""
+def parse_time_of_day(value: str) -> time | None:
+    """ "HH:MM" (24-hour) as a time, or None when it is not one."""
     match = _HH_MM.fullmatch(value)
-    if not match:
+    return time(int(match[1]), int(match[2])) if match else None
+
+
+def deliver_by_problem(value: str, run_at: time = RUN_AT) -> str | None:
+    """What is wrong with a catalogue `deliver_by` ("HH:MM", after the morning run at `run_at`), or None."""
+    deadline = parse_time_of_day(value)
+    if deadline is None:
         return f'must be a local time HH:MM (24-hour, e.g. "09:30"), not {value!r}'
-    if time(int(match[1]), int(match[2])) <= RUN_AT:
+    if deadline <= run_at:
         return (
-            f"{value} is not after {RUN_AT:%H:%M}, when the morning run starts; a deadline is a time later "
-            "the same day, in UNLOAD_TIMEZONE"
+            f"{value} is not after {run_at:%H:%M}, when the morning run starts; a deadline is a time later "
+            "the same day, in the instance's time zone"
         )
     return None
 
 
-def parse_deliver_by(value: str) -> time:
-    if problem := deliver_by_problem(value):
+def parse_deliver_by(value: str, run_at: time = RUN_AT) -> time:
+    if problem := deliver_by_problem(value, run_at):
         raise ValueError(problem)
-    hours, minutes = value.split(":")
-    return time(int(hours), int(minutes))
+    deadline = parse_time_of_day(value)
+    assert deadline is not None
+    return deadline
 
 
-def freshness_window(deliver_by: time) -> tuple[str, timedelta]:
+def freshness_window(deliver_by: time, run_at: time = RUN_AT) -> tuple[str, timedelta]:
     """The deadline as Dagster's cron freshness policy wants it: the cron of the deadline and how long
     before it a materialisation counts (since the morning run started)."""
     day = date(2000, 1, 1)
     return (
         f"{deliver_by.minute} {deliver_by.hour} * * *",
-        datetime.combine(day, deliver_by) - datetime.combine(day, RUN_AT),
+        datetime.combine(day, deliver_by) - datetime.combine(day, run_at),
     )
 
 
@@ -58,6 +66,7 @@ class Watched:
     deliver_by: time
     daily: bool
     first_partition: date | None = None
+    run_at: time = RUN_AT  # when the morning run starts
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,7 @@ def target_day(watched: Watched, run_date: date, timezone: str) -> TargetDay | N
         target=watched.target,
         day=day.isoformat(),
         due=due.timestamp(),
-        since=local_instant(run_date, RUN_AT, timezone).timestamp(),
+        since=local_instant(run_date, watched.run_at, timezone).timestamp(),
         daily=watched.daily,
         due_local=f"{watched.deliver_by:%H:%M} {timezone}",
     )

@@ -134,6 +134,26 @@ def backlog_message(lines: Sequence[BacklogLine], secrets: Iterable[str | None] 
     return render(title, [(heading, rows)], None, secrets, where="Dagster")
 
 
+def catalogue_message(
+    instance: str, located: str, not_loaded: Sequence[str] = (), secrets: Iterable[str | None] = ()
+) -> SlackMessage:
+    """One catalogue problem (`located`: "path:line: where: what"), and the targets it keeps from loading."""
+    if len(not_loaded) == 1:
+        title = f":no_entry: Target {not_loaded[0]} is not loaded ({instance})"
+    elif not_loaded:
+        title = f":no_entry: {len(not_loaded)} targets are not loaded ({instance})"
+    else:
+        title = f":warning: Catalogue problem ({instance})"
+    lines = [f"• {escape(located)}"]
+    if len(not_loaded) > 1:
+        shown = ", ".join(not_loaded[:20]) + (
+            f" and {len(not_loaded) - 20} more" if len(not_loaded) > 20 else ""
+        )
+        lines.append(f"• not loaded: {escape(shown)}")
+    lines.append("Fix the catalogue and reload the code location; every other target runs as usual.")
+    return render(title, [("", lines)], None, secrets, where="Dagster")
+
+
 def format_bytes(n: int | None) -> str:
     if n is None:
         return "? bytes"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unload_assets_local.emulator.proxy import RedshiftEmulator
+from unload_assets_local.emulator.server import RedshiftEmulator
 from unload_assets_local.postgres import PostgresCluster
 from unload_assets_local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION, S3Server
 from unload_assets_local.stack import LocalStack
@@ -24,10 +24,11 @@ from unload_assets_tests.support.emulator_helpers import emulator_for
 DEPLOYMENTS = {"test_production_shape", "test_celery", "test_e2e", "test_chaos_soak"}
 
 
-# A test is `unit` (the quick tier: `make test-unit`) unless it is marked as needing servers or uses a
-# fixture that starts one. A unit test runs with loopback TCP refused (`_no_network`), so a test that
+# A test is `unit` (the quick tier: `make test-unit`) unless it is marked as needing servers (or as running
+# Dagster's CLI, `cli`) or uses a fixture that starts one. A unit test runs with loopback TCP refused
+# (`_no_network`), so a test that
 # claims the quick tier and still reaches for a server fails at once instead of slowing the tier.
-SERVER_MARKS = ("stack", "e2e", "production", "soak")
+SERVER_MARKS = ("stack", "e2e", "production", "soak", "cli")
 SERVER_FIXTURES = {"local_stack", "stack_env", "pg_cluster", "s3_server", "emulator", "standin", "moto"}
 
 

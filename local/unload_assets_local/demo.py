@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -18,13 +19,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from unload_assets.orchestration.schedules import DAILY_JOB, UNPARTITIONED_JOB
+from unload_assets.orchestration.names import Names
 from unload_assets_local.devserver import DagsterDev, stop_process_group
 from unload_assets_local.postgres import free_port
 from unload_assets_local.webserver_client import DagsterDevError
 
 ROOT = Path.cwd()
 STATE = ROOT / ".local-stack"
+THIS_PROJECT = "unloads"  # the name of this repository's instance, in its defs.yaml
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"Starting dagster dev on {dev.url} (logs: .local-stack/dagster.log) ...", flush=True)
         dev.start()
+        _print_catalogue(STATE / "dagster.log")
         ok = _morning_runs(dev, _read_env(ROOT / ".env"))
         if not args.once:
             print(f"\nThe Dagster UI stays up at {dev.url} — Ctrl-C stops everything.", flush=True)
@@ -57,6 +60,17 @@ def main(argv: list[str] | None = None) -> int:
         print("Stopping dagster dev and the local stack ...", flush=True)
         dev.stop()
         stop_process_group(stack, timeout=60)
+
+
+def _print_catalogue(log: Path) -> None:
+    """What the code location said as it loaded its catalogue: which file, from where, and any problem."""
+    said = [
+        re.sub(r"\x1b\[[0-9;]*m", "", line).split(" - ", 3)[-1]
+        for line in log.read_text(errors="replace").splitlines()
+        if "dagster.builtin.unload_assets" in line
+    ]
+    for line in list(dict.fromkeys(said))[:10]:  # each process that loads the location says it again
+        print(f"  {line}", flush=True)
 
 
 def _start_stack(rows: int, webserver_url: str) -> subprocess.Popen[bytes]:
@@ -91,7 +105,8 @@ def _morning_runs(dev: DagsterDev, env: dict[str, str]) -> bool:
     yesterday = (datetime.now(tz).date() - timedelta(days=1)).isoformat()
     already = len(_slack_messages(env))  # the stand-in keeps history across restarts
     statuses = []
-    for job, partition in ((DAILY_JOB, yesterday), (UNPARTITIONED_JOB, None)):
+    names = Names(THIS_PROJECT)  # this repository's instance (unload_assets/defs/unload_targets/defs.yaml)
+    for job, partition in ((names.daily_job(), yesterday), (names.unpartitioned_job, None)):
         run_id = dev.launch(job, partition=partition)
         print(f"\nLaunched {job}" + (f" for {partition}" if partition else "") + f": {dev.url}/runs/{run_id}")
         status = dev.wait_for_run(

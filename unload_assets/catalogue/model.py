@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
-from unload_assets.deadline import deliver_by_problem
+from unload_assets.deadline import RUN_AT, deliver_by_problem
 from unload_assets.s3_naming import (
     DATE_VARIABLES,
     check_bucket_name,
@@ -87,9 +97,12 @@ def _deliver_by_text(value: Any) -> Any:
     return value
 
 
-def _deliver_by(value: str) -> None:
-    if problem := deliver_by_problem(value):
+def _deliver_by(value: str, info: ValidationInfo) -> str:
+    # The instance's morning run time, given by the loader; a deadline must come after it.
+    run_at = (info.context or {}).get("run_at", RUN_AT)
+    if problem := deliver_by_problem(value, run_at):
         raise ValueError(problem)
+    return value
 
 
 _CONFIG = ConfigDict(extra="forbid", frozen=True)
@@ -132,8 +145,8 @@ class UnloadTarget(BaseModel):
     partitioning: Partitioning = NoPartitioning()
     owners: list[Annotated[str, _check(_owner)]] = []
     tags: Annotated[dict[str, str], _check(_tags)] = {}
-    # "HH:MM" in UNLOAD_TIMEZONE, after the 09:00 run: a Slack alert when the day's delivery is late.
-    deliver_by: Annotated[str, BeforeValidator(_deliver_by_text), _check(_deliver_by)] | None = None
+    # "HH:MM" in the instance's time zone, after its morning run: a Slack alert when a day is late.
+    deliver_by: Annotated[str, BeforeValidator(_deliver_by_text), AfterValidator(_deliver_by)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> UnloadTarget:
@@ -177,14 +190,78 @@ class _Overrides(BaseModel):
 
 
 @dataclass(frozen=True)
+class Problem:
+    """One mistake in a catalogue, located: its file, where in it (`target 'x', field 'y'`), what is
+    wrong, and its line. `target`: the asset name of the entry it keeps from loading (None: a problem of
+    the file or of its defaults); `version`: the catalogue's content, so that a problem is told once per
+    version of the file."""
+
+    source: Path
+    where: str
+    message: str
+    line: int | None = None
+    target: str | None = None
+    description: str | None = None
+    version: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.source.name}: {self.where}: {self.message}" + (
+            f" (line {self.line})" if self.line else ""
+        )
+
+    @property
+    def located(self) -> str:
+        """The problem with its full path and line first, as editors and terminals link them."""
+        at = f"{self.source}:{self.line}" if self.line else str(self.source)
+        return f"{at}: {self.where}: {self.message}"
+
+    @property
+    def notice_id(self) -> str:
+        """Stable for this problem in this version of the catalogue (Slack tells it once)."""
+        text = f"{self.version}|{self.source}|{self.where}|{self.message}"
+        return "catalogue/" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class NotLoaded:
+    """A catalogue entry that is not loaded, and why: its asset stays visible, marked so."""
+
+    name: str  # the asset's name: the entry's own, or `catalogue_entry_<n>` when it has none usable
+    entry: int  # its position in `targets`, from 1
+    line: int | None
+    description: str | None
+    problems: tuple[Problem, ...]
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(str(problem) for problem in self.problems)
+
+
+def problem_report(problems: Iterable[Problem], source: Path) -> str:
+    """Every problem on its own line, the first problem first; then how many, and the file's path."""
+    lines = [str(problem) for problem in problems]
+    return "\n".join([*lines, f"({len(lines)} problem(s) in unload catalogue {source})"])
+
+
+@dataclass(frozen=True)
 class Catalogue:
+    """The targets that load; the problems found beside them and the entries they keep from loading."""
+
     targets: list[UnloadTarget]
     source: Path
-    bucket: str | None = None  # when set, overrides UNLOAD_BUCKET
-    iam_role: str | None = None  # when set, overrides UNLOAD_IAM_ROLE
+    bucket: str | None = None  # when set, overrides the instance's bucket
+    iam_role: str | None = None  # when set, overrides the instance's IAM role
+    problems: tuple[Problem, ...] = ()
+    not_loaded: tuple[NotLoaded, ...] = ()
+    version: str = ""  # a digest of the file's content
+    lineage_notes: Mapping[str, str] = field(default_factory=dict)  # target -> why it has no lineage
 
     def target(self, name: str) -> UnloadTarget:
         for target in self.targets:
             if target.name == name:
                 return target
         raise KeyError(f"no target {name!r} in {self.source}")
+
+    def problems_of(self, name: str) -> tuple[Problem, ...]:
+        """The problems that name target `name` although it loaded (a second entry of its name)."""
+        return tuple(p for p in self.problems if p.target == name)

@@ -17,53 +17,51 @@ rather than decorators, which would inspect the closures' signatures; what they 
 stated here instead.
 """
 
-import logging
 import re
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, time
 from typing import Any
 
 import dagster as dg
 
-from unload_assets.catalogue import UnloadTarget
+from unload_assets.catalogue import Catalogue, NotLoaded, UnloadTarget
+from unload_assets.configuration import Configuration
 from unload_assets.deadline import freshness_window, parse_deliver_by
 from unload_assets.orchestration.checks import check_specs
-from unload_assets.orchestration.names import asset_key_for, output_name, upstream_key
-from unload_assets.orchestration.op_support import HANDOFF_IO_MANAGER
+from unload_assets.orchestration.names import Names
 from unload_assets.orchestration.rename_op import rename_op
-from unload_assets.orchestration.unload_op import REDSHIFT_POOL, unload_op
+from unload_assets.orchestration.unload_op import unload_op
 from unload_assets.statement.lineage import upstream_tables
 
-GROUP = "unloads"
 KINDS = ("redshift", "s3")
 # What `kinds=` on an asset decorator writes: one tag per kind.
 _KIND_TAGS = {f"dagster/kind/{kind}": "" for kind in KINDS}
+NOT_LOADED_TAG = "unload_assets/not_loaded"
 
-log = logging.getLogger(__name__)
-__all__ = ["HANDOFF_IO_MANAGER", "REDSHIFT_POOL", "build_unload_assets", "external_table_specs", "groups"]
+__all__ = ["build_unload_assets", "external_table_specs", "groups", "not_loaded_assets"]
 
 
 def build_unload_assets(
+    config: Configuration,
     targets: Sequence[UnloadTarget],
     *,
-    name: str,
+    group: str,
     partitions_def: dg.PartitionsDefinition | None,
-    timezone: str,
+    catalogue: Catalogue | None = None,
 ) -> dg.AssetsDefinition:
-    """The assets `s3/<target>` of `targets` (one partitions definition), as one subsettable graph;
-    a target's `deliver_by` (a local time of `timezone`) is its freshness policy."""
+    """The assets `<prefix>/<target>` of `targets` (one partitions definition), as one subsettable graph;
+    a target's `deliver_by` (a local time of the instance's time zone) is its freshness policy."""
+    names = config.names
     upstream = {t.name: upstream_tables(t.sql) for t in targets}
-    for target in targets:
-        if not upstream[target.name]:
-            log.warning("Target %r: no upstream tables in its SQL; lineage will be empty.", target.name)
     tables = sorted({table for found in upstream.values() for table in found})
     input_names = dict(zip(tables, _input_names(tables), strict=True))
-    specs = [spec for target in targets for spec in check_specs(target)]
-    unload, rename = unload_op(name, targets, list(input_names.values())), rename_op(name, targets, specs)
-    outputs = [output_name(t.name) for t in targets] + [spec.get_python_identifier() for spec in specs]
+    specs = [spec for target in targets for spec in check_specs(names, target)]
+    unload = unload_op(config, group, targets, list(input_names.values()))
+    rename = rename_op(config, group, targets, specs)
+    outputs = [names.output_name(t.name) for t in targets] + [spec.get_python_identifier() for spec in specs]
     graph = dg.GraphDefinition(
-        name=f"unloads_{name}",
-        description=f"UNLOAD then rename, for the {len(targets)} target(s) of group '{name}'.",
+        name=names.graph(group),
+        description=f"UNLOAD then rename, for the {len(targets)} target(s) of group '{group}'.",
         node_defs=[unload, rename],
         dependencies={rename.name: {"staged": dg.DependencyDefinition(unload.name, "staged")}},
         # Each upstream table is a graph input feeding the unload op's Nothing input of the same name.
@@ -76,25 +74,27 @@ def build_unload_assets(
             for o in outputs
         ],
     )
-    by_output = {output_name(t.name): t for t in targets}
+    by_output = {names.output_name(t.name): t for t in targets}
     assets = dg.AssetsDefinition.from_graph(
         graph,
-        keys_by_input_name={n: upstream_key(*table) for table, n in input_names.items()},
-        keys_by_output_name={o: asset_key_for(t.name) for o, t in by_output.items()},
+        keys_by_input_name={n: names.upstream_key(*table) for table, n in input_names.items()},
+        keys_by_output_name={o: names.asset_key(t.name) for o, t in by_output.items()},
         internal_asset_deps={
-            o: {upstream_key(*table) for table in upstream[t.name]} for o, t in by_output.items()
+            o: {names.upstream_key(*table) for table in upstream[t.name]} for o, t in by_output.items()
         },
         partitions_def=partitions_def,
-        group_name=GROUP,
+        group_name=config.group_name,
         descriptions_by_output_name={o: t.description for o, t in by_output.items()},
         owners_by_output_name={o: list(t.owners) for o, t in by_output.items() if t.owners},
         tags_by_output_name={o: {**t.tags, **_KIND_TAGS} for o, t in by_output.items()},
-        metadata_by_output_name={o: _definition_metadata(t) for o, t in by_output.items()},
+        metadata_by_output_name={o: _definition_metadata(t, catalogue) for o, t in by_output.items()},
         can_subset=True,
         check_specs=specs,
     )
     policies = {
-        asset_key_for(t.name): freshness_policy(t.deliver_by, timezone) for t in targets if t.deliver_by
+        names.asset_key(t.name): freshness_policy(t.deliver_by, config.timezone, config.run_at)
+        for t in targets
+        if t.deliver_by
     }
     if not policies:
         return assets
@@ -105,19 +105,21 @@ def build_unload_assets(
     )
 
 
-def freshness_policy(deliver_by: str, timezone: str) -> dg.FreshnessPolicy:
-    """`deliver_by` as the UI shows it: delivered between the 09:00 run and the deadline, every day."""
-    cron, since_run = freshness_window(parse_deliver_by(deliver_by))
+def freshness_policy(deliver_by: str, timezone: str, run_at: time) -> dg.FreshnessPolicy:
+    """`deliver_by` as the UI shows it: delivered between the morning run and the deadline, every day."""
+    cron, since_run = freshness_window(parse_deliver_by(deliver_by, run_at), run_at)
     return dg.FreshnessPolicy.cron(deadline_cron=cron, lower_bound_delta=since_run, timezone=timezone)
 
 
-def external_table_specs(targets: list[UnloadTarget], *, database: str | None = None) -> list[dg.AssetSpec]:
+def external_table_specs(
+    names: Names, targets: list[UnloadTarget], *, database: str | None = None
+) -> list[dg.AssetSpec]:
     """The Redshift tables the targets read, as external assets so the lineage graph shows them, each
     with its `dagster/table_name` (`<database>.<schema>.<table>`) for Dagster's catalog."""
     tables = sorted({table for target in targets for table in upstream_tables(target.sql)})
     return [
         dg.AssetSpec(
-            key=upstream_key(schema, table),
+            key=names.upstream_key(schema, table),
             description=f"Redshift table {schema}.{table} (maintained outside this project).",
             group_name="redshift",
             kinds={"redshift", "table"},
@@ -127,14 +129,54 @@ def external_table_specs(targets: list[UnloadTarget], *, database: str | None = 
     ]
 
 
-def _definition_metadata(target: UnloadTarget) -> dict[str, Any]:
-    return {
+def _definition_metadata(target: UnloadTarget, catalogue: Catalogue | None) -> dict[str, Any]:
+    found: dict[str, Any] = {
         "sql": dg.MetadataValue.md(f"```sql\n{target.sql.strip()}\n```"),
         "key_template": target.key_template,
         "format": target.format,
         "compression": target.compression,
         "on_split": target.on_split,
     }
+    if catalogue is not None and (note := catalogue.lineage_notes.get(target.name)):
+        found["lineage"] = note
+    if catalogue is not None and (problems := catalogue.problems_of(target.name)):
+        # A second entry of this name: this asset is the first one's, and the second is not loaded.
+        found["catalogue_problems"] = "\n".join(str(problem) for problem in problems)
+    return found
+
+
+def not_loaded_assets(config: Configuration, entries: Sequence[NotLoaded]) -> list[dg.AssetsDefinition]:
+    """A catalogue entry that did not load keeps its asset, marked as not loaded: its description and
+    metadata say why, and materialising it fails at once with that reason. It is in no job."""
+    names = config.names
+    found = []
+    for entry in entries:
+        reason = entry.reason
+        found.append(
+            dg.asset(
+                key=names.asset_key(entry.name),
+                name=None,
+                op_tags={"kind": "s3"},
+                group_name=config.group_name,
+                description=f"NOT LOADED: {reason}"
+                + (f"\n\n{entry.description}" if entry.description else ""),
+                kinds=set(KINDS),
+                tags={NOT_LOADED_TAG: "true"},
+                metadata={
+                    "not_loaded": reason,
+                    "catalogue": f"{entry.problems[0].source}:{entry.line or ''}",
+                },
+            )(_refusal(f"not_loaded_{names.instance}_{entry.name}", entry.name, reason))
+        )
+    return found
+
+
+def _refusal(op_name: str, target: str, reason: str) -> Any:
+    def refuse(context: dg.AssetExecutionContext) -> None:
+        raise dg.Failure(description=f"Target '{target}' is not loaded: {reason}", allow_retries=False)
+
+    refuse.__name__ = op_name
+    return refuse
 
 
 def _input_names(tables: list[tuple[str, str]]) -> list[str]:

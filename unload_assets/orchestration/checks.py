@@ -14,7 +14,7 @@ import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.delivery import Delivery
-from unload_assets.orchestration.names import asset_key_for
+from unload_assets.orchestration.names import Names
 from unload_assets.rename import STAGING_TAG, final_key_lock, lock_key_for
 from unload_assets.resources import UnloadSettings
 from unload_assets.s3_naming import parse_s3_uri, render_key
@@ -33,51 +33,59 @@ def check_names(target: UnloadTarget) -> list[str]:
     return [name for name in CHECKS if name != "one_object" or target.on_split == "combine"]
 
 
-def check_specs(target: UnloadTarget) -> list[dg.AssetCheckSpec]:
-    key = asset_key_for(target.name)
+def check_specs(names: Names, target: UnloadTarget) -> list[dg.AssetCheckSpec]:
+    key = names.asset_key(target.name)
     return [dg.AssetCheckSpec(name, asset=key, description=CHECKS[name]) for name in check_names(target)]
 
 
 def evaluate_checks(
     context: dg.OpExecutionContext,
+    names: Names,
     target: UnloadTarget,
     client: Any,
     settings: UnloadSettings,
     delivery: Delivery,
 ) -> Iterator[dg.AssetCheckResult]:
     """The selected checks of `target`, on `delivery`."""
-    selected = _selected(context, target)
-    return (r for r in _evaluate(context, target, client, settings, delivery) if r.check_name in selected)
+    key = names.asset_key(target.name)
+    selected = _selected(context, key)
+    return (
+        r for r in _evaluate(context, key, target, client, settings, delivery) if r.check_name in selected
+    )
 
 
 def failed_checks(
-    context: dg.OpExecutionContext, target: UnloadTarget, error: str
+    context: dg.OpExecutionContext, names: Names, target: UnloadTarget, error: str
 ) -> list[dg.AssetCheckResult]:
     """The selected checks of `target`, failed because they could not be evaluated (`error`)."""
-    return _all_failed(target, _selected(context, target), error)
+    key = names.asset_key(target.name)
+    return _all_failed(key, target, _selected(context, key), error)
 
 
 def evaluate_latest(
-    context: dg.OpExecutionContext, target: UnloadTarget, client: Any, settings: UnloadSettings
+    context: dg.OpExecutionContext, names: Names, target: UnloadTarget, client: Any, settings: UnloadSettings
 ) -> Iterator[dg.AssetCheckResult]:
     """A checks-only run: the selected checks of `target` on its partition's latest materialisation."""
-    selected = _selected(context, target)
-    materialization = _materialization_checked(context, asset_key_for(target.name))
+    key = names.asset_key(target.name)
+    selected = _selected(context, key)
+    materialization = _materialization_checked(context, key)
     if materialization is None:
-        yield from _all_failed(target, selected, "never materialised")
+        yield from _all_failed(key, target, selected, "never materialised")
         return
     delivery = Delivery.from_metadata(materialization.metadata, target=target.name)
-    yield from (r for r in _evaluate(context, target, client, settings, delivery) if r.check_name in selected)
+    yield from (
+        r for r in _evaluate(context, key, target, client, settings, delivery) if r.check_name in selected
+    )
 
 
-def _selected(context: dg.OpExecutionContext, target: UnloadTarget) -> set[str]:
-    key = asset_key_for(target.name)
+def _selected(context: dg.OpExecutionContext, key: dg.AssetKey) -> set[str]:
     return {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
 
 
-def _all_failed(target: UnloadTarget, names: set[str] | list[str], reason: str) -> list[dg.AssetCheckResult]:
+def _all_failed(
+    key: dg.AssetKey, target: UnloadTarget, names: set[str] | list[str], reason: str
+) -> list[dg.AssetCheckResult]:
     """Each of `names` among `target`'s checks, failed for `reason`."""
-    key = asset_key_for(target.name)
     return [
         dg.AssetCheckResult(asset_key=key, check_name=name, passed=False, metadata={"reason": reason})
         for name in check_names(target)
@@ -87,16 +95,16 @@ def _all_failed(target: UnloadTarget, names: set[str] | list[str], reason: str) 
 
 def _evaluate(
     context: dg.OpExecutionContext,
+    key: dg.AssetKey,
     target: UnloadTarget,
     client: Any,
     settings: UnloadSettings,
     delivery: Delivery,
 ) -> Iterator[dg.AssetCheckResult]:
-    key = asset_key_for(target.name)
     names = check_names(target)
     bucket = delivery.bucket
     if not bucket:  # not written by our rename (reported by hand, say): nothing to judge it by
-        yield from _all_failed(target, names, "no s3_uri recorded")
+        yield from _all_failed(key, target, names, "no s3_uri recorded")
         return
     final_key = render_key(target.key_template, target=target.name, partition_date=delivery.day)
     # Under the final key's lock: not while another run of this partition is rewriting the output.

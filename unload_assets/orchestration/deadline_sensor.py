@@ -19,8 +19,8 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from unload_assets import environment
 from unload_assets.catalogue import UnloadTarget
+from unload_assets.configuration import Configuration
 from unload_assets.deadline import TargetDay, Watched, due_between, parse_deliver_by, run_date_of, target_day
 from unload_assets.orchestration.deadline_cursor import DeadlineCursor
 from unload_assets.orchestration.deadline_post import Telling
@@ -28,45 +28,44 @@ from unload_assets.orchestration.lateness import Lookup
 from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets.secrets import scrub
 
-DEADLINE_SENSOR = "unload_deadline_to_slack"
 LOOKBACK = timedelta(hours=24)  # how far back the very first tick looks (no watermark yet)
 BACKLOG = timedelta(days=7)  # the furthest back any tick looks, and how long a late day awaits its follow-up
 TICK_BUDGET_SECONDS = 15.0  # well inside Dagster's 60 s sensor timeout; the rest waits for the next tick
-DEFAULT_INTERVAL_SECONDS = 30
 
 
 def _now() -> float:
     return time.time()  # a seam for tests: deadlines pass without waiting for them
 
 
-def build_deadline_sensor(
-    targets: Sequence[UnloadTarget], *, timezone: str, interval_seconds: int = DEFAULT_INTERVAL_SECONDS
-) -> dg.SensorDefinition:
-    """The deadline sensor for the targets with a `deliver_by` (local times of `timezone`)."""
-    watched = watch_list(targets)
+def build_deadline_sensor(config: Configuration, targets: Sequence[UnloadTarget]) -> dg.SensorDefinition:
+    """The deadline sensor for the instance's targets with a `deliver_by` (local times of its time zone)."""
+    watched = watch_list(targets, config)
+    slack_key, timezone = config.names.slack, config.timezone
 
     @dg.sensor(
-        name=DEADLINE_SENSOR,
-        minimum_interval_seconds=interval_seconds,
+        name=config.names.deadline_sensor,
+        minimum_interval_seconds=config.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             f"One Slack message when a target's day is not delivered by its deliver_by ({len(watched)} "
             f"target(s), local time of {timezone}), and one when it lands."
         ),
+        required_resource_keys={slack_key},
     )
-    def _evaluate(context: dg.SensorEvaluationContext, slack: UnloadSlackResource) -> dg.SensorResult:
-        return check_deadlines(context, slack, watched, timezone)
+    def _evaluate(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        return check_deadlines(context, getattr(context.resources, slack_key), watched, config, targets)
 
     return _evaluate
 
 
-def watch_list(targets: Sequence[UnloadTarget]) -> list[Watched]:
+def watch_list(targets: Sequence[UnloadTarget], config: Configuration) -> list[Watched]:
     return [
         Watched(
             target=t.name,
-            deliver_by=parse_deliver_by(t.deliver_by),
+            deliver_by=parse_deliver_by(t.deliver_by, config.run_at),
             daily=t.partitioning.type == "daily",
             first_partition=getattr(t.partitioning, "start_date", None),
+            run_at=config.run_at,
         )
         for t in targets
         if t.deliver_by
@@ -74,14 +73,24 @@ def watch_list(targets: Sequence[UnloadTarget]) -> list[Watched]:
 
 
 def check_deadlines(
-    context: dg.SensorEvaluationContext, slack: UnloadSlackResource, watched: list[Watched], tz: str
+    context: dg.SensorEvaluationContext,
+    slack: UnloadSlackResource,
+    watched: list[Watched],
+    config: Configuration,
+    targets: Sequence[UnloadTarget],
 ) -> dg.SensorResult:
-    cursor, now = DeadlineCursor.parse(context.cursor), _now()
+    cursor, now, tz = DeadlineCursor.parse(context.cursor), _now(), config.timezone
     if not watched:
         return dg.SensorResult(
             skip_reason="No target has a deliver_by: nothing to watch.", cursor=cursor.dump()
         )
-    lookup = Lookup(context.instance)
+    names = {t.name for t in targets}
+
+    def target_of(key: dg.AssetKey | None) -> str | None:
+        target = config.names.target_of(key)
+        return target if target in names else None
+
+    lookup = Lookup(context.instance, config.names, target_of, config.run_link)
     start = cursor.since if cursor.since is not None else now - LOOKBACK.total_seconds()
     due = due_between(watched, tz, max(start, now - BACKLOG.total_seconds()), now)
     late = [(t, lookup.why_late(t)) for t in due if t.key not in cursor.late and lookup.landed(t) is None]
@@ -101,7 +110,7 @@ def check_deadlines(
         cursor.since = _watermark(late, cursor, now)
         waiting = f"{len(late)} late and {len(landed)} now delivered target-day(s) waiting"
         return dg.SensorResult(skip_reason=f"{reason}; {waiting}.", cursor=cursor.dump())
-    secrets = environment.secret_values(slack.token)
+    secrets = config.secret_values(slack.token)
     tick = Telling(slack, cursor, secrets, clock=lambda: _now(), budget_seconds=TICK_BUDGET_SECONDS)
     tick.tell(late, landed)
     cursor.since = _watermark(late, cursor, now)

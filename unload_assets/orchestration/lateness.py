@@ -8,6 +8,7 @@ day planned it at all.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -15,8 +16,8 @@ import dagster as dg
 from unload_assets import late_messages as lm
 from unload_assets.deadline import TargetDay
 from unload_assets.delivery import Delivery
-from unload_assets.orchestration.names import asset_key_for
-from unload_assets.orchestration.run_report import Reading, read_run, run_link
+from unload_assets.orchestration.names import Names
+from unload_assets.orchestration.run_report import Reading, TargetOf, read_run
 
 RUNS_LOOKED_AT = 50  # the newest runs of a day searched for the one that planned a target
 WILL_RETRY_TAG = "dagster/will_retry"  # Dagster's: "true" on a failed run its run retries will retry
@@ -34,8 +35,14 @@ class Lookup:
     """One tick's reads of the instance: the runs of a day and what each planned are read once, however
     many targets share them."""
 
-    def __init__(self, instance: dg.DagsterInstance) -> None:
-        self.instance = instance
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        names: Names,
+        target_of: TargetOf,
+        run_link: Callable[[str], str],
+    ) -> None:
+        self.instance, self.names, self.target_of, self.run_link = instance, names, target_of, run_link
         self._runs: dict[tuple[bool, str], list[dg.RunRecord]] = {}
         self._planned: dict[str, set[dg.AssetKey]] = {}
         self._readings: dict[str, Reading] = {}
@@ -43,7 +50,7 @@ class Lookup:
     def landed(self, told: TargetDay) -> lm.Landed | None:
         """The target-day's delivery: its partition's latest materialisation (a daily target), or the
         latest since 09:00 of the run's day (unpartitioned); None while there is none."""
-        key = asset_key_for(told.target)
+        key = self.names.asset_key(told.target)
         if told.daily:
             records_filter = dg.AssetRecordsFilter(key, asset_partitions=[told.day])
         else:
@@ -61,11 +68,11 @@ class Lookup:
             late_by=record.timestamp - told.due,
             uri=uri or None,
             run_id=record.run_id or None,
-            link=run_link(record.run_id) if record.run_id else None,
+            link=self.run_link(record.run_id) if record.run_id else None,
         )
 
     def why_late(self, told: TargetDay) -> lm.Late:
-        key = asset_key_for(told.target)
+        key = self.names.asset_key(told.target)
         found = next((r for r in self._runs_of(told) if key in self._planned_by(r.dagster_run.run_id)), None)
         if found is None:
             return lm.Late(told.target, told.day, told.due_local, lm.NEVER_LAUNCHED)
@@ -83,7 +90,7 @@ class Lookup:
             detail=detail,
             since=since if reason in (lm.QUEUED, lm.RUNNING) else None,
             run_id=run.run_id,
-            link=run_link(run.run_id),
+            link=self.run_link(run.run_id),
         )
 
     def _runs_of(self, told: TargetDay) -> list[dg.RunRecord]:
@@ -110,7 +117,7 @@ class Lookup:
     def _error(self, run_id: str, target: str) -> str:
         """The target's own failure when the rename step named it, else the run's first one."""
         if run_id not in self._readings:
-            self._readings[run_id] = read_run(self.instance, run_id)
+            self._readings[run_id] = read_run(self.instance, run_id, self.target_of)
         failures = self._readings[run_id].failures
         failure = failures.get(target) or next(iter(failures.values()), None)
         return f"{failure.step_key}: {failure.error}" if failure else ""

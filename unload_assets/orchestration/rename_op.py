@@ -13,9 +13,10 @@ from typing import Any
 import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
+from unload_assets.configuration import Configuration
 from unload_assets.delivery import FAILED_TARGETS, UNPARTITIONED, Delivery
 from unload_assets.orchestration.checks import evaluate_checks, evaluate_latest, failed_checks
-from unload_assets.orchestration.names import asset_key_for, output_name
+from unload_assets.orchestration.names import Names
 from unload_assets.orchestration.op_support import STEP_RETRY, said, selected
 from unload_assets.orchestration.retries import RENAME_BACKOFF, attempt, each
 from unload_assets.orchestration.schema_protection import SchemaChangeRefused, check_schema
@@ -31,7 +32,7 @@ _OPTIONAL_CHECK = dg.Out(is_required=False)
 
 
 def rename_staged(
-    context: dg.OpExecutionContext, target: UnloadTarget, staged: StagedUnload, *, s3: Any
+    context: dg.OpExecutionContext, names: Names, target: UnloadTarget, staged: StagedUnload, *, s3: Any
 ) -> Delivery:
     """Rename `target`'s staged files, unless their columns changed and the target refuses that (its
     `on_schema_change`: then SchemaChangeRefused, nothing final touched); what was delivered."""
@@ -39,7 +40,7 @@ def rename_staged(
     final_key = render_key(target.key_template, target=target.name, partition_date=day)
     by_rename = header_by_rename(fmt=target.format, header=target.header, on_split=target.on_split)
     style = HeaderStyle(target.format, target.delimiter, target.addquotes) if by_rename else None
-    change = check_schema(context, target, staged, s3=s3)
+    change = check_schema(context, names.asset_key(target.name), target, staged, s3=s3)
     started = time.monotonic()
     try:
         result = rename_unload(
@@ -104,13 +105,17 @@ def column_schema(schema: dict | None) -> dg.TableSchema | None:
     return dg.TableSchema(columns=[dg.TableColumn(name=name, type=kind) for name, kind in columns])
 
 
-def rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetCheckSpec]) -> dg.OpDefinition:
+def rename_op(
+    config: Configuration, group: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetCheckSpec]
+) -> dg.OpDefinition:
+    names = config.names
+
     def compute(context: dg.OpExecutionContext, inputs: Mapping[str, Any]) -> Iterator[Any]:
-        client, settings = context.resources.s3, context.resources.unload_settings
+        client, settings = getattr(context.resources, names.s3), getattr(context.resources, names.settings)
         staged: dict[str, StagedUnload | UnloadFailed] = inputs["staged"]
         failed: dict[str, dict[str, str]] = {}
         ready: list[tuple[UnloadTarget, StagedUnload]] = []
-        for target in selected(context, targets):
+        for target in selected(context, names, targets):
             handed = staged.get(target.name)
             if isinstance(handed, StagedUnload):
                 ready.append((target, handed))
@@ -128,7 +133,7 @@ def rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetCh
             target, handed = item
             try:
                 delivery = attempt(
-                    lambda _: rename_staged(context, target, handed, s3=client),
+                    lambda _: rename_staged(context, names, target, handed, s3=client),
                     backoff=RENAME_BACKOFF,
                     what=f"rename of '{target.name}'",
                     log=context.log.warning,
@@ -137,9 +142,9 @@ def rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetCh
                 refused.add(target.name)
                 raise
             try:
-                results = list(evaluate_checks(context, target, client, settings, delivery))
+                results = list(evaluate_checks(context, names, target, client, settings, delivery))
             except Exception as exc:  # delivered all the same: the checks say they could not judge it
-                results = failed_checks(context, target, said(exc, settings))
+                results = failed_checks(context, names, target, said(exc, settings))
             return delivery, results
 
         for outcome in each(
@@ -156,14 +161,14 @@ def rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetCh
                 failed[target.name] = {"stage": stage, "error": outcome.error}
                 continue
             delivery, results = outcome.result  # type: ignore[misc]
-            yield dg.Output(None, output_name(target.name), metadata=delivery.to_metadata())
+            yield dg.Output(None, names.output_name(target.name), metadata=delivery.to_metadata())
             yield from results
         # Checks selected without their asset (a checks-only run): judge the latest materialisation.
         checked_alone = {key.asset_key for key in context.selected_asset_check_keys}
         checked_alone -= set(context.selected_asset_keys)
         for target in targets:
-            if asset_key_for(target.name) in checked_alone:
-                yield from evaluate_latest(context, target, client, settings)
+            if names.asset_key(target.name) in checked_alone:
+                yield from evaluate_latest(context, names, target, client, settings)
         if failed:
             lines = [f"{t} ({f['stage']}): {f['error']}" for t, f in sorted(failed.items())]
             raise dg.Failure(
@@ -172,15 +177,15 @@ def rename_op(name: str, targets: Sequence[UnloadTarget], specs: list[dg.AssetCh
                 allow_retries=False,
             )
 
-    outs = {output_name(t.name): _OPTIONAL_NOTHING for t in targets}
+    outs = {names.output_name(t.name): _OPTIONAL_NOTHING for t in targets}
     outs.update({spec.get_python_identifier(): _OPTIONAL_CHECK for spec in specs})
     return dg.OpDefinition(
         compute_fn=compute,
-        name=f"rename_{name}",
+        name=names.rename_op(group),
         description="Rename each delivered target's staged files under its key template, then check it.",
         ins={"staged": dg.In(dict)},
         outs=outs,
-        required_resource_keys={"s3", "unload_settings"},
+        required_resource_keys={names.s3, names.settings},
         retry_policy=STEP_RETRY,
         tags={"kind": "s3"},
     )

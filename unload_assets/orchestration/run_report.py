@@ -8,14 +8,14 @@ it), with the run's history: a retry by Dagster ("after 1 retry"), a re-executio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import dagster as dg
 
-from unload_assets import environment, messages
+from unload_assets import messages
 from unload_assets.delivery import FAILED_TARGETS, Delivery, plain
-from unload_assets.orchestration.names import is_unload
 
 Ev = dg.DagsterEventType
 _EVENTS = {Ev.ASSET_MATERIALIZATION_PLANNED, Ev.ASSET_MATERIALIZATION, Ev.STEP_FAILURE, Ev.RUN_FAILURE}
@@ -31,19 +31,25 @@ class Reading:
     planned: dict[dg.AssetKey, str | None] = field(default_factory=dict)  # key -> partition
 
 
-def read_run(instance: dg.DagsterInstance, run_id: str) -> Reading:
+# Which target an asset key is, for one instance (None: not one of its targets).
+TargetOf = Callable[[dg.AssetKey | None], str | None]
+
+
+def read_run(instance: dg.DagsterInstance, run_id: str, target_of: TargetOf) -> Reading:
+    """What run `run_id` did with the targets `target_of` recognises."""
     reading = Reading()
     for event_record in instance.get_records_for_run(run_id, of_type=_EVENTS).records:
         entry, event = event_record.event_log_entry, event_record.event_log_entry.dagster_event
         if event is None:
             continue
         key = event.asset_key
-        if event.event_type == Ev.ASSET_MATERIALIZATION and is_unload(key):
+        target = target_of(key)
+        if event.event_type == Ev.ASSET_MATERIALIZATION and target is not None:
             mat = event.step_materialization_data.materialization
             meta: dict[str, Any] = plain(mat.metadata)
             meta.setdefault("partition", mat.partition)
-            reading.deliveries.append(Delivery.from_metadata(meta, target=key.path[-1]))  # type: ignore[union-attr]
-        elif event.event_type == Ev.ASSET_MATERIALIZATION_PLANNED and key is not None and is_unload(key):
+            reading.deliveries.append(Delivery.from_metadata(meta, target=target))
+        elif event.event_type == Ev.ASSET_MATERIALIZATION_PLANNED and key is not None and target is not None:
             reading.planned[key] = getattr(event.event_specific_data, "partition", None)
         elif event.event_type == Ev.STEP_FAILURE and event.step_key:
             data = event.step_failure_data
@@ -93,14 +99,12 @@ def _short(error: _ErrorInfo | None, description: str | None) -> str:
     return messages.short_error(error.message if error else "", description)
 
 
-def run_link(run_id: str) -> str:
-    """The run's page in the Dagster UI (DAGSTER_WEBSERVER_URL)."""
-    webserver = environment.webserver_url()
-    return f"{webserver}/runs/{run_id}"
-
-
 def message_for(
-    instance: dg.DagsterInstance, record: dg.RunRecord, reading: Reading, secrets: tuple[str, ...]
+    instance: dg.DagsterInstance,
+    record: dg.RunRecord,
+    reading: Reading,
+    secrets: tuple[str, ...],
+    run_link: Callable[[str], str],
 ) -> messages.SlackMessage:
     run = record.dagster_run
     tags = run.tags
@@ -174,7 +178,10 @@ def _after(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
 
 
 def catch_up_message(
-    instance: dg.DagsterInstance, runs: list[tuple[dg.RunRecord, Reading]], secrets: tuple[str, ...]
+    instance: dg.DagsterInstance,
+    runs: list[tuple[dg.RunRecord, Reading]],
+    secrets: tuple[str, ...],
+    run_link: Callable[[str], str],
 ) -> messages.SlackMessage:
     """One message for a backlog of finished runs (after a long outage): a line per run."""
     lines = []

@@ -1,8 +1,9 @@
-"""The 09:00 morning runs: jobs over the `unloads` group and one schedule per job.
+"""The morning runs: jobs over an instance's targets and one schedule per job, at the instance's run time
+(09:00 unless `schedule.at` says otherwise) in its time zone.
 
-Daily targets sharing a partitions definition share a job (`daily_unloads`); Dagster refuses one job
+Daily targets sharing a partitions definition share a job (`daily_<instance>`); Dagster refuses one job
 over assets with different partitions definitions, so each distinct start date gets its own job
-(`daily_unloads_from_<date>`). Unpartitioned targets get a job of their own (`unpartitioned_unloads`)
+(`daily_<instance>_from_<date>`). Unpartitioned targets get a job of their own (`unpartitioned_<instance>`)
 rather than riding along in the daily one: a backfill launched from a job's page runs every asset of
 the job once per partition, which would re-unload each unpartitioned target once per backfilled day.
 """
@@ -11,15 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-DAILY_JOB = "daily_unloads"
-UNPARTITIONED_JOB = "unpartitioned_unloads"
-RUN_AT_CRON = "0 9 * * *"  # in the execution timezone, so 09:00 local on both sides of DST
+from unload_assets.configuration import Configuration
+
 # When the deployment retries failed runs (run_retries in dagster.yaml), a retry runs the targets that
 # were not delivered, UNLOAD included; Dagster's default (FROM_FAILURE) would run the rename step only.
 RETRY_STRATEGY = {"dagster/retry_strategy": "FROM_ASSET_FAILURE"}
@@ -44,8 +44,14 @@ def run_key(day: date) -> str:
     return f"daily-{day.isoformat()}"
 
 
-def build_morning_runs(assets: Sequence[dg.AssetsDefinition], *, timezone: str) -> list[MorningRun]:
-    """One job and one 09:00 schedule per partitions definition, plus one for unpartitioned targets."""
+def run_at_cron(run_at: time) -> str:
+    """The run time as a cron, read in the execution time zone: the same local time on both sides of DST."""
+    return f"{run_at.minute} {run_at.hour} * * *"
+
+
+def build_morning_runs(config: Configuration, assets: Sequence[dg.AssetsDefinition]) -> list[MorningRun]:
+    """One job and one morning schedule per partitions definition, plus one for unpartitioned targets."""
+    names = config.names
     groups: list[tuple[dg.PartitionsDefinition | None, list[dg.AssetKey]]] = []
     for asset in assets:
         part = asset.partitions_def
@@ -57,9 +63,11 @@ def build_morning_runs(assets: Sequence[dg.AssetsDefinition], *, timezone: str) 
     partitioned = sorted((g for g in groups if g[0] is not None), key=lambda g: _start(g[0]))
     runs = []
     for partitions_def, keys in partitioned:
-        name = DAILY_JOB if len(partitioned) == 1 else f"{DAILY_JOB}_from_{_start(partitions_def):%Y_%m_%d}"
-        runs.append(_morning_run(name, keys, partitions_def, timezone))
-    runs += [_morning_run(UNPARTITIONED_JOB, keys, None, timezone) for part, keys in groups if part is None]
+        name = names.daily_job(None if len(partitioned) == 1 else _start(partitions_def))
+        runs.append(_morning_run(config, name, keys, partitions_def))
+    runs += [
+        _morning_run(config, names.unpartitioned_job, keys, None) for part, keys in groups if part is None
+    ]
     return runs
 
 
@@ -70,8 +78,9 @@ def _start(partitions_def: dg.PartitionsDefinition | None) -> date:
 
 
 def _morning_run(
-    name: str, keys: list[dg.AssetKey], partitions_def: dg.PartitionsDefinition | None, timezone: str
+    config: Configuration, name: str, keys: list[dg.AssetKey], partitions_def: dg.PartitionsDefinition | None
 ) -> MorningRun:
+    timezone, run_at = config.timezone, config.run_at
     what = "yesterday's partition of the daily" if partitions_def else "the unpartitioned"
     job = dg.define_asset_job(
         name,
@@ -81,12 +90,12 @@ def _morning_run(
     )
 
     @dg.schedule(
-        name=f"{name}_at_0900",
-        cron_schedule=RUN_AT_CRON,
+        name=config.names.schedule(name, run_at),
+        cron_schedule=run_at_cron(run_at),
         execution_timezone=timezone,
         target=job,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description=f"09:00 {timezone}: {what} unload targets.",
+        description=f"{run_at:%H:%M} {timezone}: {what} unload targets.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         day = previous_day(context.scheduled_execution_time, timezone)

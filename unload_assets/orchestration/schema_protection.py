@@ -21,7 +21,6 @@ import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.delivery import Delivery
-from unload_assets.orchestration.names import asset_key_for
 from unload_assets.orchestration.unload_op import StagedUnload, run_folder
 from unload_assets.rename import ManifestNotFound, read_manifest
 from unload_assets.s3_naming import s3_url
@@ -40,9 +39,10 @@ class SchemaChangeRefused(dg.Failure):
 
 
 def check_schema(
-    context: dg.OpExecutionContext, target: UnloadTarget, staged: StagedUnload, *, s3: Any
+    context: dg.OpExecutionContext, key: dg.AssetKey, target: UnloadTarget, staged: StagedUnload, *, s3: Any
 ) -> SchemaChange | None:
-    """What changed since `target`'s previous delivery (None: nothing, or nothing to compare); raises
+    """What changed since `target`'s previous delivery (its asset `key`; None: nothing, or nothing to
+    compare); raises
     SchemaChangeRefused for a change `target` does not take (`on_schema_change: fail`, not accepted)."""
     try:
         manifest = read_manifest(s3, staged.bucket, staged.manifest_key)
@@ -52,7 +52,7 @@ def check_schema(
     if current is None:
         context.log.warning(f"Target '{target.name}': the UNLOAD manifest has no schema; not compared")
         return None
-    previous = previous_columns(context.instance, asset_key_for(target.name), context.run_id)
+    previous = previous_columns(context.instance, key, context.run_id)
     change = compare(previous[0], current, since=previous[1]) if previous else None
     if change is None:
         return None

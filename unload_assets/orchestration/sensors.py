@@ -23,21 +23,22 @@ announced by the failure sensor.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from unload_assets import environment
-from unload_assets.orchestration.names import is_unload
+from unload_assets.catalogue import Catalogue, Problem
+from unload_assets.configuration import Configuration
+from unload_assets.orchestration.catalogue_notices import tell_problems
 from unload_assets.orchestration.run_report import Reading, read_run
-from unload_assets.orchestration.schedules import DAILY_JOB, UNPARTITIONED_JOB
 from unload_assets.orchestration.sensor_cursor import Cursor
 from unload_assets.orchestration.slack_post import (
-    ANNOUNCED_RUN_TAG,
-    ANNOUNCED_TAG,
-    ATTEMPT_TAG,
-    CHANNEL_TAG,
+    LEGACY_ANNOUNCED_RUN_TAG,
+    LEGACY_ANNOUNCED_TAG,
     Posting,
+    RunTags,
     already_posted,
     retag,
 )
@@ -52,7 +53,7 @@ RETRY_WAIT = timedelta(hours=1)  # a retry Dagster said it would start, but has 
 WILL_RETRY_TAG = "dagster/will_retry"  # Dagster's: "true" on a failed run its run retries will retry
 AUTO_RETRY_RUN_TAG = "dagster/auto_retry_run_id"  # Dagster's: the retry run, once launched
 TICK_BUDGET_SECONDS = 15.0  # well inside Dagster's 60 s sensor timeout; the rest waits for the next tick
-__all__ = ["ANNOUNCED_RUN_TAG", "ANNOUNCED_TAG", "ATTEMPT_TAG", "CHANNEL_TAG", "Cursor", "announce"]
+__all__ = ["Cursor", "RunTags", "Watch", "announce", "build_notification_sensors", "notification_sensors"]
 RunRecord = dg.RunRecord
 
 
@@ -60,36 +61,95 @@ def _now() -> float:
     return time.time()  # a seam for tests: Retry-After deferrals without sleeping
 
 
-DEFAULT_INTERVAL_SECONDS = 30
+@dataclass(frozen=True)
+class Watch:
+    """What one instance's run sensors announce: runs of its jobs and targets, tagged with its tags; the
+    failure sensor also tells the catalogue's problems."""
+
+    config: Configuration
+    target_names: frozenset[str] | None  # None: every asset of the instance's key shape
+    problems: tuple[Problem, ...] = ()
+    kept_from_loading: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # notice id -> targets
+
+    def target_of(self, key: dg.AssetKey | None) -> str | None:
+        target = self.config.names.target_of(key)
+        return target if self.target_names is None or target in self.target_names else None
+
+    @property
+    def tags(self) -> RunTags:
+        return RunTags.of(self.config.names)
+
+    def owns(self, run: dg.DagsterRun) -> bool:
+        """A run of one of this instance's jobs, or of its assets picked in the UI."""
+        keys = run.asset_selection or ()
+        return self.config.names.owns_job(run.job_name) or any(self.target_of(key) for key in keys)
 
 
-def build_notification_sensors(interval_seconds: int = DEFAULT_INTERVAL_SECONDS) -> list[dg.SensorDefinition]:
-    """The two Slack sensors; each looks for finished runs every `interval_seconds` at most."""
+def build_notification_sensors(config: Configuration, catalogue: Catalogue) -> list[dg.SensorDefinition]:
+    """The instance's two Slack sensors; each looks for finished runs every `sensor_interval_seconds` at most,
+    and the failure sensor tells each of the catalogue's problems once."""
+    names = config.names
+    kept: dict[str, list[str]] = {}
+    for entry in catalogue.not_loaded:
+        for problem in entry.problems:
+            kept.setdefault(problem.notice_id, []).append(entry.name)
+    watch = Watch(
+        config,
+        frozenset(t.name for t in catalogue.targets),
+        catalogue.problems,
+        {notice: tuple(targets) for notice, targets in kept.items()},
+    )
+    return notification_sensors(watch)
+
+
+def notification_sensors(watch: Watch) -> list[dg.SensorDefinition]:
+    """The success and the failure sensor of what `watch` describes."""
+    names = watch.config.names
     return [
-        _sensor("unload_success_to_slack", dg.DagsterRunStatus.SUCCESS, interval_seconds),
-        _sensor("unload_failure_to_slack", dg.DagsterRunStatus.FAILURE, interval_seconds),  # and CANCELED
+        _sensor(names.success_sensor, dg.DagsterRunStatus.SUCCESS, watch),
+        _sensor(names.failure_sensor, dg.DagsterRunStatus.FAILURE, watch),  # and CANCELED
     ]
 
 
-def _sensor(name: str, status: dg.DagsterRunStatus, interval_seconds: int) -> dg.SensorDefinition:
+def _sensor(name: str, status: dg.DagsterRunStatus, watch: Watch) -> dg.SensorDefinition:
+    slack_key = watch.config.names.slack
+    what = status.value.lower()
+    told = " and each catalogue problem once" if status == dg.DagsterRunStatus.FAILURE else ""
+
     @dg.sensor(
         name=name,
-        minimum_interval_seconds=interval_seconds,
+        minimum_interval_seconds=watch.config.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"One Slack message per {status.value.lower()} unload run, retried until sent.",
+        description=f"One Slack message per {what} run of '{watch.config.names.instance}'{told}, "
+        "retried until sent.",
+        required_resource_keys={slack_key},
     )
-    def _evaluate(context: dg.SensorEvaluationContext, slack: UnloadSlackResource) -> dg.SensorResult:
-        return announce(context, slack, status)
+    def _evaluate(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        return announce(context, getattr(context.resources, slack_key), status, watch)
 
     return _evaluate
 
 
 def announce(
-    context: dg.SensorEvaluationContext, slack: UnloadSlackResource, status: dg.DagsterRunStatus
+    context: dg.SensorEvaluationContext,
+    slack: UnloadSlackResource,
+    status: dg.DagsterRunStatus,
+    watch: Watch,
 ) -> dg.SensorResult:
-    cursor, instance, now = Cursor.parse(context.cursor), context.instance, _now()
-    retag(instance, cursor, now, keep_seconds=2 * LOOKBACK.total_seconds())
-    pending, held = _pending(instance, status, cursor, now)
+    cursor, instance, now, tags = Cursor.parse(context.cursor), context.instance, _now(), watch.tags
+    retag(instance, cursor, now, keep_seconds=2 * LOOKBACK.total_seconds(), tags=tags)
+    told = ""
+    if status == dg.DagsterRunStatus.FAILURE and not slack.misconfiguration() and cursor.not_before <= now:
+        told = tell_problems(
+            slack,
+            cursor,
+            watch.problems,
+            watch.config.secret_values(slack.token),
+            kept_from_loading=watch.kept_from_loading,
+            instance=watch.config.names.instance,
+            clock=_now,
+        )
+    pending, held = _pending(instance, status, cursor, now, watch)
     waiting = f"{len(pending)} {status.value.lower()} unload run(s) waiting"
     problem = slack.misconfiguration()
     if problem or cursor.not_before > now or not pending:
@@ -98,10 +158,11 @@ def announce(
         _advance(cursor, [*_ends(pending), *held], now)
         skip = f"{reason}; {waiting}." if reason else "Nothing to announce."
         skip += f" {len(held)} failed run(s) wait for Dagster's retry." if held else ""
+        skip += f" {told}" if told else ""
         return dg.SensorResult(skip_reason=skip, cursor=cursor.dump())
-    secrets = environment.secret_values(slack.token)
+    secrets = watch.config.secret_values(slack.token)
     try:
-        found, unread = already_posted(slack, pending), None
+        found, unread = already_posted(slack, pending, tags), None
     except NotDelivered as exc:
         if exc.retry_after is not None:
             cursor.not_before = _now() + exc.retry_after
@@ -111,7 +172,15 @@ def announce(
             return dg.SensorResult(skip_reason=scrub(summary, secrets), cursor=cursor.dump())
         found, unread = {}, exc.reason
     tick = Posting(
-        instance, slack, cursor, secrets, found, clock=lambda: _now(), budget_seconds=TICK_BUDGET_SECONDS
+        instance,
+        slack,
+        cursor,
+        secrets,
+        found,
+        tags=tags,
+        run_link=watch.config.run_link,
+        clock=lambda: _now(),
+        budget_seconds=TICK_BUDGET_SECONDS,
     )
     rest = [(r, reading) for r, reading in pending if not tick.retag_found(r.dagster_run.run_id)]
     if tick.stop is None and len(rest) > CATCH_UP_THRESHOLD:
@@ -129,6 +198,7 @@ def announce(
     summary += f"; {len(held)} failed run(s) wait for Dagster's retry" if held else ""
     if unread:
         summary += f"; could not look for earlier attempts ({unread}): posted again, a duplicate is possible"
+    summary += f". {told}" if told else ""
     return dg.SensorResult(skip_reason=scrub(summary + ".", secrets), cursor=cursor.dump())
 
 
@@ -153,7 +223,7 @@ def _statuses(status: dg.DagsterRunStatus) -> list[dg.DagsterRunStatus]:
 
 
 def _pending(
-    instance: dg.DagsterInstance, status: dg.DagsterRunStatus, cursor: Cursor, now: float
+    instance: dg.DagsterInstance, status: dg.DagsterRunStatus, cursor: Cursor, now: float, watch: Watch
 ) -> tuple[list[tuple[RunRecord, Reading]], list[float]]:
     """Runs to announce, oldest first; and the end times of failed runs held back for Dagster's retry."""
     since = cursor.since if cursor.since is not None else now - LOOKBACK.total_seconds()
@@ -164,47 +234,46 @@ def _pending(
     found, held = [], []
     for record in instance.get_run_records(filters):
         run, ended = record.dagster_run, _ended(record)
-        if _announced(run) or run.run_id in cursor.untagged or ended < since:
+        if _announced(run, watch.tags) or run.run_id in cursor.untagged or ended < since:
             continue
         if run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true":
-            if _superseded_by_retry(instance, run):
+            if _superseded_by_retry(instance, run, watch.tags):
                 continue  # its retry is announced, with the final outcome
             if ended > now - RETRY_WAIT.total_seconds():
                 held.append(ended)
                 continue  # the retry is about to start
-        reading = read_run(instance, run.run_id)
+        reading = read_run(instance, run.run_id, watch.target_of)
         if reading.deliveries or (status == dg.DagsterRunStatus.FAILURE and reading.planned):
             found.append((ended, record, reading))
         elif status == dg.DagsterRunStatus.FAILURE and run.status == dg.DagsterRunStatus.CANCELED:
             found.append((ended, record, reading))  # cancelled before anything was planned: say so too
-        elif status == dg.DagsterRunStatus.FAILURE and _runs_unloads(run):
+        elif status == dg.DagsterRunStatus.FAILURE and watch.owns(run):
             # Failed before its plan was recorded: a daemon killed while it created or launched the run
             # leaves it NOT_STARTED or STARTING, and run monitoring fails it once the start times out.
             found.append((ended, record, reading))
     return [(record, reading) for _, record, reading in sorted(found, key=lambda f: f[0])], held
 
 
-def _runs_unloads(run: dg.DagsterRun) -> bool:
-    """A run of one of our jobs, or of our assets picked in the UI (its plan may never have been recorded)."""
-    ours = run.job_name in (DAILY_JOB, UNPARTITIONED_JOB) or run.job_name.startswith(f"{DAILY_JOB}_from_")
-    return ours or any(is_unload(key) for key in run.asset_selection or ())
-
-
-def _superseded_by_retry(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+def _superseded_by_retry(instance: dg.DagsterInstance, run: dg.DagsterRun, tags: RunTags) -> bool:
     """Dagster has launched the retry of this failed run: the retry's outcome is the news. The failed
     run is tagged announced (as the retry's), so it leaves the watermark's way."""
     retry = run.tags.get(AUTO_RETRY_RUN_TAG)
     if not retry:
         return False
-    instance.add_run_tags(run.run_id, {ANNOUNCED_TAG: f"retried as {retry}", ANNOUNCED_RUN_TAG: run.run_id})
+    instance.add_run_tags(run.run_id, {tags.announced: f"retried as {retry}", tags.announced_run: run.run_id})
     return True
 
 
-def _announced(run: dg.DagsterRun) -> bool:
+def _announced(run: dg.DagsterRun, tags: RunTags) -> bool:
     """Announced in its own right: a re-execution inherits its parent's announcement tags (the parent
     failed and was announced; the re-execution's outcome is news). Tags written before the run tag
-    existed count for runs that are no re-execution."""
-    if ANNOUNCED_TAG not in run.tags:
-        return False
-    owner = run.tags.get(ANNOUNCED_RUN_TAG)
-    return owner == run.run_id if owner else run.parent_run_id is None
+    existed count for runs that are no re-execution; so do the tags of the time before instances."""
+    for announced, announced_run in (
+        (tags.announced, tags.announced_run),
+        (LEGACY_ANNOUNCED_TAG, LEGACY_ANNOUNCED_RUN_TAG),
+    ):
+        if announced in run.tags:
+            owner = run.tags.get(announced_run)
+            if owner == run.run_id if owner else run.parent_run_id is None:
+                return True
+    return False

@@ -9,20 +9,42 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import dagster as dg
 
 from unload_assets import messages
+from unload_assets.orchestration.names import Names
 from unload_assets.orchestration.run_report import Reading, catch_up_message, message_for
 from unload_assets.orchestration.sensor_cursor import Cursor
 from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
 
-ANNOUNCED_TAG = "unload_assets/slack_announced"  # value: the Slack message ts (proof, and where to look)
-# Re-executions copy their parent's tags: this one names the run the announcement was for.
-ANNOUNCED_RUN_TAG = "unload_assets/slack_announced_run"
-CHANNEL_TAG = "unload_assets/slack_channel"
-ATTEMPT_TAG = "unload_assets/slack_attempt"  # "<run id>@<unix time>" of the first post attempted
+# The tags written before runs were announced per instance: a run carrying them was announced already.
+LEGACY_ANNOUNCED_TAG = "unload_assets/slack_announced"
+LEGACY_ANNOUNCED_RUN_TAG = "unload_assets/slack_announced_run"
 RunRecord = dg.RunRecord
+
+
+@dataclass(frozen=True)
+class RunTags:
+    """The run tags one instance's Slack sensors write (another instance's are not its business).
+
+    `announced`: the Slack message ts (proof, and where to look); `announced_run`: the run the announcement
+    was for (re-executions copy their parent's tags); `attempt`: "<run id>@<unix time>" of the first post."""
+
+    announced: str
+    announced_run: str
+    channel: str
+    attempt: str
+
+    @classmethod
+    def of(cls, names: Names) -> RunTags:
+        return cls(
+            announced=names.tag("slack_announced"),
+            announced_run=names.tag("slack_announced_run"),
+            channel=names.tag("slack_channel"),
+            attempt=names.tag("slack_attempt"),
+        )
 
 
 class Posting:
@@ -36,6 +58,8 @@ class Posting:
         secrets: tuple[str, ...],
         found: dict[str, tuple[str, str]],
         *,
+        tags: RunTags,
+        run_link: Callable[[str], str],
         clock: Callable[[], float],
         budget_seconds: float,
     ) -> None:
@@ -46,6 +70,7 @@ class Posting:
             secrets,
             found,
         )
+        self.tags, self.run_link = tags, run_link
         self.done: set[str] = set()  # announced now (posted, or found in the channel)
         self.sent: list[str] = []
         self.refused: list[str] = []
@@ -67,7 +92,7 @@ class Posting:
             if time.monotonic() > self.deadline:
                 self.stop = "time budget of this tick used up"
                 return
-            message = message_for(self.instance, record, reading, self.secrets)
+            message = message_for(self.instance, record, reading, self.secrets, self.run_link)
             posted = self._post(message, [record])
             if posted is None and self.stop is not None:
                 return
@@ -77,7 +102,7 @@ class Posting:
                     return
 
     def post_summary(self, runs: list[tuple[RunRecord, Reading]]) -> None:
-        message = catch_up_message(self.instance, runs, self.secrets)
+        message = catch_up_message(self.instance, runs, self.secrets, self.run_link)
         posted = self._post(message, [record for record, _ in runs])
         if posted is None:
             return
@@ -90,8 +115,8 @@ class Posting:
         run_ids = [r.dagster_run.run_id for r in records]
         try:
             for run_id, record in zip(run_ids, records, strict=True):
-                if attempt_time(record.dagster_run) is None:
-                    self.instance.add_run_tags(run_id, {ATTEMPT_TAG: f"{run_id}@{self.clock():.3f}"})
+                if attempt_time(record.dagster_run, self.tags) is None:
+                    self.instance.add_run_tags(run_id, {self.tags.attempt: f"{run_id}@{self.clock():.3f}"})
             return self.slack.post(message.text, message.blocks, run_id=run_ids[0], also=run_ids[1:])
         except NotDelivered as exc:
             if exc.retry_after is not None:
@@ -110,8 +135,9 @@ class Posting:
         """Tag the run announced; a crash before this write is what the attempt tag and the history
         lookup cover. False (and the tick stops) when the tag cannot be written."""
         try:
+            tags = self.tags
             self.instance.add_run_tags(
-                run_id, {ANNOUNCED_TAG: ts, ANNOUNCED_RUN_TAG: run_id, CHANNEL_TAG: channel_id}
+                run_id, {tags.announced: ts, tags.announced_run: run_id, tags.channel: channel_id}
             )
         except Exception as exc:  # Slack has it: remember in the cursor so it is never re-posted
             self.cursor.untagged[run_id] = ts
@@ -124,9 +150,9 @@ class Posting:
         return True
 
 
-def attempt_time(run: dg.DagsterRun) -> float | None:
+def attempt_time(run: dg.DagsterRun, tags: RunTags) -> float | None:
     """When a post of this run was first attempted (the tag a re-execution inherits is its parent's)."""
-    owner, _, when = run.tags.get(ATTEMPT_TAG, "").partition("@")
+    owner, _, when = run.tags.get(tags.attempt, "").partition("@")
     try:
         return float(when) if owner == run.run_id else None
     except ValueError:
@@ -134,21 +160,25 @@ def attempt_time(run: dg.DagsterRun) -> float | None:
 
 
 def already_posted(
-    slack: UnloadSlackResource, pending: list[tuple[RunRecord, Reading]]
+    slack: UnloadSlackResource, pending: list[tuple[RunRecord, Reading]], tags: RunTags
 ) -> dict[str, tuple[str, str]]:
     """The pending runs an earlier attempt may have posted, looked up in the channel (one history read
     for all of them, from a minute before the earliest attempt)."""
-    attempted = {r.dagster_run.run_id: when for r, _ in pending if (when := attempt_time(r.dagster_run))}
+    attempted = {
+        r.dagster_run.run_id: when for r, _ in pending if (when := attempt_time(r.dagster_run, tags))
+    }
     if not attempted:
         return {}
     return slack.find_posted(set(attempted), oldest=min(attempted.values()) - 60)
 
 
-def retag(instance: dg.DagsterInstance, cursor: Cursor, now: float, keep_seconds: float) -> None:
+def retag(
+    instance: dg.DagsterInstance, cursor: Cursor, now: float, keep_seconds: float, tags: RunTags
+) -> None:
     """Tag the runs Slack has but whose tag write failed (kept in the cursor), as announced."""
     for run_id, ts in list(cursor.untagged.items()):
         try:
-            instance.add_run_tags(run_id, {ANNOUNCED_TAG: ts, ANNOUNCED_RUN_TAG: run_id})
+            instance.add_run_tags(run_id, {tags.announced: ts, tags.announced_run: run_id})
             del cursor.untagged[run_id]
         except Exception:
             if float(ts or 0) < now - keep_seconds:

@@ -1,8 +1,8 @@
 """Op `unload_<group>`: the UNLOAD of every selected target into a fresh staging prefix of this run.
 
-At most `max_concurrent_unloads` run at once (the `redshift` pool caps the steps), each retried on its
-own; a target that fails for good is handed on as `UnloadFailed`, so the rename op names it while the
-others are delivered.
+At most `max_concurrent_unloads` run at once (the instance's pool, `redshift`, caps the steps), each
+retried on its own; a target that fails for good is handed on as `UnloadFailed`, so the rename op names
+it while the others are delivered.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -13,14 +13,14 @@ from typing import Any
 import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
-from unload_assets.orchestration.op_support import HANDOFF_IO_MANAGER, STEP_RETRY, said, selected
+from unload_assets.configuration import Configuration
+from unload_assets.orchestration.op_support import STEP_RETRY, said, selected
 from unload_assets.orchestration.retries import UNLOAD_BACKOFF, attempt, each
 from unload_assets.rename import delete_keys, list_keys, lock_key_for
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
 from unload_assets.s3_naming import parse_s3_uri, render_key, staging_prefix
 from unload_assets.statement.build import build_unload
 
-REDSHIFT_POOL = "redshift"
 NOTHING_IN = dg.In(dg.Nothing)
 
 
@@ -108,15 +108,19 @@ class UnloadFailed:
     error: str
 
 
-def unload_op(name: str, targets: Sequence[UnloadTarget], input_names: list[str]) -> dg.OpDefinition:
+def unload_op(
+    config: Configuration, group: str, targets: Sequence[UnloadTarget], input_names: list[str]
+) -> dg.OpDefinition:
+    names = config.names
+
     def compute(context: dg.OpExecutionContext, _: Mapping[str, Any]) -> Iterator[dg.Output[dict]]:
         res = context.resources
-        settings = res.unload_settings
+        settings, redshift, s3 = (getattr(res, key) for key in (names.settings, names.redshift, names.s3))
 
         def unload(target: UnloadTarget) -> StagedUnload:
             return attempt(
                 lambda number: run_unload(
-                    context, target, redshift=res.redshift, settings=settings, s3=res.s3, attempt=number
+                    context, target, redshift=redshift, settings=settings, s3=s3, attempt=number
                 ),
                 backoff=UNLOAD_BACKOFF,
                 what=f"UNLOAD of '{target.name}'",
@@ -125,7 +129,7 @@ def unload_op(name: str, targets: Sequence[UnloadTarget], input_names: list[str]
 
         staged: dict[str, StagedUnload | UnloadFailed] = {}
         for outcome in each(
-            selected(context, targets),
+            selected(context, names, targets),
             unload,
             workers=settings.max_concurrent_unloads,
             name=lambda t: t.name,
@@ -141,13 +145,13 @@ def unload_op(name: str, targets: Sequence[UnloadTarget], input_names: list[str]
 
     return dg.OpDefinition(
         compute_fn=compute,
-        name=f"unload_{name}",
+        name=names.unload_op(group),
         description="UNLOAD the query of each selected target into a staging prefix of this run "
         "(at most `max_concurrent_unloads` at once, each retried on its own).",
         ins=dict.fromkeys(input_names, NOTHING_IN),
-        outs={"staged": dg.Out(dict, io_manager_key=HANDOFF_IO_MANAGER)},
-        required_resource_keys={"redshift", "unload_settings", "s3"},
-        pool=REDSHIFT_POOL,
+        outs={"staged": dg.Out(dict, io_manager_key=names.handoff)},
+        required_resource_keys={names.redshift, names.settings, names.s3},
+        pool=config.pool,
         retry_policy=STEP_RETRY,
         tags={"kind": "redshift"},
     )

@@ -162,10 +162,10 @@ _PERMANENT_CONNECT_ERRORS = ("authentication failed", "no pg_hba.conf entry", "d
 _TLS_ERRORS = ("certificate verify failed", "root certificate file", "server certificate for",
                "does not match host name", "server does not support SSL")  # fmt: skip
 _LOGIN_HINTS = {
-    "password": "Check REDSHIFT_USER, REDSHIFT_PASSWORD and REDSHIFT_DATABASE.",
-    "iam": "The temporary credentials were refused: check REDSHIFT_DB_USER (or REDSHIFT_USER), "
-    "REDSHIFT_DB_GROUPS, REDSHIFT_AUTO_CREATE and REDSHIFT_DATABASE, and the worker's IAM permissions.",
-    "serverless": "The temporary credentials were refused: check REDSHIFT_WORKGROUP and REDSHIFT_DATABASE, "
+    "password": "Check redshift.user, redshift.password and redshift.database.",
+    "iam": "The temporary credentials were refused: check redshift.db_user (or redshift.user), "
+    "redshift.db_groups, redshift.auto_create and redshift.database, and the worker's IAM permissions.",
+    "serverless": "The temporary credentials were refused: check redshift.workgroup and redshift.database, "
     "and the worker's IAM permissions.",
 }
 
@@ -177,8 +177,8 @@ def _connect_error(
     if any(marker in message for marker in _TLS_ERRORS):
         return Failure(
             description=f"The TLS connection to Redshift at {where} failed: {message}. "
-            "Check REDSHIFT_SSLMODE and REDSHIFT_SSLROOTCERT (the CA bundle that signs the server's "
-            "certificate) and that REDSHIFT_HOST is the name on that certificate.",
+            "Check redshift.sslmode and redshift.sslrootcert (the CA bundle that signs the server's "
+            "certificate) and that redshift.host is the name on that certificate.",
             allow_retries=False,
         )
     if any(marker in message for marker in _PERMANENT_CONNECT_ERRORS):

@@ -1,6 +1,6 @@
 """How the Redshift resource logs in: a password, or IAM temporary credentials minted per connection.
 
-- `password`: `REDSHIFT_USER` and `REDSHIFT_PASSWORD`, as dagster-aws's resource does.
+- `password`: `user` and `password`, as dagster-aws's resource does.
 - `iam` (a provisioned cluster): `redshift.get_cluster_credentials` for a database user, with optional
   groups and auto-create; or, with `iam_identity`, `get_cluster_credentials_with_iam`, where the
   database user is the caller's IAM identity.
@@ -56,9 +56,9 @@ class CredentialRequest:
 
     def describe(self) -> str:
         if self.mode == "serverless":
-            return f"workgroup {self.workgroup!r} (REDSHIFT_WORKGROUP)"
+            return f"workgroup {self.workgroup!r} (redshift.workgroup)"
         who = "the caller's IAM identity" if self.iam_identity else f"user {self.db_user!r}"
-        return f"{who} of cluster {self.cluster_identifier!r} (REDSHIFT_CLUSTER_IDENTIFIER)"
+        return f"{who} of cluster {self.cluster_identifier!r} (redshift.cluster_identifier)"
 
 
 @dataclass(frozen=True)

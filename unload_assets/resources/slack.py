@@ -33,7 +33,7 @@ HISTORY_PAGES = 10  # at most 2,000 recent messages are read when looking for on
 class UnloadSlackResource(SlackResource):
     """`dagster_slack.SlackResource` with the API base URL (local stand-in) and the delivery channel.
 
-    `token` may be empty: the sensors then report "SLACK_BOT_TOKEN is not set" as their skip reason
+    `token` may be empty: the sensors then report "slack.token ... not set" as their skip reason
     instead of failing every tick with a configuration error.
     """
 
@@ -41,7 +41,11 @@ class UnloadSlackResource(SlackResource):
         default="",
         description="Slack Web API base URL (SLACK_API_URL), only for a local stand-in; empty means Slack.",
     )
-    channel: str = Field(default="", description="Channel that receives delivery notices (SLACK_CHANNEL).")
+    channel: str = Field(default="", description="Channel that receives delivery notices.")
+    token_variable: str = Field(
+        default="",
+        description="The environment variable the token is read from, to name it when it is unset.",
+    )
     timeout_seconds: int = Field(default=10, description="Per-request timeout for Slack API calls.")
 
     def get_client(self) -> WebClient:
@@ -54,8 +58,11 @@ class UnloadSlackResource(SlackResource):
         )
 
     def misconfiguration(self) -> str | None:
-        """What keeps any message from being sent, named by its environment variable (never its value)."""
-        missing = [n for n, v in (("SLACK_BOT_TOKEN", self.token), ("SLACK_CHANNEL", self.channel)) if not v]
+        """What keeps any message from being sent, named by its attribute and variable (never its value)."""
+        token = f"slack.token ({self.token_variable})" if self.token_variable else "slack.token"
+        missing = [
+            name for name, value in ((token, self.token), ("slack.channel", self.channel)) if not value
+        ]
         if missing:
             return f"{' and '.join(missing)} not set in the code location's environment (set, then reload)"
         return None
@@ -141,7 +148,7 @@ class UnloadSlackResource(SlackResource):
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not cursor:
                 raise NotDelivered(
-                    f"SLACK_CHANNEL {self.channel!r} is not among the channels the bot can see",
+                    f"slack.channel {self.channel!r} is not among the channels the bot can see",
                     cannot_read=True,
                 )
 
@@ -201,7 +208,7 @@ def _classify(exc: SlackApiError, channel: str, *, reading: bool = False) -> tup
     if reading and error in _TOKEN_ERRORS:
         return f"Slack refused to show the channel's history ({error}): give the bot channels:history", False
     if error in _TOKEN_ERRORS:
-        return f"Slack rejected SLACK_BOT_TOKEN ({error}): set a valid bot token with chat:write", False
+        return f"Slack rejected slack.token ({error}): set a valid bot token with chat:write", False
     if error in _CHANNEL_ERRORS or (reading and error == "channel_not_found"):
-        return f"SLACK_CHANNEL {channel!r} cannot be posted to ({error}): fix it or invite the bot", False
+        return f"slack.channel {channel!r} cannot be posted to ({error}): fix it or invite the bot", False
     return f"Slack refused the {'history lookup' if reading else 'message'} ({error})", True

@@ -48,8 +48,8 @@ class UnloadAuth:
             check_iam_role(self.iam_role)
         elif self.access_key_id is None or self.secret_access_key is None:
             raise ValueError(
-                "UNLOAD authorization: set an IAM role (UNLOAD_IAM_ROLE), or both UNLOAD_ACCESS_KEY_ID"
-                " and UNLOAD_SECRET_ACCESS_KEY (plus UNLOAD_SESSION_TOKEN for temporary keys)"
+                "UNLOAD authorization: set an IAM role (s3.iam_role), or both s3.access_key_id"
+                " and s3.secret_access_key (plus s3.session_token for temporary keys)"
             )
 
     def __repr__(self) -> str:

@@ -49,6 +49,11 @@ def _scan(sql: str) -> _Scan:
     return _Scan(tuple(tokens), tuple(placeholders), tuple(problems))
 
 
+def placeholder_spans(sql: str) -> list[tuple[int, int, str]]:
+    """Where each `{{ name }}` placeholder stands in SQL code: (start, end, name)."""
+    return [(match.start(), match.end(), match.group(1)) for match in _scan(sql).placeholders]
+
+
 def placeholder_names(sql: str) -> set[str]:
     """Names of the `{{ name }}` placeholders in SQL code (not in literals or comments)."""
     return {match.group(1) for match in _scan(sql).placeholders}

@@ -34,8 +34,6 @@ import pytest
 from unload_assets_local.s3_fault_proxy import FaultProxy
 
 from unload_assets.orchestration.run_report import read_run
-from unload_assets.orchestration.slack_post import ANNOUNCED_TAG
-from unload_assets.orchestration.unload_op import REDSHIFT_POOL
 from unload_assets.resources.slack import MARKER_EVENT
 from unload_assets_tests.support.fault_harness import target_retries
 from unload_assets_tests.support.pipeline_helpers import (
@@ -46,6 +44,7 @@ from unload_assets_tests.support.pipeline_helpers import (
     write_catalogue,
 )
 from unload_assets_tests.support.production import REPO, ProductionShape, keep_logs, production_env
+from unload_assets_tests.support.this_project import ANNOUNCED_TAG, NAMES, REDSHIFT_POOL
 
 pytestmark = [
     pytest.mark.soak,
@@ -66,7 +65,7 @@ MAX_WAITING = 7  # ...or this many runs wait: below the catch-up threshold (10) 
 # queue has the slots gets more with `dagster instance concurrency set redshift N`). Three let the 14
 # runs overlap on two cores instead of queueing one behind the other.
 REDSHIFT_POOL_LIMIT = 3
-RUN_SENSORS = ("unload_success_to_slack", "unload_failure_to_slack")
+RUN_SENSORS = (NAMES.success_sensor, NAMES.failure_sensor)
 LAUNCHING = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING)
 DEADLINE = 420  # seconds for the whole backfill to be delivered and announced
 

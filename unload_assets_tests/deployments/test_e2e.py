@@ -21,6 +21,7 @@ from unload_assets_local.postgres import free_port
 
 from unload_assets.catalogue import PACKAGED_CATALOGUE
 from unload_assets_tests.support.pipeline_helpers import get_bytes
+from unload_assets_tests.support.this_project import NAMES
 
 pytestmark = [
     pytest.mark.e2e,
@@ -111,7 +112,7 @@ def test_daily_job_through_graphql_delivers_and_announces_once(dagster_dev, loca
     assert f"{dagster_dev.url}/runs/{run_id}" in message["text"]
     # The sensor's next evaluation after the message (not a guessed sleep) posts nothing more about it.
     posted = float(message["ts"])
-    wait_for_sensor_tick(dagster_dev, "unload_success_to_slack", after=posted)
+    wait_for_sensor_tick(dagster_dev, NAMES.success_sensor, after=posted)
     assert len(slack_messages_about(local_stack, run_id)) == 1
 
 

@@ -25,6 +25,7 @@ from unload_assets_tests.support.production import (
     production_env,
     zone_where_9_am_is,
 )
+from unload_assets_tests.support.this_project import NAMES
 
 pytestmark = [
     pytest.mark.production,
@@ -164,7 +165,7 @@ def test_runs_fail_and_reexecute_across_processes_that_share_only_postgres_and_s
     )["runOrError"]["stepStats"]
     # Only the rename step ran again (its checks inside it), from the S3 handoff of the failed run.
     assert {s["stepKey"]: s["status"] for s in steps} == {
-        "unloads_unpartitioned.rename_unpartitioned": "SUCCESS"
+        f"{NAMES.graph('unpartitioned')}.{NAMES.rename_op('unpartitioned')}": "SUCCESS"
     }
     assert _delivered(s3)[1] == {"gen2"}
     assert s3.list_objects_v2(Bucket=BUCKET, Prefix="_staging/prod_customers/").get("KeyCount", 0) == 0

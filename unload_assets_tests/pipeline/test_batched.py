@@ -22,8 +22,7 @@ import psycopg2
 import pytest
 from unload_assets_local.stack import LocalStack
 
-from unload_assets.assembly import build_definitions
-from unload_assets.orchestration.names import asset_key_for
+from unload_assets.component import build_definitions
 from unload_assets_tests.support.fault_harness import (
     failed_targets,
     step_retries,
@@ -31,6 +30,7 @@ from unload_assets_tests.support.fault_harness import (
     undelivered,
 )
 from unload_assets_tests.support.pipeline_helpers import environment, get_bytes, job_with_env
+from unload_assets_tests.support.this_project import asset_key_for, configuration
 
 pytestmark = pytest.mark.stack
 
@@ -125,7 +125,12 @@ def test_one_failing_target_leaves_the_others_delivered_and_reexecution_runs_onl
         )  # fmt: skip
         local_stack.slack.clear()
         for status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS):
-            sensors.announce(dg.build_sensor_context(instance=instance), slack, status)
+            sensors.announce(
+                dg.build_sensor_context(instance=instance),
+                slack,
+                status,
+                sensors.Watch(configuration(), None),
+            )
         [message] = local_stack.slack.messages()
         assert f"{LATE} (unload)" in message["text"] and "batch_late" in message["text"]
         assert message["text"].count("exports/batched/") >= TARGETS - 1

@@ -6,9 +6,9 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from unload_assets.assembly import build_definitions
-from unload_assets.orchestration.names import asset_key_for
+from unload_assets.component import build_definitions
 from unload_assets_tests.support.pipeline_helpers import get_bytes, materialise, write_catalogue
+from unload_assets_tests.support.this_project import asset_key_for
 
 pytestmark = pytest.mark.stack
 

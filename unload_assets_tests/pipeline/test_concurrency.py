@@ -21,13 +21,12 @@ import psycopg2
 import pytest
 
 from unload_assets.orchestration import sensors
-from unload_assets.orchestration.names import asset_key_for
-from unload_assets.orchestration.unload_op import REDSHIFT_POOL
 from unload_assets.rename.lock import final_key_lock
 from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets_tests.support import concurrency_jobs
 from unload_assets_tests.support.fault_harness import wait_for_child
 from unload_assets_tests.support.pipeline_helpers import get_bytes, job_with_env
+from unload_assets_tests.support.this_project import REDSHIFT_POOL, asset_key_for, configuration
 
 pytestmark = pytest.mark.stack
 
@@ -78,7 +77,12 @@ def test_fifty_targets_never_exceed_the_redshift_pool_and_one_message_lists_them
                 token=stack_env["SLACK_BOT_TOKEN"], channel=stack_env["SLACK_CHANNEL"],
                 base_url=stack_env["SLACK_API_URL"],
             )  # fmt: skip
-            sensors.announce(dg.build_sensor_context(instance=instance), slack, dg.DagsterRunStatus.SUCCESS)
+            sensors.announce(
+                dg.build_sensor_context(instance=instance),
+                slack,
+                dg.DagsterRunStatus.SUCCESS,
+                sensors.Watch(configuration(), None),
+            )
             [message] = local_stack.slack.messages()
             blocks = json.dumps(message["blocks"])
             assert message["text"].startswith(":white_check_mark: Delivered: 50 unload targets")

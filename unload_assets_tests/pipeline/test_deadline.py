@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from unload_assets.catalogue import UnloadTarget
 from unload_assets.orchestration import deadline_sensor
 from unload_assets.resources.slack import NOTICE_EVENT, UnloadSlackResource
 from unload_assets_tests.support.sensor_daemon import SensorDaemon
+from unload_assets_tests.support.this_project import configuration
 
 TOKEN = "xoxb-deadline-test-token-0123456789"
 CHANNEL = "#unload-deliveries"
@@ -82,7 +84,8 @@ class Daemon(SensorDaemon):
     """The deadline sensor, evaluated as the daemon does, each tick at a chosen time."""
 
     def __init__(self, instance: dg.DagsterInstance, targets: list[UnloadTarget], cursor: str | None = None):
-        super().__init__(instance, deadline_sensor.build_deadline_sensor(targets, timezone=TZ), cursor)
+        config = replace(configuration(), timezone=TZ)
+        super().__init__(instance, deadline_sensor.build_deadline_sensor(config, targets), cursor)
 
     def tick(  # type: ignore[override]
         self, slack: UnloadSlackResource, at: float, monkeypatch: pytest.MonkeyPatch
@@ -189,16 +192,19 @@ def _tick_in_a_new_process(cursor: str | None, at: float, base_url: str) -> tupl
     DAGSTER_HOME, only the cursor carried over (what a restarted daemon has)."""
     script = f"""
 import json, sys
+from dataclasses import replace
 import dagster as dg
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.orchestration import deadline_sensor
 from unload_assets.resources.slack import UnloadSlackResource
+from unload_assets_tests.support.this_project import configuration
 deadline_sensor._now = lambda: {at!r}
 target = UnloadTarget.model_validate(json.loads(sys.argv[1]))
-sensor = deadline_sensor.build_deadline_sensor([target], timezone={TZ!r})
+config = replace(configuration(), timezone={TZ!r})
+sensor = deadline_sensor.build_deadline_sensor(config, [target])
 slack = UnloadSlackResource(token={TOKEN!r}, channel={CHANNEL!r}, base_url={base_url!r})
 with dg.DagsterInstance.get() as instance:
-    resources = {{"slack": slack}}
+    resources = {{config.names.slack: slack}}
     context = dg.build_sensor_context(instance=instance, cursor=sys.argv[2] or None, resources=resources)
     result = sensor.evaluate_tick(context)
 print(json.dumps([result.skip_message or "", result.cursor]))

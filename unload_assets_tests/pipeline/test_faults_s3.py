@@ -17,10 +17,9 @@ from xml.sax.saxutils import escape
 
 import dagster as dg
 import pytest
-from unload_assets_local.emulator.proxy import RedshiftEmulator
+from unload_assets_local.emulator.server import RedshiftEmulator
 from unload_assets_local.s3_fault_proxy import FaultProxy
 
-from unload_assets.orchestration.names import asset_key_for
 from unload_assets_tests.support.fault_harness import (
     BUCKET,
     CATALOGUE,
@@ -31,6 +30,7 @@ from unload_assets_tests.support.fault_harness import (
     target_retries,
     wait_for_child,
 )
+from unload_assets_tests.support.this_project import asset_key_for
 
 pytestmark = pytest.mark.stack
 

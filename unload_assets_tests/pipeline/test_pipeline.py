@@ -8,10 +8,9 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from unload_assets.assembly import build_definitions
 from unload_assets.catalogue import PACKAGED_CATALOGUE
+from unload_assets.component import build_definitions
 from unload_assets.orchestration.checks import CHECKS
-from unload_assets.orchestration.names import asset_key_for
 from unload_assets_tests.support.pipeline_helpers import (
     connect_redshift,
     csv_rows,
@@ -22,6 +21,7 @@ from unload_assets_tests.support.pipeline_helpers import (
     query_as_text,
     write_catalogue,
 )
+from unload_assets_tests.support.this_project import asset_key_for
 
 pytestmark = pytest.mark.stack
 

@@ -3,14 +3,12 @@ real server (the stack's emulator relays PostgreSQL's error, SQLSTATE included),
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 import psycopg2
 import pytest
 
-from unload_assets.environment import redshift_from_env
 from unload_assets.resources.redshift import TransientRedshiftError
+from unload_assets_tests.support.this_project import redshift_resource
 
 pytestmark = pytest.mark.stack
 
@@ -32,7 +30,7 @@ def raises(local_stack, stack_env) -> str:
 
 def _unload(select: str, secrets: tuple[str, ...] = ()) -> None:
     sql = f"UNLOAD ('{select}') TO 's3://unload-local/_staging/errors/' IAM_ROLE default PARALLEL OFF"
-    with dg.build_resources({"redshift": redshift_from_env(os.environ)}) as resources:  # EnvVars resolved
+    with dg.build_resources({"redshift": redshift_resource()}) as resources:  # EnvVars resolved
         redacted = sql  # as the statement builder redacts credentials in what it logs
         for secret in secrets:
             redacted = redacted.replace(secret, "***")

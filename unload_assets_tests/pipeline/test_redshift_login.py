@@ -4,15 +4,12 @@ Serverless `get_credentials`) that the emulator accepts only while they are vali
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 import psycopg2
 import pytest
 from unload_assets_local.tls import local_tls_files
 
-from unload_assets.assembly import build_definitions
-from unload_assets.environment import redshift_from_env
+from unload_assets.component import build_definitions
 from unload_assets.resources.redshift_auth import CREDENTIALS
 from unload_assets_tests.support.pipeline_helpers import (
     csv_rows,
@@ -21,6 +18,7 @@ from unload_assets_tests.support.pipeline_helpers import (
     materialise,
     write_catalogue,
 )
+from unload_assets_tests.support.this_project import redshift_resource
 
 pytestmark = pytest.mark.stack
 
@@ -82,12 +80,12 @@ def test_verify_full_against_another_ca_is_refused_clearly(stack_env, tmp_path, 
     with pytest.raises(psycopg2.OperationalError, match="certificate verify failed"):
         _connect(stack_env, sslmode="verify-full", sslrootcert=str(other))
     monkeypatch.setenv("REDSHIFT_SSLROOTCERT", str(other))
-    resource = redshift_from_env(dict(os.environ)).process_config_and_initialize()
+    resource = redshift_resource().process_config_and_initialize()
     with pytest.raises(dg.Failure) as failure:
         resource.connect()
     assert not failure.value.allow_retries
     assert "certificate verify failed" in str(failure.value.description)
-    assert "REDSHIFT_SSLROOTCERT" in str(failure.value.description)
+    assert "redshift.sslrootcert" in str(failure.value.description)
 
 
 @pytest.fixture()
@@ -145,7 +143,7 @@ def test_expired_credentials_fail_at_once_with_a_clear_error(auth, mode, local_s
 
 def test_a_wrong_password_for_a_temporary_user_is_refused(auth, local_stack, stack_env):
     auth("iam")
-    login = redshift_from_env(dict(os.environ)).process_config_and_initialize().login()
+    login = redshift_resource().process_config_and_initialize().login()
     with pytest.raises(
         psycopg2.OperationalError, match=f'password authentication failed for user "{login.user}"'
     ):

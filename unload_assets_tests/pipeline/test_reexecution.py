@@ -8,14 +8,14 @@ import dagster as dg
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from unload_assets.assembly import build_definitions
-from unload_assets.orchestration.names import asset_key_for
+from unload_assets.component import build_definitions
 from unload_assets_tests.support.pipeline_helpers import get_bytes, job_with_env, write_catalogue
+from unload_assets_tests.support.this_project import NAMES, asset_key_for
 
 pytestmark = pytest.mark.stack
 # An unpartitioned target's assets are the graph `unloads_unpartitioned` (assets.py).
-UNLOAD_STEP = "unloads_unpartitioned.unload_unpartitioned"
-RENAME_STEP = "unloads_unpartitioned.rename_unpartitioned"
+UNLOAD_STEP = f"{NAMES.graph('unpartitioned')}.{NAMES.unload_op('unpartitioned')}"
+RENAME_STEP = f"{NAMES.graph('unpartitioned')}.{NAMES.rename_op('unpartitioned')}"
 
 CATALOGUE = """
 targets:
@@ -53,7 +53,7 @@ def crashy_job(env: dict[str, str]) -> dg.JobDefinition:
     defs = build_definitions(env["CRASH_TEST_CATALOGUE"])
     resources = {
         **defs.resources,
-        "s3": CrashingS3Resource(
+        NAMES.s3: CrashingS3Resource(
             endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"],
             crash_log=env["CRASH_TEST_LOG"],
             crashes=int(env["CRASH_TEST_CRASHES"]),

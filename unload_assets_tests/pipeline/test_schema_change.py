@@ -14,9 +14,8 @@ import dagster as dg
 import psycopg2
 import pytest
 
-from unload_assets.assembly import build_definitions
+from unload_assets.component import build_definitions
 from unload_assets.orchestration import run_report
-from unload_assets.orchestration.names import asset_key_for
 from unload_assets.orchestration.retries import retries_logged
 from unload_assets.orchestration.schema_protection import ACCEPT_TAG
 from unload_assets_tests.support.pipeline_helpers import (
@@ -26,6 +25,7 @@ from unload_assets_tests.support.pipeline_helpers import (
     materialise,
     write_catalogue,
 )
+from unload_assets_tests.support.this_project import NAMES, asset_key_for, configuration
 
 pytestmark = pytest.mark.stack
 
@@ -37,7 +37,7 @@ SQL_DAY2 = (
     " where day = {{ partition_date }} order by id"
 )
 CHANGE = "added discount (numeric(10,2)); removed region; retyped amount numeric(10,2) -> numeric(12,2)"
-RENAME_STEP = "unloads_daily.rename_daily"
+RENAME_STEP = f"{NAMES.graph('daily')}.{NAMES.rename_op('daily')}"
 
 
 @pytest.fixture(scope="module")
@@ -117,9 +117,9 @@ def test_warn_delivers_the_new_columns_and_says_what_changed(local_stack, stack_
         assert _staged(s3, target, DAY2) == []
 
         # The Slack message, from the run as the success sensor reads it.
-        reading = run_report.read_run(instance, result.run_id)
+        reading = run_report.read_run(instance, result.run_id, NAMES.target_of)
         record = instance.get_run_records(dg.RunsFilter(run_ids=[result.run_id]))[0]
-        text = run_report.message_for(instance, record, reading, ()).text
+        text = run_report.message_for(instance, record, reading, (), configuration().run_link).text
         assert text.startswith(f":white_check_mark: Delivered: {target} ({DAY2})")
         escaped = CHANGE.replace(">", "&gt;")  # mrkdwn; Slack shows "->"
         assert f":warning: schema changed since the delivery of {DAY1}: {escaped}" in text
@@ -162,11 +162,12 @@ def test_fail_keeps_the_previous_output_names_the_columns_and_the_accept_tag_del
         assert _absent(s3, day2_key)
         staged = _staged(s3, target, DAY2, refused.run_id)
         assert any(k.endswith("/manifest") for k in staged) and len(staged) >= 2
-        handoff = f"_staging/_dagster/storage/{refused.run_id}/unloads_daily.unload_daily/staged"
+        step = f"{NAMES.graph('daily')}.{NAMES.unload_op('daily')}"
+        handoff = f"_staging/_dagster/storage/{refused.run_id}/{step}/staged"
         assert s3.head_object(Bucket=BUCKET, Key=handoff)["ContentLength"] > 0
 
         # The failure names the target, the columns and how to accept them; it was not retried.
-        reading = run_report.read_run(instance, refused.run_id)
+        reading = run_report.read_run(instance, refused.run_id, NAMES.target_of)
         failure = reading.failures[target]
         assert failure.step_key == f"{target} (schema)"
         assert failure.error.startswith(
@@ -177,7 +178,7 @@ def test_fail_keeps_the_previous_output_names_the_columns_and_the_accept_tag_del
         logs = [entry.user_message for entry in instance.all_logs(refused.run_id)]
         assert retries_logged(logs) == []
         record = instance.get_run_records(dg.RunsFilter(run_ids=[refused.run_id]))[0]
-        text = run_report.message_for(instance, record, reading, ()).text
+        text = run_report.message_for(instance, record, reading, (), configuration().run_link).text
         assert text.startswith(":x: Unload run failed: schema_job")
         assert f"{target} (schema)" in text and CHANGE.replace(">", "&gt;") in text
 
@@ -209,7 +210,7 @@ def test_fail_leaves_an_unpartitioned_output_byte_for_byte(local_stack, stack_en
         refused = materialise(day2, target, instance=instance, raise_on_error=False)
         assert not refused.success
         assert get_bytes(s3, BUCKET, key) == delivered
-        failure = run_report.read_run(instance, refused.run_id).failures[target]
+        failure = run_report.read_run(instance, refused.run_id, NAMES.target_of).failures[target]
         # Unpartitioned, the previous delivery is named by its time.
         since = re.search(r"schema changed since the delivery of (\S+ \S+ UTC): ", failure.error)
         assert since is not None and CHANGE in failure.error

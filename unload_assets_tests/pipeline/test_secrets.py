@@ -19,9 +19,9 @@ from urllib.parse import quote, quote_plus
 import dagster as dg
 import pytest
 
-from unload_assets.assembly import build_definitions
-from unload_assets.orchestration.names import asset_key_for
+from unload_assets.component import build_definitions
 from unload_assets.resources.redshift_auth import CREDENTIALS
+from unload_assets_tests.support.this_project import NAMES, asset_key_for
 
 pytestmark = pytest.mark.stack
 
@@ -145,11 +145,11 @@ def test_no_secret_reaches_logs_storage_slack_metadata_or_errors(
 def _ticks(instance: dg.DagsterInstance, local_stack) -> str:
     """Both Slack sensors, a tick failing on a Slack outage first; every skip reason, for the scan."""
     defs = build_definitions(os.environ["LEAK_CATALOGUE"])
-    slack = defs.get_repository_def().get_top_level_resources()["slack"]
+    slack = defs.get_repository_def().get_top_level_resources()[NAMES.slack]
     reasons = []
     local_stack.slack.fail_next(10, status=500)
-    for name in ("unload_failure_to_slack", "unload_failure_to_slack", "unload_success_to_slack"):
-        context = dg.build_sensor_context(instance=instance, resources={"slack": slack})
+    for name in (NAMES.failure_sensor, NAMES.failure_sensor, NAMES.success_sensor):
+        context = dg.build_sensor_context(instance=instance, resources={NAMES.slack: slack})
         reasons.append(defs.resolve_sensor_def(name).evaluate_tick(context).skip_message or "")
         local_stack.slack.fail_next(0)
     assert "Slack answered HTTP 500" in reasons[0] and reasons[1].startswith("Announced 2 of 2")

@@ -22,6 +22,7 @@ from unload_assets.orchestration import sensors
 from unload_assets.orchestration.schedules import build_morning_runs
 from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets_tests.support.sensor_daemon import SensorDaemon
+from unload_assets_tests.support.this_project import TAGS, configuration
 
 TOKEN = "xoxb-sensor-test-token-0123456789"
 CHANNEL = "#unload-deliveries"
@@ -82,8 +83,9 @@ class Daemon(SensorDaemon):
     def __init__(
         self, instance: dg.DagsterInstance, status: str = "success", cursor: str | None = None
     ) -> None:
+        watch = sensors.Watch(configuration(), target_names=None)
         super().__init__(
-            instance, next(s for s in sensors.build_notification_sensors() if status in s.name), cursor
+            instance, next(s for s in sensors.notification_sensors(watch) if status in s.name), cursor
         )
 
 
@@ -137,7 +139,7 @@ def test_one_message_per_successful_run_with_uris_counts_and_link(
     assert f"http://dagster.test:3000/runs/{second}" in two["text"]
     for target in ("sales", "orders"):
         assert f"s3://{BUCKET}/exports/{target}/2025-11-22/{target}.csv.gz" in json.dumps(two["blocks"])
-    assert instance.get_run_by_id(first).tags[sensors.ANNOUNCED_TAG] == one["ts"]  # type: ignore[union-attr]
+    assert instance.get_run_by_id(first).tags[TAGS.announced] == one["ts"]  # type: ignore[union-attr]
     for _ in range(3):
         assert daemon.tick(slack) == "Nothing to announce."
     assert len(standin.messages()) == 2
@@ -220,11 +222,11 @@ def test_a_message_slack_took_but_never_answered_is_not_posted_again(
     lost = daemon.tick(slack)
     assert "Announced 0 of 1" in lost and "Slack unreachable" in lost
     [message] = standin.messages()
-    assert sensors.ANNOUNCED_TAG not in instance.get_run_by_id(run).tags  # type: ignore[union-attr]
+    assert TAGS.announced not in instance.get_run_by_id(run).tags  # type: ignore[union-attr]
     assert daemon.tick(slack) == "Announced 1 of 1 run(s); 1 found already in the channel, not posted again."
     assert len(standin.messages()) == 1
     tags = instance.get_run_by_id(run).tags  # type: ignore[union-attr]
-    assert tags[sensors.ANNOUNCED_TAG] == message["ts"] and tags[sensors.CHANNEL_TAG] == message["channel_id"]
+    assert tags[TAGS.announced] == message["ts"] and tags[TAGS.channel] == message["channel_id"]
     assert message["metadata"] == {"event_type": "unload_assets_run", "event_payload": {"run_id": run}}
     assert daemon.tick(slack) == "Nothing to announce."
 
@@ -255,7 +257,7 @@ def test_a_crash_between_the_post_and_the_tag_repeats_nothing(
 ) -> None:
     # The tick that posted died before its tag write: only the attempt tag and Slack's copy remain.
     run = _materialize(instance, [_daily("sales")], "2025-11-21")
-    instance.add_run_tags(run, {sensors.ATTEMPT_TAG: f"{run}@{sensors._now():.3f}"})
+    instance.add_run_tags(run, {TAGS.attempt: f"{run}@{sensors._now():.3f}"})
     slack.post("posted by the tick that crashed", [], run_id=run)
     assert Daemon(instance).tick(slack).endswith("1 found already in the channel, not posted again.")
     assert [m["text"] for m in standin.messages()] == ["posted by the tick that crashed"]
@@ -332,12 +334,12 @@ def test_a_missing_or_wrong_token_skips_clearly_then_delivers_once_fixed(
     daemon = Daemon(instance)
     missing = _slack(standin.base_url, token="")
     reason = daemon.tick(missing)
-    assert "SLACK_BOT_TOKEN not set" in reason and "1 success unload run(s) waiting" in reason
+    assert "slack.token not set" in reason and "1 success unload run(s) waiting" in reason
     wrong = _slack(standin.base_url, token="xoxb-wrong-token-4242")
     reason = daemon.tick(wrong)
-    assert "Slack rejected SLACK_BOT_TOKEN (invalid_auth)" in reason and "xoxb-wrong-token-4242" not in reason
+    assert "Slack rejected slack.token (invalid_auth)" in reason and "xoxb-wrong-token-4242" not in reason
     no_channel = _slack(standin.base_url, channel="")
-    assert "SLACK_CHANNEL not set" in daemon.tick(no_channel)
+    assert "slack.channel not set" in daemon.tick(no_channel)
     assert standin.messages() == []
     assert daemon.tick(slack).startswith("Announced 1 of 1")
     assert run_id in standin.messages()[0]["text"]
@@ -405,7 +407,7 @@ def test_a_backlog_after_an_outage_is_one_catch_up_message_posted_exactly_once(
     [message] = standin.messages()
     assert message["text"].startswith(":hourglass: 12 success unload runs finished while announcements")
     assert all(day in message["text"] for day in days)
-    assert {instance.get_run_by_id(r).tags[sensors.ANNOUNCED_TAG] for r in runs} == {message["ts"]}  # type: ignore[union-attr]
+    assert {instance.get_run_by_id(r).tags[TAGS.announced] for r in runs} == {message["ts"]}  # type: ignore[union-attr]
     assert daemon.tick(slack) == "Nothing to announce."
 
 
@@ -516,7 +518,7 @@ def test_scheduled_job_runs_are_announced_with_their_trigger(
     instance: dg.DagsterInstance, standin: SlackStandIn, slack: UnloadSlackResource
 ) -> None:
     assets = [_daily("sales"), _daily("orders")]
-    [morning] = build_morning_runs(assets, timezone="America/Los_Angeles")
+    [morning] = build_morning_runs(configuration(), assets)
     defs = dg.Definitions(assets=assets, jobs=[morning.job])
     tags = {"dagster/schedule_name": morning.schedule.name}
     defs.resolve_job_def(morning.job.name).execute_in_process(
@@ -536,12 +538,12 @@ def test_inherited_announcement_tags_do_not_silence_a_run(
     daemon = Daemon(instance)
     assert daemon.tick(slack).startswith("Announced 1 of 1")
     parent_tags = instance.get_run_by_id(parent).tags  # type: ignore[union-attr]
-    assert parent_tags[sensors.ANNOUNCED_RUN_TAG] == parent
+    assert parent_tags[TAGS.announced_run] == parent
     child = _materialize(instance, [_daily("sales")], "2025-11-21")
     inherited = {k: v for k, v in parent_tags.items() if k.startswith("unload_assets/")}
     instance.add_run_tags(child, inherited)
     assert daemon.tick(slack) == f"Announced 1 of 1 run(s) ({child[:8]})."
-    assert instance.get_run_by_id(child).tags[sensors.ANNOUNCED_RUN_TAG] == child  # type: ignore[union-attr]
+    assert instance.get_run_by_id(child).tags[TAGS.announced_run] == child  # type: ignore[union-attr]
     assert daemon.tick(slack) == "Nothing to announce."
     assert len(standin.messages()) == 2
 
@@ -566,12 +568,12 @@ def test_a_failed_tag_write_is_kept_in_the_cursor_and_never_reposted(
     daemon = Daemon(instance)
     assert "could not tag run" in daemon.tick(slack)
     assert [set(tags) for tags in writes] == [
-        {sensors.ATTEMPT_TAG},
-        {sensors.ANNOUNCED_TAG, sensors.ANNOUNCED_RUN_TAG, sensors.CHANNEL_TAG},
+        {TAGS.attempt},
+        {TAGS.announced, TAGS.announced_run, TAGS.channel},
     ]
     assert run_id in json.loads(daemon.cursor or "{}")["untagged"]
     assert daemon.tick(slack) == "Nothing to announce."
-    assert sensors.ANNOUNCED_TAG in instance.get_run_by_id(run_id).tags  # type: ignore[union-attr]
+    assert TAGS.announced in instance.get_run_by_id(run_id).tags  # type: ignore[union-attr]
     assert len(standin.messages()) == 1
 
 
@@ -649,7 +651,7 @@ def test_a_channel_slack_will_not_post_to_stops_the_tick_naming_the_variable(
     daemon = Daemon(instance)
     reason = daemon.tick(slack)
     assert (
-        f"stopped: SLACK_CHANNEL '{CHANNEL}' cannot be posted to ({error}): fix it or invite the bot"
+        f"stopped: slack.channel '{CHANNEL}' cannot be posted to ({error}): fix it or invite the bot"
         in reason
     )
     standin.refuse("chat.postMessage", None)

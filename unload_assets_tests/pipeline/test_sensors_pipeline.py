@@ -16,12 +16,12 @@ import dagster as dg
 import pytest
 from unload_assets_local.stack import LocalStack
 
-from unload_assets.orchestration.sensors import ANNOUNCED_TAG
+from unload_assets_tests.support.this_project import ANNOUNCED_TAG, FAILURE_SENSOR, NAMES, SUCCESS_SENSOR
 
 
 @pytest.fixture
 def defs(stack_env: dict[str, str]) -> dg.Definitions:
-    from unload_assets.assembly import build_definitions
+    from unload_assets.component import build_definitions
 
     return build_definitions()
 
@@ -34,7 +34,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, name: str, cursor: str | None = None) -> str:
     sensor = defs.resolve_sensor_def(name)
-    resources = {"slack": defs.get_repository_def().get_top_level_resources()["slack"]}
+    resources = {NAMES.slack: defs.get_repository_def().get_top_level_resources()[NAMES.slack]}
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
     return sensor.evaluate_tick(context).skip_message or ""
 
@@ -64,7 +64,7 @@ def test_the_morning_run_is_announced_once_with_what_landed_in_s3(
     assert materializations
     local_stack.slack.clear()
 
-    assert _tick(defs, instance, "unload_success_to_slack").startswith("Announced 1 of 1")
+    assert _tick(defs, instance, SUCCESS_SENSOR).startswith("Announced 1 of 1")
     [message] = local_stack.slack.messages()
     assert message["channel"] == stack_env["SLACK_CHANNEL"]
     assert f"{stack_env['DAGSTER_WEBSERVER_URL'].rstrip('/')}/runs/{result.run_id}" in message["text"]
@@ -78,8 +78,8 @@ def test_the_morning_run_is_announced_once_with_what_landed_in_s3(
         for obj in meta["final_objects"]:  # what the message promises is really there, with that size
             assert s3.head_object(Bucket=bucket, Key=obj["key"])["ContentLength"] == obj["size"]
     assert ANNOUNCED_TAG in instance.get_run_by_id(result.run_id).tags  # type: ignore[union-attr]
-    assert _tick(defs, instance, "unload_success_to_slack") == "Nothing to announce."
-    assert _tick(defs, instance, "unload_failure_to_slack") == "Nothing to announce."
+    assert _tick(defs, instance, SUCCESS_SENSOR) == "Nothing to announce."
+    assert _tick(defs, instance, FAILURE_SENSOR) == "Nothing to announce."
     assert len(local_stack.slack.messages()) == 1
     # The local Redshift password equals the bucket name, which every URI shows; it is not masked.
     secrets = {stack_env[name] for name in ("SLACK_BOT_TOKEN", "REDSHIFT_PASSWORD", "AWS_SECRET_ACCESS_KEY")}
@@ -104,7 +104,7 @@ targets:
 def test_a_failed_run_is_announced_with_the_target_the_error_and_what_was_kept(
     instance: dg.DagsterInstance, local_stack: LocalStack, stack_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from unload_assets.assembly import build_definitions
+    from unload_assets.component import build_definitions
 
     catalogue = tmp_path / "targets.yaml"
     catalogue.write_text(BROKEN_CATALOGUE)
@@ -113,8 +113,8 @@ def test_a_failed_run_is_announced_with_the_target_the_error_and_what_was_kept(
     failed = job.execute_in_process(instance=instance, raise_on_error=False)
     assert not failed.success
     local_stack.slack.clear()
-    assert _tick(defs, instance, "unload_success_to_slack") == "Nothing to announce."
-    assert _tick(defs, instance, "unload_failure_to_slack").startswith("Announced 1 of 1")
+    assert _tick(defs, instance, SUCCESS_SENSOR) == "Nothing to announce."
+    assert _tick(defs, instance, FAILURE_SENSOR).startswith("Announced 1 of 1")
     [message] = local_stack.slack.messages()
     text = message["text"]
     assert "`vanished (unload)`" in text and "no_such_table" in text  # the target, and where it failed

@@ -13,7 +13,7 @@ import os
 
 import dagster as dg
 
-from unload_assets.assembly import build_definitions
+from unload_assets.component import build_definitions
 from unload_assets_tests.support.pipeline_helpers import environment
 
 CATALOGUE_ENV = "CONCURRENCY_CATALOGUE"

@@ -23,10 +23,10 @@ from typing import Any, Protocol
 import dagster as dg
 import psycopg2
 
-from unload_assets.assembly import build_definitions
+from unload_assets.component import build_definitions
 from unload_assets.delivery import FAILED_TARGETS
-from unload_assets.orchestration.names import asset_key_for
 from unload_assets.orchestration.retries import Retry, retries_logged
+from unload_assets_tests.support.this_project import asset_key_for
 
 BUCKET = "unload-local"
 HEADER = ["id", "payload", "gen"]

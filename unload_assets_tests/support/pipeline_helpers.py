@@ -17,8 +17,8 @@ import dagster as dg
 import psycopg2
 import zstandard
 
-from unload_assets.assembly import build_definitions
-from unload_assets.orchestration.names import asset_key_for
+from unload_assets.component import build_definitions
+from unload_assets_tests.support.this_project import asset_key_for
 
 
 @contextmanager

@@ -14,9 +14,8 @@ class SensorDaemon:
 
     def tick(self, slack: UnloadSlackResource) -> str:
         """One tick; its skip message. A Slack sensor never requests a run."""
-        context = dg.build_sensor_context(
-            instance=self.instance, cursor=self.cursor, resources={"slack": slack}
-        )
+        [key] = self.sensor.required_resource_keys  # the instance's Slack resource
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor, resources={key: slack})
         result = self.sensor.evaluate_tick(context)
         assert not result.run_requests
         self.cursor = result.cursor

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from unload_assets_local.emulator.parser import parse_unload
+from unload_assets_local.emulator.unload.parser import parse_unload
 
 from unload_assets.catalogue import CatalogueError, load_catalogue
 from unload_assets.rename.header import header_by_rename
@@ -145,16 +145,15 @@ def test_each_bad_catalogue_fails_with_one_line_naming_target_and_field(tmp_path
     path = _write(tmp_path, document)
     with pytest.raises(CatalogueError) as caught:
         load_catalogue(path)
-    header, *lines = str(caught.value).splitlines()
+    first, *rest = str(caught.value).splitlines()
     if where is None:  # the file itself: the one line names it
-        assert not lines and str(path) in header and message in header, header
+        assert not rest and str(path) in first and message in first, first
         return
-    assert header == f"1 problem(s) in unload catalogue {path}:", header
-    [line] = lines
-    assert line.startswith(f"unload_targets.yaml: {where}: ") and message in line, line
+    assert rest == [f"(1 problem(s) in unload catalogue {path.resolve()})"], rest
+    assert first.startswith(f"unload_targets.yaml: {where}: ") and message in first, first
 
 
-HOSTILE_SQL = "select 'O''Brien' as a, '\\' as b, '$$x$$' as c, 'é -- /* ' as d -- it's\n, '}}' as e"
+HOSTILE_SQL = "select 'O''Brien' as a, '\\\\' as b, '$$x$$' as c, 'é -- /* ' as d -- it's\n, '}}' as e"
 GOOD: list[tuple[str, Any]] = [  # accepted, and must reach Redshift exactly as written
     ("delimiter_single_quote", snap(delimiter="'", format="text")),
     ("delimiter_backslash", snap(delimiter="\\", format="text")),
@@ -186,14 +185,15 @@ def test_hostile_values_that_load_reach_redshift_exactly_as_written(tmp_path, do
     assert "drop table" not in statement.sql  # the description is metadata, never statement text
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("case_id", ["bucket_with_quote", "two_targets_one_key"])
-def test_dagster_definitions_validate_exits_non_zero_with_the_line(tmp_path, case_id):
+def test_strict_dagster_definitions_validate_exits_non_zero_with_the_line(tmp_path, case_id):
     _, document, spec, message = next(c for c in BAD if c[0] == case_id)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PYTEST_"))}
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=REPO,
-        env={**env, "UNLOAD_TARGETS_FILE": str(_write(tmp_path, document))},
+        env={**env, "UNLOAD_TARGETS_FILE": str(_write(tmp_path, document)), "UNLOAD_STRICT": "1"},
         capture_output=True,
         text=True,
         timeout=120,

@@ -5,7 +5,7 @@ import pydantic
 import pytest
 import yaml
 
-from unload_assets.catalogue import ENV_VAR, PACKAGED_CATALOGUE, CatalogueError, UnloadTarget, load_catalogue
+from unload_assets.catalogue import PACKAGED_CATALOGUE, CatalogueError, UnloadTarget, load_catalogue
 from unload_assets.catalogue.model import DailyPartitioning, NoPartitioning
 
 CATALOGUES = Path(__file__).with_name("catalogues")
@@ -40,14 +40,14 @@ def problems(path: Path) -> list[str]:
     assert (
         "validation error" not in message and "errors.pydantic.dev" not in message and "type=" not in message
     )
-    header, *lines = message.splitlines()
-    assert header.startswith(f"{len(lines)} problem(s) in unload catalogue ")
+    *lines, footer = message.splitlines()
+    # Each problem on a line of its own, the first one first; then how many, and where.
+    assert footer == f"({len(lines)} problem(s) in unload catalogue {path.resolve()})", footer
     assert all(line.startswith(f"{path.name}: ") for line in lines)
     return lines
 
 
-def test_packaged_catalogue(monkeypatch):
-    monkeypatch.delenv(ENV_VAR, raising=False)
+def test_packaged_catalogue():
     catalogue = load_catalogue()
     assert catalogue.source == PACKAGED_CATALOGUE.resolve()
     assert (catalogue.bucket, catalogue.iam_role) == (None, None)
@@ -64,17 +64,9 @@ def test_packaged_catalogue(monkeypatch):
         catalogue.target("nope")
 
 
-def test_env_var_selects_the_file(tmp_path, monkeypatch):
-    monkeypatch.setenv(ENV_VAR, str(write(tmp_path, [SNAPSHOT])))
-    assert [t.name for t in load_catalogue().targets] == ["snap"]
-
-
-def test_missing_file_names_the_path_and_the_env_var(tmp_path, monkeypatch):
+def test_missing_file_names_the_path(tmp_path):
     missing = tmp_path / "nope.yaml"
-    monkeypatch.setenv(ENV_VAR, str(missing))
-    with pytest.raises(CatalogueError, match=f"{missing} not found \\(from {ENV_VAR}\\)"):
-        load_catalogue()
-    with pytest.raises(CatalogueError, match=f"not found \\(set {ENV_VAR} to use another file\\)"):
+    with pytest.raises(CatalogueError, match=f"^unload catalogue {missing} not found$"):
         load_catalogue(missing)
 
 
@@ -306,9 +298,9 @@ def test_a_bad_default_is_reported_once_not_per_target(tmp_path):
 
 def test_cross_field_problem_from_a_default_is_reported_on_the_target(tmp_path):
     lines = problems(write(tmp_path, [SNAPSHOT | {"format": "json"}], {"header": True}))
-    assert lines == [
-        "unload_targets.yaml: target 'snap', field 'header': FORMAT JSON can't be combined with HEADER"
-        " (line 2)"
+    assert lines == [  # the target's own line, and where the field it inherits is written
+        "unload_targets.yaml: target 'snap', field 'header' (inherited from defaults, line 2): FORMAT JSON"
+        " can't be combined with HEADER (line 4)"
     ]
 
 

@@ -16,7 +16,8 @@ from unload_assets import late_messages as lm
 from unload_assets.catalogue import CatalogueError, load_catalogue
 from unload_assets.deadline import RUN_AT, Watched, due_between, freshness_window, target_day
 from unload_assets.orchestration.deadline_cursor import DeadlineCursor, Told
-from unload_assets.orchestration.schedules import RUN_AT_CRON
+from unload_assets.orchestration.schedules import run_at_cron
+from unload_assets_tests.support.this_project import DEADLINE_SENSOR
 from unload_assets_tests.unit.test_definitions_snapshot import ENV
 
 DAILY = {
@@ -81,7 +82,7 @@ def test_a_bad_deliver_by_names_file_target_field_and_line(tmp_path: Path, writt
     )
     with pytest.raises(CatalogueError) as caught:
         load_catalogue(path)
-    [line] = str(caught.value).splitlines()[1:]
+    [line, _] = str(caught.value).splitlines()
     assert line.startswith("unload_targets.yaml: target 'customers', field 'deliver_by': ")
     assert said in line and line.endswith("(line 6)")
 
@@ -90,13 +91,21 @@ def test_a_bad_default_deliver_by_is_reported_once_in_defaults(tmp_path: Path) -
     path = _catalogue(tmp_path, [DAILY, SNAPSHOT], defaults={"deliver_by": "08:00"})
     with pytest.raises(CatalogueError) as caught:
         load_catalogue(path)
-    [line] = str(caught.value).splitlines()[1:]
+    [line, _] = str(caught.value).splitlines()
     assert line.startswith("unload_targets.yaml: defaults, field 'deliver_by': 08:00 is not after 09:00")
 
 
+def test_a_deadline_comes_after_the_instances_own_run_time(tmp_path: Path) -> None:
+    path = _catalogue(tmp_path, [{**DAILY, "deliver_by": "07:30"}, SNAPSHOT])
+    assert load_catalogue(path, run_at=time(7, 0)).target("sales").deliver_by == "07:30"
+    with pytest.raises(CatalogueError, match="07:30 is not after 09:00"):
+        load_catalogue(path)
+
+
 def test_the_deadline_rules_know_when_the_morning_run_starts() -> None:
-    minute, hour, *_ = RUN_AT_CRON.split()
+    minute, hour, *_ = run_at_cron(RUN_AT).split()
     assert time(int(hour), int(minute)) == RUN_AT
+    assert run_at_cron(time(7, 5)) == "5 7 * * *"
 
 
 # ---- which target-day is due when ----------------------------------------------------------------
@@ -178,7 +187,7 @@ def test_the_freshness_window_runs_from_the_morning_run_to_the_deadline() -> Non
 def test_a_target_with_a_deadline_shows_it_as_a_cron_freshness_policy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from unload_assets.assembly import build_definitions
+    from unload_assets.component import build_definitions
 
     for name, value in {**ENV, "UNLOAD_TIMEZONE": BERLIN}.items():
         monkeypatch.setenv(name, value)
@@ -191,7 +200,7 @@ def test_a_target_with_a_deadline_shows_it_as_a_cron_freshness_policy(
         deadline_cron="45 9 * * *", lower_bound_delta=timedelta(minutes=45), timezone=BERLIN
     )
     assert graph.get(dg.AssetKey(["s3", "customers"])).freshness_policy is None
-    assert "unload_deadline_to_slack" in {s.name for s in defs.sensors or []}
+    assert DEADLINE_SENSOR in {s.name for s in defs.sensors or []}
     assert len(graph.get(dg.AssetKey(["s3", "sales"])).check_keys) == 4  # the checks are kept
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from unload_assets.assembly import build_definitions
 from unload_assets.catalogue import PACKAGED_CATALOGUE
+from unload_assets.component import build_definitions
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
 ENV = {  # what loading needs; no value here is a secret or reaches a server

@@ -1,6 +1,9 @@
-"""The layout stays readable: no import cycle, modules of one concern (<= 250 lines), the environment read
-in one module, `definitions.py` only assembling, and the deployable wheel without the local stack. The
-local stack's package (`local/unload_assets_local`) keeps the first two rules too."""
+"""The layout stays readable: no import cycle, the environment read in one module, `definitions.py` only
+assembling, and the deployable wheel without the local stack. The local stack's package
+(`local/unload_assets_local`) keeps the first rule too.
+
+A module is as long as its concept needs: there is no line cap. `test_longest_modules_report` prints the
+longest modules of both packages (`pytest -s`) as a signal for review, never as a failure."""
 
 from __future__ import annotations
 
@@ -11,13 +14,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "unload_assets"
 LOCAL_PACKAGE = REPO / "local" / "unload_assets_local"
-MAX_LINES = 250
-# being changed on another branch; split next
+LONGEST_REPORTED = 10
 
 
 def _modules(package: Path = PACKAGE) -> dict[str, Path]:
@@ -84,8 +84,27 @@ def test_the_package_has_no_import_cycle() -> None:
 
 def test_the_local_package_has_no_import_cycle() -> None:
     graph = import_graph(LOCAL_PACKAGE)
-    assert graph["unload_assets_local.emulator.proxy"], "the import graph was read"
+    assert graph["unload_assets_local.emulator.server"], "the import graph was read"
     assert find_cycles(graph) == []
+
+
+def test_the_emulators_sub_packages_import_each_other_without_a_circle() -> None:
+    """Per protocol concern (connection, copy, unload, login, protocol, catalog, sql...): a package may
+    use the ones below it, never one that uses it (ARCHITECTURE.md lists them in that order)."""
+    prefix = "unload_assets_local.emulator."
+    graph = import_graph(LOCAL_PACKAGE)
+
+    def concern(module: str) -> str:
+        return prefix + module[len(prefix) :].split(".")[0] if module.startswith(prefix) else module
+
+    packages: dict[str, set[str]] = {}
+    for module, imported in graph.items():
+        if module.startswith(prefix):
+            packages.setdefault(concern(module), set()).update(
+                concern(m) for m in imported if m.startswith(prefix) and concern(m) != concern(module)
+            )
+    assert prefix + "protocol" in packages, "the import graph was read"
+    assert find_cycles(packages) == []
 
 
 def test_the_cycle_finder_finds_cycles() -> None:
@@ -107,10 +126,15 @@ def _all_modules() -> list[Path]:
     return [*sorted(PACKAGE.rglob("*.py")), *sorted(LOCAL_PACKAGE.rglob("*.py"))]
 
 
-@pytest.mark.parametrize("path", _all_modules(), ids=lambda p: str(p.relative_to(REPO)))
-def test_every_module_is_short(path: Path) -> None:
-    lines = len(path.read_text(encoding="utf-8").splitlines())
-    assert lines <= MAX_LINES, f"{path.relative_to(REPO)} has {lines} lines: split it by concern"
+def test_longest_modules_report() -> None:
+    """A report, not a rule: the longest modules, for a reviewer to ask whether each is one concept."""
+    sizes = sorted(
+        ((len(path.read_text(encoding="utf-8").splitlines()), path) for path in _all_modules()), reverse=True
+    )
+    assert sizes, "the modules were found"
+    print(f"\nlongest of {len(sizes)} modules:")
+    for lines, path in sizes[:LONGEST_REPORTED]:
+        print(f"  {lines:5d}  {path.relative_to(REPO)}")
 
 
 def test_only_environment_py_reads_the_environment() -> None:

@@ -10,11 +10,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from unload_assets.assembly import build_definitions
 from unload_assets.catalogue import load_catalogue
+from unload_assets.component import build_definitions
 from unload_assets.orchestration.checks import check_specs
-from unload_assets.orchestration.op_support import HANDOFF_IO_MANAGER
-from unload_assets.orchestration.unload_op import REDSHIFT_POOL
+from unload_assets_tests.support.this_project import NAMES, REDSHIFT_POOL
 from unload_assets_tests.unit.test_definitions_snapshot import ENV
 from unload_assets_tests.unit.test_groups import DAILY, _catalogue
 
@@ -28,17 +27,17 @@ def env(monkeypatch):
 def _by_decorators(built: dg.AssetsDefinition) -> dg.AssetsDefinition:
     """The same graph multi-asset, written as a person would with @op and @graph_multi_asset."""
     unload_def, rename_def = (
-        built.node_def.node_named(n).definition for n in ("unload_daily", "rename_daily")
+        built.node_def.node_named(n).definition for n in (NAMES.unload_op("daily"), NAMES.rename_op("daily"))
     )
     specs = list(built.check_specs)
     names = [o for o in rename_def.output_dict if o.startswith("s3__") and o in built.keys_by_output_name]
     retry = unload_def.retry_policy
 
     @dg.op(
-        name="unload_daily",
+        name=NAMES.unload_op("daily"),
         ins={name: dg.In(dg.Nothing) for name in unload_def.input_dict},
-        out={"staged": dg.Out(dict, io_manager_key=HANDOFF_IO_MANAGER)},
-        required_resource_keys={"redshift", "unload_settings", "s3"},
+        out={"staged": dg.Out(dict, io_manager_key=NAMES.handoff)},
+        required_resource_keys={NAMES.redshift, NAMES.settings, NAMES.s3},
         pool=REDSHIFT_POOL,
         retry_policy=retry,
         tags={"kind": "redshift"},
@@ -48,12 +47,12 @@ def _by_decorators(built: dg.AssetsDefinition) -> dg.AssetsDefinition:
         return {}
 
     @dg.op(
-        name="rename_daily",
+        name=NAMES.rename_op("daily"),
         out={
             **{name: dg.Out(dg.Nothing, is_required=False) for name in names},
             **{spec.get_python_identifier(): dg.Out(is_required=False) for spec in specs},
         },
-        required_resource_keys={"s3", "unload_settings"},
+        required_resource_keys={NAMES.s3, NAMES.settings},
         retry_policy=retry,
         tags={"kind": "s3"},
         description=rename_def.description,
@@ -90,7 +89,7 @@ def _by_decorators(built: dg.AssetsDefinition) -> dg.AssetsDefinition:
 
 def _seen(assets: dg.AssetsDefinition) -> dict[str, Any]:
     none = dg.ResourceDefinition.none_resource()
-    resources = {"redshift": none, "s3": none, "unload_settings": none, HANDOFF_IO_MANAGER: dg.mem_io_manager}
+    resources = {NAMES.redshift: none, NAMES.s3: none, NAMES.settings: none, NAMES.handoff: dg.mem_io_manager}
     defs = dg.Definitions(assets=[assets], resources=resources)
     graph = defs.resolve_asset_graph()
     job = defs.resolve_implicit_global_asset_job_def()
@@ -137,5 +136,5 @@ def test_the_built_group_is_what_the_plain_decorators_build(tmp_path):
     assert sorted(seen["assets"]) == ["s3/a", "s3/b", "s3/c"]
     assert seen["assets"]["s3/b"]["deps"] == ["redshift/public/customers"]
     target_a = load_catalogue(catalogue).targets[0]
-    assert seen["assets"]["s3/a"]["checks"] == sorted(c.key.name for c in check_specs(target_a))
-    assert sorted(seen["ops"]) == ["rename_daily", "unload_daily"]
+    assert seen["assets"]["s3/a"]["checks"] == sorted(c.key.name for c in check_specs(NAMES, target_a))
+    assert sorted(seen["ops"]) == [NAMES.rename_op("daily"), NAMES.unload_op("daily")]

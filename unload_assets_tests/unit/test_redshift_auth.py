@@ -5,12 +5,16 @@ stand-ins in `test_redshift_login.py`.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import dagster as dg
 import pytest
 
-from unload_assets.environment import redshift_from_env
+from unload_assets.component import UnloadTargets
+from unload_assets.resources import RedshiftUnloadResource
 from unload_assets.resources.redshift_auth import CredentialCache, CredentialRequest, Login
 
-BASE = {"REDSHIFT_HOST": "cluster.example", "REDSHIFT_DATABASE": "dev"}
 IAM = CredentialRequest(mode="iam", database="dev", cluster_identifier="c1", db_user="alice")
 
 
@@ -65,81 +69,71 @@ def test_each_distinct_request_has_its_own_set_and_a_refused_set_is_forgotten():
     assert aws.calls == 3
 
 
-def _env(**extra: str) -> dict[str, str]:
-    return {**BASE, **extra}
+def _redshift(**attributes: object) -> RedshiftUnloadResource:
+    """The Redshift resource an instance with these `redshift` attributes builds (as its defs.yaml says)."""
+    redshift = {"host": "cluster.example", "database": "dev", **attributes}
+    component = UnloadTargets.from_attributes_dict(
+        attributes={"name": "t", "redshift": redshift, "s3": {"bucket": "b"}}
+    )
+    return component.configuration(Path.cwd()).redshift
 
 
 @pytest.mark.parametrize(
-    ("env", "names"),
+    ("attributes", "names"),
     [
-        (_env(REDSHIFT_AUTH="kerberos"), "REDSHIFT_AUTH must be one of password, iam, serverless"),
-        (_env(REDSHIFT_USER="u"), "REDSHIFT_AUTH=password needs REDSHIFT_PASSWORD"),
-        (_env(REDSHIFT_AUTH="iam", REDSHIFT_USER="u"), "REDSHIFT_AUTH=iam needs REDSHIFT_CLUSTER_IDENTIFIER"),
+        ({"auth": "kerberos"}, "'kerberos' is not one of password, iam, serverless"),
+        ({"auth": "iam", "user": "u"}, "redshift.auth iam needs redshift.cluster_identifier"),
+        ({"auth": "iam", "cluster_identifier": "c1"}, "redshift.auth iam needs redshift.db_user"),
+        ({"auth": "serverless"}, "redshift.auth serverless needs redshift.workgroup"),
         (
-            _env(REDSHIFT_AUTH="iam", REDSHIFT_CLUSTER_IDENTIFIER="c1"),
-            "REDSHIFT_AUTH=iam needs REDSHIFT_DB_USER",
+            {"auth": "serverless", "workgroup": "w", "credentials_duration_seconds": 60},
+            "60 is not a whole number from 900 to 3600",
         ),
-        (_env(REDSHIFT_AUTH="serverless"), "REDSHIFT_AUTH=serverless needs REDSHIFT_WORKGROUP"),
+        ({"user": "u", "sslmode": "on"}, "'on' is not one of disable, allow"),
+        ({"user": "u", "sslrootcert": "/nonexistent/ca.pem"}, "names no readable file: /nonexistent/ca.pem"),
         (
-            _env(
-                REDSHIFT_AUTH="serverless", REDSHIFT_WORKGROUP="w", REDSHIFT_CREDENTIALS_DURATION_SECONDS="60"
-            ),
-            "REDSHIFT_CREDENTIALS_DURATION_SECONDS must be a whole number from 900 to 3600, not '60'",
+            {"auth": "iam", "cluster_identifier": "c", "user": "u", "auto_create": "maybe"},
+            "is not true or false",
         ),
-        (
-            _env(REDSHIFT_USER="u", REDSHIFT_PASSWORD="p", REDSHIFT_SSLMODE="on"),
-            "REDSHIFT_SSLMODE must be one",
-        ),
-        (
-            _env(REDSHIFT_USER="u", REDSHIFT_PASSWORD="p", REDSHIFT_SSLROOTCERT="/nonexistent/ca.pem"),
-            "REDSHIFT_SSLROOTCERT names no readable file: /nonexistent/ca.pem",
-        ),
-        (
-            _env(
-                REDSHIFT_AUTH="iam",
-                REDSHIFT_CLUSTER_IDENTIFIER="c",
-                REDSHIFT_USER="u",
-                REDSHIFT_AUTO_CREATE="1",
-            ),
-            "REDSHIFT_AUTO_CREATE must be true or false",
-        ),
-        (
-            _env(REDSHIFT_AUTH="iam", REDSHIFT_CLUSTER_IDENTIFIER="c", REDSHIFT_IAM_IDENTITY="yes"),
-            "REDSHIFT_IAM_IDENTITY must be true or false, not 'yes'",
-        ),
+        ({"auth": "iam", "cluster_identifier": "c", "iam_identity": 2}, "iam_identity"),
+        ({"user": "u", "password": "hunter2"}, "write the secret as {{ env.NAME }}"),
     ],
 )
-def test_each_mistake_in_the_variables_is_named_at_load(env, names):
-    with pytest.raises(ValueError, match=names.replace("(", r"\(")):
-        redshift_from_env(env)
+def test_each_mistake_in_the_connection_is_named_at_load(attributes, names):
+    with pytest.raises(Exception, match=re.escape(names)) as caught:
+        _redshift(**attributes)
+    assert "hunter2" not in str(caught.value)
 
 
-def test_the_variables_select_each_mode():
-    iam = redshift_from_env(
-        _env(REDSHIFT_AUTH="iam", REDSHIFT_CLUSTER_IDENTIFIER="c1", REDSHIFT_DB_USER="alice",
-             REDSHIFT_DB_GROUPS="finance, readers", REDSHIFT_AUTO_CREATE="true")
-    )  # fmt: skip
+def test_the_attributes_select_each_mode(monkeypatch):
+    monkeypatch.setenv("A_PASSWORD", "secret")
+    password = _redshift(user="u", password="{{ env.A_PASSWORD }}")
+    assert (password.auth, password.user, password.password) == ("password", "u", dg.EnvVar("A_PASSWORD"))
+    iam = _redshift(
+        auth="iam", cluster_identifier="c1", db_user="alice", db_groups="finance, readers", auto_create=True
+    )
     assert (iam.auth, iam.cluster_identifier, iam.db_user, iam.db_groups, iam.auto_create) == (
         "iam", "c1", "alice", ["finance", "readers"], True
     )  # fmt: skip
     assert iam.password is None and iam.credentials_duration_seconds == 900
-    serverless = redshift_from_env(
-        _env(
-            REDSHIFT_AUTH="serverless", REDSHIFT_WORKGROUP="w1", REDSHIFT_CREDENTIALS_DURATION_SECONDS="3600"
-        )
-    )
+    serverless = _redshift(auth="serverless", workgroup="w1", credentials_duration_seconds="3600")
     assert (serverless.auth, serverless.workgroup, serverless.credentials_duration_seconds) == (
         "serverless", "w1", 3600
     )  # fmt: skip
 
 
-@pytest.mark.parametrize(("raw", "interval"), [("", 30), ("5", 5), ("600", 600), ("4", None), ("30s", None)])
-def test_the_slack_sensors_interval_is_checked_at_load(monkeypatch, raw, interval):
-    from unload_assets.environment import sensor_interval_seconds
-
-    monkeypatch.setenv("UNLOAD_SENSOR_INTERVAL_SECONDS", raw)
+@pytest.mark.parametrize(("raw", "interval"), [(None, 30), ("5", 5), (600, 600), ("4", None), ("30s", None)])
+def test_the_slack_sensors_interval_is_checked_at_load(raw, interval):
+    slack = {"channel": "#c"} | ({"sensor_interval_seconds": raw} if raw is not None else {})
+    attributes = {
+        "name": "t",
+        "redshift": {"host": "h", "database": "d"},
+        "s3": {"bucket": "b"},
+        "slack": slack,
+    }
     if interval is None:
-        with pytest.raises(ValueError, match="UNLOAD_SENSOR_INTERVAL_SECONDS must be a whole number from 5"):
-            sensor_interval_seconds()
+        with pytest.raises(Exception, match="is not a whole number from 5 to 3600"):
+            UnloadTargets.from_attributes_dict(attributes=attributes)
     else:
-        assert sensor_interval_seconds() == interval
+        component = UnloadTargets.from_attributes_dict(attributes=attributes)
+        assert component.configuration(Path.cwd()).sensor_interval_seconds == interval

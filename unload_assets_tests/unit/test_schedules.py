@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,13 +12,8 @@ import pytest
 # The daemon's own tick generator: what it computes is what production runs.
 from dagster._utils.schedules import cron_string_iterator
 
-from unload_assets.orchestration.schedules import (
-    DAILY_JOB,
-    UNPARTITIONED_JOB,
-    build_morning_runs,
-    previous_day,
-    run_key,
-)
+from unload_assets.orchestration.schedules import build_morning_runs, previous_day, run_key
+from unload_assets_tests.support.this_project import DAILY_JOB, UNPARTITIONED_JOB, configuration
 
 # (zone, DST change dates): US changes on 2nd Sunday of March / 1st of November, the EU on last Sundays.
 DST_CHANGES = [
@@ -43,7 +39,7 @@ def _assets(zone: str, starts: tuple[str, ...] = ("2024-01-01",), unpartitioned:
 
 def _definitions(zone: str, **kwargs: object) -> tuple[dg.Definitions, list]:
     assets = _assets(zone, **kwargs)  # type: ignore[arg-type]
-    runs = build_morning_runs(assets, timezone=zone)
+    runs = build_morning_runs(replace(configuration(), timezone=zone), assets)
     defs = dg.Definitions(assets=assets, jobs=[r.job for r in runs], schedules=[r.schedule for r in runs])
     return defs, runs
 

@@ -1,0 +1,105 @@
+"""One `UnloadTargets` instance's settings, resolved from its attributes: what the assembly builds from.
+
+Values written `{{ env.VAR }}` in the run-time attributes (the connection, the bucket, the IAM role, the
+secrets) arrive here as `RunTime` and become `dagster.EnvVar`s: Dagster reads them when a run or a sensor
+needs them, never when the definitions load. A required one (host, database, bucket) is always kept that
+way; an optional one (a password, keys, the Slack token, a port) counts as not given when the code
+location loads without it, so that a deployment that does not use it needs no dummy value.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from unload_assets import environment
+from unload_assets.orchestration.names import Names
+from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
+from unload_assets.resources.slack import UnloadSlackResource
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+DEFAULT_TIMEZONE = "America/Los_Angeles"  # what the old `00 16 * * *` UTC cron meant, in summer
+DEFAULT_WEBSERVER_URL = "http://localhost:3000"
+DEFAULT_SENSOR_INTERVAL_SECONDS = 30
+DEFAULT_STAGING_PREFIX = "_staging"
+
+_ENV_REFERENCE = re.compile(
+    r"""^\s*\{\{\s*env(?:\.(?P<dot>[A-Za-z_]\w*)|\(\s*(?P<q>['"])(?P<call>[A-Za-z_]\w*)(?P=q)"""
+    r"""\s*(?:,\s*(?P<dq>['"])(?P<default>.*?)(?P=dq)\s*)?\))\s*\}\}\s*$"""
+)
+
+
+def env_reference(text: str) -> tuple[str, str | None] | None:
+    """`("VAR", default)` when `text` is exactly `{{ env.VAR }}` or `{{ env('VAR'[, 'default']) }}`."""
+    match = _ENV_REFERENCE.match(text)
+    if match is None:
+        return None
+    return (match["dot"] or match["call"], match["default"])
+
+
+@dataclass(frozen=True)
+class RunTime:
+    """An attribute written `{{ env.VAR }}` that is read when a run or a sensor needs it."""
+
+    variable: str
+    default: str | None = None
+
+    def required(self) -> dg.EnvVar | str:
+        """Always the variable (Dagster names it if it is missing at run time), or its default."""
+        if self.default is not None and not environment.is_set(self.variable):
+            return self.default
+        return dg.EnvVar(self.variable)
+
+    def optional(self) -> dg.EnvVar | str | None:
+        """The variable when it is set as the definitions load, else its default (or None)."""
+        return dg.EnvVar(self.variable) if environment.is_set(self.variable) else self.default
+
+
+@dataclass(frozen=True)
+class CatalogueChoice:
+    """Which catalogue an instance reads, and why that one (for the line `make run` and validation print)."""
+
+    path: Path | None = None  # a file; None: inline
+    inline_defaults: Any = None
+    inline_targets: Any = None
+    defs_yaml: Path | None = None
+    origin: str = "the catalogue packaged with unload_assets"
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """Everything one instance needs to build its definitions."""
+
+    names: Names
+    catalogue: CatalogueChoice
+    group_name: str
+    run_at: time
+    timezone: str
+    pool: str
+    redshift: RedshiftUnloadResource
+    storage: UnloadSettings
+    s3: S3Resource
+    slack: UnloadSlackResource | None
+    database: str | None  # for `dagster/table_name` when known as the definitions load
+    target_defaults: Mapping[str, Any] = field(default_factory=dict)  # the instance's owners and tags
+    webserver_url: str = DEFAULT_WEBSERVER_URL
+    sensor_interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS
+    batch_size: int = 0
+    strict: bool = False
+    executor: bool = False
+    declare_upstream_tables: bool = True
+    secret_variables: tuple[str, ...] = ()  # the variables that hold this instance's secrets
+
+    def secret_values(self, *known: str | None) -> tuple[str, ...]:
+        """`known` secrets and the values of this instance's secret variables, for scrubbing."""
+        return tuple(v for v in (*known, *map(environment.value_of, self.secret_variables)) if v)
+
+    def run_link(self, run_id: str) -> str:
+        return f"{self.webserver_url.rstrip('/')}/runs/{run_id}"
