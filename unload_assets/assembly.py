@@ -88,21 +88,25 @@ def build_instance(config: Configuration, catalogue: Catalogue | None = None) ->
         jobs=[run.job for run in morning],
         schedules=[run.schedule for run in morning],
         sensors=sensors,
-        resources=build_resources(config),
+        resources=build_resources(config, catalogue),
         executor=executor_from_env() if config.executor else None,
     )
 
 
-def build_resources(config: Configuration) -> dict[str, object]:
-    names, storage = config.names, config.storage
+def build_resources(config: Configuration, catalogue: Catalogue | None = None) -> dict[str, object]:
+    names, storage, s3 = config.names, config.storage, config.s3
+    owner = catalogue.expected_bucket_owner if catalogue is not None else None
+    if owner:  # the catalogue's defaults.expected_bucket_owner wins over the instance's
+        storage = storage.model_copy(update={"expected_bucket_owner": owner})
+        s3 = s3.model_copy(update={"expected_bucket_owner": owner})
     resources: dict[str, object] = {
         names.redshift: config.redshift,
-        names.s3: config.s3,
+        names.s3: s3,
         names.settings: storage,
         # The unload op's handoff to the rename op lives in S3, beside the staged files: a step, a retry
         # or a re-execution from failure may run on a machine (a pod) that never saw the first attempt.
         names.handoff: S3PickleIOManager(
-            s3_resource=config.s3,
+            s3_resource=s3,
             s3_bucket=storage.bucket,
             s3_prefix=handoff_prefix(storage.staging_prefix),
         ),

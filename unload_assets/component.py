@@ -36,13 +36,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
 import yaml
-from dagster_aws.s3 import S3Resource
 from pydantic import BaseModel, ConfigDict, Field
 
 from unload_assets import environment
 from unload_assets.assembly import build_instance, read_instance_catalogue
 from unload_assets.catalogue import PACKAGED_CATALOGUE, CatalogueError
-from unload_assets.catalogue.model import problem_report
+from unload_assets.catalogue.model import check_account_id, problem_report
 from unload_assets.configuration import (
     DEFAULT_SENSOR_INTERVAL_SECONDS,
     DEFAULT_STAGING_PREFIX,
@@ -55,8 +54,10 @@ from unload_assets.configuration import (
     env_reference,
 )
 from unload_assets.deadline import RUN_AT, parse_time_of_day
+from unload_assets.encryption import check_kms_key_id
 from unload_assets.orchestration.names import DEFAULT_KEY_PREFIX, DEFAULT_POOL, DEFAULT_UPSTREAM_PREFIX, Names
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
+from unload_assets.resources.s3 import UnloadS3Resource
 from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets.scaffold import UnloadTargetsScaffolder
 
@@ -126,6 +127,14 @@ def _flag(context: dg.ResolutionContext, value: Any) -> Any:
     if isinstance(value, bool) or text in ("true", "false", "1", "0", "yes", "no", ""):
         return value if isinstance(value, bool) else text in ("true", "1", "yes")
     raise ValueError(f"{value!r} is not true or false")
+
+
+def _kms_key(context: dg.ResolutionContext, value: Any) -> Any:
+    return check_kms_key_id(str(value).strip())
+
+
+def _account_id(context: dg.ResolutionContext, value: Any) -> Any:
+    return check_account_id(str(value).strip())
 
 
 def _passthrough(context: dg.ResolutionContext, value: Any) -> Any:
@@ -263,6 +272,30 @@ class S3Attributes(dg.Model, dg.Resolvable):
     session_token: Annotated[Any, SECRET] = Field(
         default=None, description="Key-based UNLOAD authorization, temporary keys: write {{ env.VAR }}."
     )
+    kms_key_id: Annotated[
+        str | None,
+        _field(
+            _kms_key,
+            str | None,
+            "SSE-KMS for every target that names no key of its own (a catalogue's defaults.kms_key_id and "
+            "a target's kms_key_id win): the key's ARN or id. UNLOAD writes with it (ENCRYPTED "
+            "KMS_KEY_ID), so does the rename, and the checks verify it on every final object.",
+        ),
+    ] = None
+    bucket_key: Annotated[
+        bool | None,
+        _field(_flag, bool | str | None, "With kms_key_id: the rename's writes use an S3 bucket key."),
+    ] = None
+    expected_bucket_owner: Annotated[
+        str | None,
+        _field(
+            _account_id,
+            str | None,
+            "The 12-digit account id that must own the bucket (a catalogue's "
+            "defaults.expected_bucket_owner wins): every S3 request carries it as ExpectedBucketOwner, "
+            "and each unload step checks it before any UNLOAD.",
+        ),
+    ] = None
 
 
 class SlackAttributes(dg.Model, dg.Resolvable):
@@ -454,6 +487,7 @@ def configuration_from(component: UnloadTargets, folder: Path) -> Configuration:
         secret_access_key=secret(s3.secret_access_key),
         session_token=secret(s3.session_token),
         max_concurrent_unloads=redshift.max_concurrent_unloads or 4,
+        expected_bucket_owner=s3.expected_bucket_owner,
     )
     slack_resource = None
     if slack is not None:
@@ -465,6 +499,9 @@ def configuration_from(component: UnloadTargets, folder: Path) -> Configuration:
             base_url=_blank_to_none(slack.api_url) or "",
         )
     owners, tags = component.owners, component.tags
+    encryption: dict[str, Any] = {"kms_key_id": s3.kms_key_id} if _blank_to_none(s3.kms_key_id) else {}
+    if encryption and s3.bucket_key:
+        encryption["bucket_key"] = True
     return Configuration(
         names=names,
         catalogue=catalogue,
@@ -474,10 +511,18 @@ def configuration_from(component: UnloadTargets, folder: Path) -> Configuration:
         pool=_blank_to_none(redshift.pool) or DEFAULT_POOL,
         redshift=resource,
         storage=storage,
-        s3=S3Resource(region_name=_blank_to_none(s3.region), endpoint_url=_blank_to_none(s3.endpoint_url)),
+        s3=UnloadS3Resource(
+            region_name=_blank_to_none(s3.region),
+            endpoint_url=_blank_to_none(s3.endpoint_url),
+            expected_bucket_owner=s3.expected_bucket_owner,
+        ),
         slack=slack_resource,
         database=_known(redshift.database),
-        target_defaults={**({"owners": owners} if owners else {}), **({"tags": tags} if tags else {})},
+        target_defaults={
+            **({"owners": owners} if owners else {}),
+            **({"tags": tags} if tags else {}),
+            **encryption,
+        },
         webserver_url=(_blank_to_none(slack.webserver_url) if slack else None) or DEFAULT_WEBSERVER_URL,
         sensor_interval_seconds=(slack.sensor_interval_seconds if slack else None)
         or DEFAULT_SENSOR_INTERVAL_SECONDS,

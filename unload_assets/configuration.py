@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
 from unload_assets import environment
 from unload_assets.orchestration.names import Names
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
+from unload_assets.resources.s3 import UnloadS3Resource
 from unload_assets.resources.slack import UnloadSlackResource
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -85,10 +85,10 @@ class Configuration:
     pool: str
     redshift: RedshiftUnloadResource
     storage: UnloadSettings
-    s3: S3Resource
+    s3: UnloadS3Resource
     slack: UnloadSlackResource | None
     database: str | None  # for `dagster/table_name` when known as the definitions load
-    target_defaults: Mapping[str, Any] = field(default_factory=dict)  # the instance's owners and tags
+    target_defaults: Mapping[str, Any] = field(default_factory=dict)  # owners, tags, kms_key_id
     webserver_url: str = DEFAULT_WEBSERVER_URL
     sensor_interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS
     batch_size: int = 0

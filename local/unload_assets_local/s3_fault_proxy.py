@@ -7,7 +7,8 @@ wrong size in a HeadObject, say), an answer made up without asking S3 (`answer`:
 reports per-key errors and deletes nothing), or a short read (`short`: the headers promise the whole
 body, half of it arrives, then the connection drops). Rules pick requests by S3 operation, path or any
 predicate on method, query, headers and body, skip the first matches (to hit "the Nth UploadPartCopy")
-and fire for a seeded random fraction. `injected` counts what was done, per kind and operation.
+and fire for a seeded random fraction. `injected` counts what was done, per kind and operation; with
+`record=True`, `requests` keeps every request seen (headers included: what a client asked S3 for).
 """
 
 from __future__ import annotations
@@ -111,12 +112,14 @@ class FaultProxy(LoopbackService):
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
         return _Handler
 
-    def __init__(self, upstream_url: str, *, port: int = 0) -> None:
+    def __init__(self, upstream_url: str, *, port: int = 0, record: bool = False) -> None:
         parts = urlsplit(upstream_url)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.port = port or free_port()
         self.rules: list[Rule] = []
         self.injected: Counter[str] = Counter()  # "<kind> <operation>" -> count
+        self.record = record
+        self.requests: list[Request] = []  # every request, when `record`
         self._lock = threading.Lock()
 
     @property
@@ -140,6 +143,8 @@ class FaultProxy(LoopbackService):
 
     def _decide(self, request: Request) -> Rule | None:
         with self._lock:
+            if self.record:
+                self.requests.append(request)
             for rule in self.rules:
                 if rule.picks(request):
                     self.injected[f"{rule.kind} {request.operation}"] += 1

@@ -271,6 +271,7 @@ def _build(data: Any, report: _Report, instance_defaults: Mapping[str, Any]) -> 
         source=report.source,
         bucket=overrides.bucket,
         iam_role=overrides.iam_role,
+        expected_bucket_owner=overrides.expected_bucket_owner,
         problems=tuple(report.problems),
         not_loaded=not_loaded,
         version=report.version,

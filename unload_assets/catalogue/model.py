@@ -22,6 +22,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from unload_assets.deadline import RUN_AT, deliver_by_problem
+from unload_assets.encryption import Encryption, check_kms_key_id
 from unload_assets.s3_naming import (
     DATE_VARIABLES,
     check_bucket_name,
@@ -147,6 +148,13 @@ class UnloadTarget(BaseModel):
     tags: Annotated[dict[str, str], _check(_tags)] = {}
     # "HH:MM" in the instance's time zone, after its morning run: a Slack alert when a day is late.
     deliver_by: Annotated[str, BeforeValidator(_deliver_by_text), AfterValidator(_deliver_by)] | None = None
+    # SSE-KMS: UNLOAD and every write of the rename use this key; the checks verify it (encryption.py).
+    kms_key_id: Annotated[str, _check(check_kms_key_id)] | None = None
+    bucket_key: bool = False  # the rename's writes ask for an S3 bucket key (needs kms_key_id)
+
+    @property
+    def encryption(self) -> Encryption:
+        return Encryption(self.kms_key_id, self.bucket_key)
 
     @model_validator(mode="after")
     def _consistent(self) -> UnloadTarget:
@@ -174,6 +182,8 @@ def _cross_field_problems(target: UnloadTarget) -> list[tuple[str, str]]:
             problems.append(
                 ("key_template", f"{{{min(key_vars & DATE_VARIABLES)}}} needs daily partitioning")
             )
+    if target.bucket_key and not target.kms_key_id:
+        problems.append(("bucket_key", "an S3 bucket key is for SSE-KMS: set kms_key_id too"))
     # Consumers pick a decoder by suffix; a gzip stream named .csv breaks them long after the export ran.
     suffix = _COMPRESSED_SUFFIX.get(target.compression)
     if suffix and not target.key_template.endswith(suffix):
@@ -187,6 +197,14 @@ class _Overrides(BaseModel):
     model_config = _CONFIG
     bucket: Annotated[str, _check(check_bucket_name)] | None = None
     iam_role: Annotated[str, _check(check_iam_role)] | None = None
+    expected_bucket_owner: Annotated[str, _check(check_account_id)] | None = None
+
+
+def check_account_id(value: str) -> str:
+    """`value` if it is a 12-digit AWS account id (S3's ExpectedBucketOwner)."""
+    if not re.fullmatch(r"\d{12}", value, re.ASCII):
+        raise ValueError(f"{value!r} is not a 12-digit AWS account id")
+    return value
 
 
 @dataclass(frozen=True)
@@ -251,6 +269,7 @@ class Catalogue:
     source: Path
     bucket: str | None = None  # when set, overrides the instance's bucket
     iam_role: str | None = None  # when set, overrides the instance's IAM role
+    expected_bucket_owner: str | None = None  # when set, overrides the instance's (an account id)
     problems: tuple[Problem, ...] = ()
     not_loaded: tuple[NotLoaded, ...] = ()
     version: str = ""  # a digest of the file's content

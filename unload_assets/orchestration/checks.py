@@ -14,13 +14,14 @@ import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.delivery import Delivery
+from unload_assets.encryption import Encryption
 from unload_assets.orchestration.names import Names
 from unload_assets.rename import STAGING_TAG, final_key_lock, lock_key_for
 from unload_assets.resources import UnloadSettings
 from unload_assets.s3_naming import parse_s3_uri, render_key
 
 CHECKS = {
-    "final_objects_present": "Final objects exist with the recorded sizes.",
+    "final_objects_present": "Final objects exist with the recorded sizes (and the target's KMS key).",
     "has_rows": "The UNLOAD wrote at least one row (warns).",
     "staging_cleaned": "No staged file is left behind.",
     "one_object": "The final key holds the whole output as one object, not a manifest of parts (warns; "
@@ -115,8 +116,9 @@ def _evaluate(
         final_key=final_key,
         owner=f"checks of run {context.run.run_id}",
         log=context.log.info,
+        write_args=target.encryption.write_args(),
     ):
-        yield _objects_present(key, client, delivery)
+        yield _objects_present(key, client, delivery, target.encryption)
     rows = delivery.rows or 0
     yield dg.AssetCheckResult(
         asset_key=key,
@@ -177,10 +179,12 @@ def _materialization_checked(
         cursor = page.cursor
 
 
-def _objects_present(key: dg.AssetKey, client: Any, delivery: Delivery) -> dg.AssetCheckResult:
+def _objects_present(
+    key: dg.AssetKey, client: Any, delivery: Delivery, encryption: Encryption
+) -> dg.AssetCheckResult:
     """Every recorded final object is in S3 with its recorded size and the stamp of this delivery's
-    rename (an object of the same size put there by anyone else fails too). Nothing recorded fails:
-    a delivery with no objects is not a delivery."""
+    rename (an object of the same size put there by anyone else fails too), encrypted as the target
+    asks (SSE-KMS with its key). Nothing recorded fails: a delivery with no objects is not a delivery."""
     recorded = delivery.objects
     problems = [] if recorded else ["the materialisation recorded no final objects"]
     ours = parse_s3_uri(delivery.staging_uri)[1]
@@ -194,6 +198,8 @@ def _objects_present(key: dg.AssetKey, client: Any, delivery: Delivery) -> dg.As
             problems.append(f"{obj.key}: {found['ContentLength']} bytes in S3, {obj.size} recorded")
         elif not ours or not unquote(found.get("Metadata", {}).get(STAGING_TAG, "")).startswith(ours):
             problems.append(f"{obj.key}: not the object this delivery wrote (replaced since)")
+        elif wrong := encryption.problem(found):
+            problems.append(f"{obj.key}: {wrong}")
     replaced_by = _replaced_by(client, delivery) if problems and recorded else None
     return dg.AssetCheckResult(
         asset_key=key,

@@ -56,6 +56,7 @@ def rename_staged(
             header=target.header and not by_rename,
             header_style=style,
             log=context.log.info,
+            encryption=target.encryption,
         )
     except SplitRefused as exc:
         raise dg.Failure(description=f"Target '{target.name}': {exc}", allow_retries=False) from None

@@ -4,8 +4,8 @@ One step serves every target of a run (see assets.py), so Dagster's per-step Ret
 of them for one target's hiccup. Here each target is attempted, waited for and retried on its own,
 with the schedule RetryPolicy(delay, EXPONENTIAL, PLUS_MINUS jitter) would give: waits of
 delay x (2^n - 1) seconds, each +- delay. A `Failure(allow_retries=False)` (the statement's fault, a
-refused split) stops that target at once. A target that still fails is reported, not raised: the other
-targets' work goes on.
+refused split) or an AWS refusal (AccessDenied: a policy, a key, a bucket owner) stops that target at
+once. A target that still fails is reported, not raised: the other targets' work goes on.
 """
 
 from __future__ import annotations
@@ -67,6 +67,17 @@ class Outcome(Generic[T, R]):
     error: str | None
 
 
+# S3 refusing the request for good: a policy, a key or a bucket owner, not a hiccup another try can pass.
+_REFUSALS = ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403")
+
+
+def refused(exc: Exception) -> bool:
+    """Whether `exc` is an AWS refusal (403 and its kind), which no retry changes."""
+    response = getattr(exc, "response", None)
+    code = str((response or {}).get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+    return code in _REFUSALS
+
+
 def attempt(
     fn: Callable[[int], R],
     *,
@@ -80,7 +91,7 @@ def attempt(
         try:
             return fn(number)
         except Exception as exc:
-            final = isinstance(exc, dg.Failure) and not exc.allow_retries
+            final = (isinstance(exc, dg.Failure) and not exc.allow_retries) or refused(exc)
             if final or number + 1 == backoff.attempts:
                 raise
             pause = backoff.wait(number + 1)

@@ -11,6 +11,7 @@ from datetime import date
 from typing import Any
 
 import dagster as dg
+from botocore.exceptions import ClientError
 
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.configuration import Configuration
@@ -100,6 +101,26 @@ def run_unload(
     )
 
 
+def check_bucket_owner(s3: Any, settings: UnloadSettings) -> None:
+    """Redshift's UNLOAD cannot send ExpectedBucketOwner: before any UNLOAD of the step, one listing of
+    the bucket carries it (the client adds it, resources/s3.py), and a refusal stops the step before
+    anything is written. Any other error (a network fault) is raised as it is, to be retried."""
+    bucket, owner = settings.bucket, settings.expected_bucket_owner
+    try:
+        s3.list_objects_v2(Bucket=bucket, Prefix=settings.staging_key_prefix() + "/", MaxKeys=1)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if str(error.get("Code")) not in ("AccessDenied", "403", "Forbidden"):
+            raise
+        raise dg.Failure(
+            description=f"Bucket s3://{bucket} refused a request that expects it to belong to account "
+            f"{owner} (ExpectedBucketOwner): {error.get('Code')}: {error.get('Message')}. Nothing was "
+            "unloaded or written. Check s3.bucket and s3.expected_bucket_owner (or the catalogue's "
+            "defaults.expected_bucket_owner), and that this worker may list the bucket.",
+            allow_retries=False,
+        ) from None
+
+
 @dataclass(frozen=True)
 class UnloadFailed:
     """A target whose UNLOAD failed for good in run `run_id`: handed on so the rename op can say so."""
@@ -127,6 +148,8 @@ def unload_op(
                 log=context.log.warning,
             )
 
+        if settings.expected_bucket_owner:
+            check_bucket_owner(s3, settings)
         staged: dict[str, StagedUnload | UnloadFailed] = {}
         for outcome in each(
             selected(context, names, targets),

@@ -28,7 +28,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -67,10 +67,12 @@ class FinalKeyLock:
         log: Callable[[str], None],
         lease_seconds: float,
         clock: Callable[[], float],
+        write_args: Mapping[str, Any] | None = None,
     ) -> None:
         self.s3, self.bucket, self.key, self.final_key, self.owner = s3, bucket, lock_key, final_key, owner
         self.log, self.lease, self.clock = log, lease_seconds, clock
         self.where = f"s3://{bucket}/{lock_key}"
+        self.write_args = dict(write_args or {})  # encrypted like the output it guards
         self.etag = ""
         self.lost = False  # a renewal found the lock taken over by another run
         self.valid_until = 0.0  # our clock's end of the lease we last wrote
@@ -88,8 +90,9 @@ class FinalKeyLock:
         self._body = lease_body(self.owner, acquired, now + self.lease, self._token)
         try:
             resp = self.s3.put_object(
-                Bucket=self.bucket, Key=self.key, Body=self._body, ContentType="application/json", **condition
-            )
+                Bucket=self.bucket, Key=self.key, Body=self._body, ContentType="application/json",
+                **self.write_args, **condition,
+            )  # fmt: skip
         except ClientError as exc:
             if _code(exc) in CONFLICT + GONE:
                 return False
@@ -223,16 +226,18 @@ def final_key_lock(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     heartbeat: bool = True,
+    write_args: Mapping[str, Any] | None = None,
 ) -> Iterator[FinalKeyLock]:
     """Hold the lock object `lock_key`, which guards `final_key`, as `owner` for the `with` block.
 
     RenameBusy if another owner holds it for `max_wait` seconds; `poll` is the first and the longest
     pause between looks (each jittered). A thread renews the lease every third of it. `clock`, `sleep`
     and `heartbeat` (False: no thread, the test calls `beat()`) are there for tests, to drive time.
+    `write_args`: the encryption of the lock object's writes (the final key's, `Encryption.write_args`).
     """
     lock = FinalKeyLock(
         s3, bucket=bucket, lock_key=lock_key, final_key=final_key, owner=owner, log=log,
-        lease_seconds=lease_seconds, clock=clock,
+        lease_seconds=lease_seconds, clock=clock, write_args=write_args,
     )  # fmt: skip
     lock.acquire(max_wait=max_wait, poll=poll, sleep=sleep)
     if heartbeat:

@@ -32,6 +32,7 @@ def write_multipart(
     workers: int = 8,
     condition: Mapping[str, str] | None = None,
     before: Callable[[], None] = lambda: None,
+    write_args: Mapping[str, Any] | None = None,
 ) -> None:
     """Assemble `dest_key` from `plan` (segment piece i = `sources[i]`: an object key, or bytes the client
     already holds). An empty plan writes an empty object.
@@ -41,16 +42,19 @@ def write_multipart(
     On any error the upload is aborted, so no invisible half-upload keeps costing storage; a crashed
     process leaves one behind, which the bucket's AbortIncompleteMultipartUpload lifecycle rule removes.
     Once completed, any other unfinished upload of `dest_key` is aborted (`abort_strays`).
+    `write_args`: the encryption every write asks for (`Encryption.write_args`), on the PutObject or the
+    CreateMultipartUpload (the parts of an upload inherit it).
     """
-    cond = dict(condition or {})
+    cond, extra = dict(condition or {}), dict(write_args or {})
     if not plan:
         before()
         s3.put_object(
-            Bucket=bucket, Key=dest_key, Body=b"", Metadata=dict(metadata), ContentType=content_type, **cond
-        )
+            Bucket=bucket, Key=dest_key, Body=b"", Metadata=dict(metadata), ContentType=content_type,
+            **extra, **cond,
+        )  # fmt: skip
         return
     upload_id = s3.create_multipart_upload(
-        Bucket=bucket, Key=dest_key, Metadata=dict(metadata), ContentType=content_type
+        Bucket=bucket, Key=dest_key, Metadata=dict(metadata), ContentType=content_type, **extra
     )["UploadId"]
     common = {"Bucket": bucket, "Key": dest_key, "UploadId": upload_id}
 
@@ -131,11 +135,12 @@ def copy_any_size(
     workers: int = 8,
     condition: Mapping[str, str] | None = None,
     before: Callable[[], None] = lambda: None,
+    write_args: Mapping[str, Any] | None = None,
 ) -> None:
     """Server-side copy: CopyObject up to `max_copy_size`, UploadPartCopy ranges above it.
 
     UNLOAD writes files of up to 6.2 GB, and CopyObject refuses sources above 5 GiB. `before` and
-    `condition` as in `write_multipart`.
+    `condition` and `write_args` as in `write_multipart`.
     """
     if source_size <= max_copy_size:
         before()
@@ -146,6 +151,7 @@ def copy_any_size(
             MetadataDirective="REPLACE",
             Metadata=dict(metadata),
             ContentType=content_type,
+            **dict(write_args or {}),
             **dict(condition or {}),
         )
         return
@@ -161,4 +167,5 @@ def copy_any_size(
         workers=workers,
         condition=condition,
         before=before,
+        write_args=write_args,
     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
+from unload_assets.encryption import Encryption
 from unload_assets.rename.fence import Fence, condition, seen_etag
 from unload_assets.rename.manifest import StagedFile, parse_copy_manifest
 from unload_assets.rename.multipart import copy_any_size
@@ -60,6 +61,7 @@ class RenameJob:
     max_part: int
     workers: int
     fence: Fence  # guards and conditions every destructive request (fence.py)
+    encryption: Encryption = Encryption()  # what every write asks for (SSE-KMS with the target's key)
 
     @property
     def tag(self) -> str:
@@ -131,6 +133,7 @@ def copy_verified(job: RenameJob, staged: StagedFile, dest: str, meta: dict[str,
             workers=job.workers,
             condition=condition(seen),
             before=job.fence.before(step),
+            write_args=job.encryption.write_args(),
         )
     verify(job, dest, staged.size)
 

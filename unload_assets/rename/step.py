@@ -23,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from unload_assets.encryption import Encryption
 from unload_assets.rename.combine import MAX_PART, MIN_PART
 from unload_assets.rename.fence import Fence
 from unload_assets.rename.header import HeaderStyle, column_names, compressed_member
@@ -51,6 +52,7 @@ __all__ = [
 FORMATS = ("text", "csv", "json", "parquet")
 COMPRESSIONS = (None, "gzip", "bzip2", "zstd")
 ON_SPLIT = ("combine", "parts", "fail")
+BUCKET_DEFAULT = Encryption()  # no SSE parameters: the bucket's default encryption applies
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ def rename_unload(
     workers: int = 8,
     lease_seconds: float = 120.0,
     pause: Callable[[str], None] | None = None,
+    encryption: Encryption = BUCKET_DEFAULT,
 ) -> RenameResult:
     """Copy the staged files the UNLOAD manifest lists to `final_key`, verify, then delete staging.
 
@@ -106,6 +109,9 @@ def rename_unload(
     `header`: every staged file starts with a header line (UNLOAD ran with HEADER). `header_style`
     instead: the staged files carry none, and the final object opens with a header line in that style,
     built from the manifest's schema (see `header.header_by_rename`); combine only.
+
+    `encryption`: what every write asks for (the final objects, parts, COPY manifest and the lock):
+    SSE-KMS with the target's key, or the bucket's default.
     """
     if on_split not in ON_SPLIT or fmt not in FORMATS or compression not in COMPRESSIONS:
         raise ValueError(f"unsupported on_split={on_split!r}, fmt={fmt!r}, compression={compression!r}")
@@ -113,12 +119,13 @@ def rename_unload(
         raise ValueError("header_style is for combining headerless csv/text files (header=False, combine)")
     with final_key_lock(
         s3, bucket=bucket, lock_key=lock_key, final_key=final_key, owner=staging_prefix, log=log,
-        lease_seconds=lease_seconds,
+        lease_seconds=lease_seconds, write_args=encryption.write_args(),
     ) as lock:  # fmt: skip
         job = RenameJob(
             s3=s3, bucket=bucket, final_key=final_key, staging_prefix=staging_prefix,
             ctype=content_type(fmt, compression), traffic=Traffic(), log=log, max_copy=max_copy_size,
             min_part=min_part_size, max_part=max_part_size, workers=workers, fence=Fence(lock, pause),
+            encryption=encryption,
         )  # fmt: skip
         return _rename_locked(job, manifest_key, on_split, fmt, compression, header, header_style)
 

@@ -161,7 +161,7 @@ def _write_final(
         write_multipart(
             job.s3, bucket=job.bucket, dest_key=key, sources=sources, plan=plan, metadata=meta,
             content_type=job.ctype, traffic=job.traffic, workers=job.workers, condition=condition(seen),
-            before=job.fence.before("write object"),
+            before=job.fence.before("write object"), write_args=job.encryption.write_args(),
         )  # fmt: skip
     verify(job, key, size)
 
@@ -192,6 +192,7 @@ def write_parts(job: RenameJob, entries: list[StagedFile], reason: str | None) -
             Body=body,
             ContentType="application/json",
             Metadata={**meta, SIZE: str(len(body))},
+            **job.encryption.write_args(),
             **condition(None),
         )
     verify(job, mkey, len(body))

@@ -28,6 +28,9 @@ class UnloadSettings(ConfigurableResource):
         "steps run at once: the deployment's cap is the product (deploy/dagster.yaml sets the pool to 1).",
     )
     session_token: str | None = Field(default=None, description="Secret; never logged.")
+    expected_bucket_owner: str | None = Field(
+        default=None, description="The account id that must own the bucket (checked before any UNLOAD)."
+    )
 
     def auth(self) -> UnloadAuth:
         return UnloadAuth(

@@ -51,6 +51,8 @@ def _options(target: UnloadTarget) -> list[str]:
     if target.max_file_size_mb is not None:
         size = f"{target.max_file_size_mb:.6f}".rstrip("0").rstrip(".")  # 100.0 -> 100, no exponent
         options.append(f"MAXFILESIZE {size} MB")
+    if target.kms_key_id is not None:  # SSE-KMS with the target's key, manifest included
+        options.append(f"ENCRYPTED KMS_KEY_ID {quote_literal(target.kms_key_id)}")
     # The rename op reads the manifest, never a listing. No ALLOWOVERWRITE or CLEANPATH: every attempt
     # writes under its own fresh staging prefix, so a non-empty destination is a bug UNLOAD should refuse.
     options.append("MANIFEST VERBOSE")

@@ -215,7 +215,8 @@ def test_every_problem_is_listed_with_its_line(tmp_path):
         " {target}, {date}, {yyyy}, {mm}, {dd} (line 11)",
         "many_problems.yaml: target 'sales_data', field 'colour': unknown field; allowed: name, description,"
         " sql, key_template, format, compression, header, delimiter, null_as, addquotes, parallel,"
-        " max_file_size_mb, on_split, on_schema_change, partitioning, owners, tags, deliver_by (line 13)",
+        " max_file_size_mb, on_split, on_schema_change, partitioning, owners, tags, deliver_by,"
+        " kms_key_id, bucket_key (line 13)",
         "many_problems.yaml: target 'sales_data', field 'name': duplicate (first on line 8) (line 15)",
         "many_problems.yaml: target 'sales_data', field 'sql': unknown placeholder {{ foo }}; allowed:"
         " {{ partition_date }}, {{ partition_start }}, {{ partition_end }} (line 17)",

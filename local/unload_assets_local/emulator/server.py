@@ -13,6 +13,7 @@ import os
 import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from unload_assets_local.emulator.catalog.system_tables import Catalog
 from unload_assets_local.emulator.connection.client import ClientConnection
@@ -24,20 +25,50 @@ from unload_assets_local.emulator.services import Services
 _STOP_TIMEOUT = 30.0
 
 
-def _s3_client(endpoint_url: str):  # -> S3Client
+# What Redshift reports when the role it assumed may not write (AWS's wording since 2023 names the action
+# and the resource; S3 servers that answer a bare "Access Denied", moto among them, get it added here).
+_IAM_ACTIONS = {
+    "PutObject": "s3:PutObject", "CreateMultipartUpload": "s3:PutObject", "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject", "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "ListObjectsV2": "s3:ListBucket", "DeleteObject": "s3:DeleteObject",
+}  # fmt: skip
+
+
+def _name_refusals(client: Any) -> None:
+    def remember(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        context["emulator_request"] = (model.name, params.get("Bucket"), params.get("Key"))
+
+    def name(parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        operation, bucket, key = context.get("emulator_request") or (None, None, None)
+        error = parsed.get("Error") or {}
+        if operation in _IAM_ACTIONS and str(error.get("Code")) in ("AccessDenied", "403"):
+            resource = f"arn:aws:s3:::{bucket}" + (f"/{key}" if key else "")
+            error["Message"] = f"not authorized to perform: {_IAM_ACTIONS[operation]} on resource: {resource}"
+
+    client.meta.events.register("before-parameter-build.s3", remember)
+    client.meta.events.register("after-call.s3", name)
+
+
+def _s3_client(endpoint_url: str, credentials: tuple[str, str] | None = None):  # -> S3Client
     import boto3
     from botocore.config import Config
 
     from unload_assets_local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION
 
-    return boto3.client(
+    key_id, secret = credentials or (
+        os.environ.get("AWS_ACCESS_KEY_ID", LOCAL_KEY_ID),
+        os.environ.get("AWS_SECRET_ACCESS_KEY", LOCAL_SECRET),
+    )
+    client = boto3.client(
         "s3",
         endpoint_url=endpoint_url,
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", LOCAL_KEY_ID),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", LOCAL_SECRET),
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
         region_name=os.environ.get("AWS_DEFAULT_REGION", REGION),
         config=Config(max_pool_connections=64, retries={"max_attempts": 3, "mode": "standard"}),
     )
+    _name_refusals(client)
+    return client
 
 
 class RedshiftEmulator:
@@ -54,8 +85,11 @@ class RedshiftEmulator:
         backend_login: tuple[str, str] | None = None,
         tls: ssl.SSLContext | None = None,
         logins: dict[str, str] | None = None,
+        s3_credentials: tuple[str, str] | None = None,
     ) -> None:
-        """`credentials`: the temporary IAM users' passwords as they are minted (record them into
+        """`s3_credentials`: the access key id and secret UNLOAD writes with (the role Redshift assumes;
+        default: the process's AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
+        `credentials`: the temporary IAM users' passwords as they are minted (record them into
         `self.credentials`); `backend_login`: the PostgreSQL user and password the emulator logs in with
         for those users. Without a backend login, temporary users are refused.
         """
@@ -74,6 +108,7 @@ class RedshiftEmulator:
         # Redshift does (not PostgreSQL's SCRAM, which Amazon's driver cannot parse), and logs in to
         # PostgreSQL on its own. None: PostgreSQL's authentication is relayed to the client untouched.
         self.logins = logins
+        self.s3_credentials = s3_credentials
         self.port = listen_port
         self.faults = UnloadFaults()  # tests: make the next UNLOADs drop their connection or stall
         self._services: Services | None = None
@@ -97,7 +132,7 @@ class RedshiftEmulator:
         catalog = Catalog(self.superuser_dsn)
         catalog.install()
         self._services = Services(
-            s3=_s3_client(self.s3_endpoint_url),
+            s3=_s3_client(self.s3_endpoint_url, self.s3_credentials),
             catalog=catalog,
             cpu_pool=ThreadPoolExecutor(32, thread_name_prefix="unload-write"),
             io_pool=ThreadPoolExecutor(32, thread_name_prefix="unload-upload"),
