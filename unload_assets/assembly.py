@@ -15,16 +15,16 @@ from dagster_aws.s3 import S3PickleIOManager
 from unload_assets.catalogue import Catalogue, CatalogueError, inline_catalogue, read_catalogue
 from unload_assets.catalogue.model import problem_report
 from unload_assets.configuration import Configuration
+from unload_assets.notify.deadline_sensor import build_deadline_sensor
+from unload_assets.notify.run_sensors import build_notification_sensors
 from unload_assets.orchestration.assets import (
     build_unload_assets,
     external_table_specs,
     groups,
     not_loaded_assets,
 )
-from unload_assets.orchestration.deadline_sensor import build_deadline_sensor
 from unload_assets.orchestration.execution import executor_from_env
 from unload_assets.orchestration.schedules import build_morning_runs
-from unload_assets.orchestration.sensors import build_notification_sensors
 from unload_assets.s3_naming import handoff_prefix
 
 log = dg.get_dagster_logger("unload_assets")

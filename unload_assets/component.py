@@ -55,10 +55,10 @@ from unload_assets.configuration import (
 )
 from unload_assets.deadline import RUN_AT, parse_time_of_day
 from unload_assets.encryption import check_kms_key_id
+from unload_assets.notify.slack import UnloadSlackResource
 from unload_assets.orchestration.names import DEFAULT_KEY_PREFIX, DEFAULT_POOL, DEFAULT_UPSTREAM_PREFIX, Names
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
 from unload_assets.resources.s3 import UnloadS3Resource
-from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets.scaffold import UnloadTargetsScaffolder
 
 # --- resolvers: what a YAML value becomes -------------------------------------------------------------

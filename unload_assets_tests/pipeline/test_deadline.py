@@ -2,7 +2,7 @@
 
 Runs come from small stand-in assets keyed `s3/<target>` (as in test_sensors.py). Ticks are evaluated
 as the daemon does, one after the other, each with the cursor the previous one returned; the sensor's
-clock (`_now`) is set to the moment each tick stands for, so deadlines pass without waiting.
+clock (`notify.tick.now`) is set to the moment each tick stands for, so deadlines pass without waiting.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ import pytest
 from unload_assets_local.slack_standin import SlackStandIn
 
 from unload_assets.catalogue import UnloadTarget
-from unload_assets.orchestration import deadline_sensor
-from unload_assets.resources.slack import NOTICE_EVENT, UnloadSlackResource
+from unload_assets.notify import deadline_sensor
+from unload_assets.notify import tick as sensor_tick
+from unload_assets.notify.slack import NOTICE_EVENT, UnloadSlackResource
 from unload_assets_tests.support.sensor_daemon import SensorDaemon
 from unload_assets_tests.support.this_project import configuration
 
@@ -90,7 +91,7 @@ class Daemon(SensorDaemon):
     def tick(  # type: ignore[override]
         self, slack: UnloadSlackResource, at: float, monkeypatch: pytest.MonkeyPatch
     ) -> str:
-        monkeypatch.setattr(deadline_sensor, "_now", lambda: at)
+        monkeypatch.setattr(sensor_tick, "now", lambda: at)
         return super().tick(slack)
 
 
@@ -195,10 +196,11 @@ import json, sys
 from dataclasses import replace
 import dagster as dg
 from unload_assets.catalogue import UnloadTarget
-from unload_assets.orchestration import deadline_sensor
-from unload_assets.resources.slack import UnloadSlackResource
+from unload_assets.notify import deadline_sensor
+from unload_assets.notify import tick as sensor_tick
+from unload_assets.notify.slack import UnloadSlackResource
 from unload_assets_tests.support.this_project import configuration
-deadline_sensor._now = lambda: {at!r}
+sensor_tick.now = lambda: {at!r}
 target = UnloadTarget.model_validate(json.loads(sys.argv[1]))
 config = replace(configuration(), timezone={TZ!r})
 sensor = deadline_sensor.build_deadline_sensor(config, [target])

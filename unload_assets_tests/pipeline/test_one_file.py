@@ -203,7 +203,7 @@ def test_parquet_falls_back_to_parts_and_says_so(local_stack, stack_env, wide_ta
     """The one case where one object is impossible: metadata, the check and the Slack line all say that
     the final key holds a manifest of parts."""
     from unload_assets.delivery import Delivery
-    from unload_assets.messages import RunFacts, success_message
+    from unload_assets.notify.messages import RunFacts, success_message
 
     body = """
     targets:
@@ -232,8 +232,8 @@ def test_parquet_falls_back_to_parts_and_says_so(local_stack, stack_env, wide_ta
 def test_an_empty_day_delivers_a_valid_empty_object_says_0_rows_and_the_check_warns(
     local_stack, stack_env, onefile_table, tmp_path, fmt, compression
 ):
-    from unload_assets import messages
     from unload_assets.delivery import Delivery
+    from unload_assets.notify import messages
 
     name = f"empty_{fmt}"
     suffix = {"none": "", "gzip": ".gz", "bzip2": ".bz2"}[compression]

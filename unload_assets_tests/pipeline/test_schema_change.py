@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from unload_assets.component import build_definitions
-from unload_assets.orchestration import run_report
+from unload_assets.notify import run_report
 from unload_assets.orchestration.retries import retries_logged
 from unload_assets.orchestration.schema_protection import ACCEPT_TAG
 from unload_assets_tests.support.pipeline_helpers import (

@@ -18,9 +18,10 @@ from unload_assets_local.slack_standin import SlackApiError as SlackApiErrorStan
 from unload_assets_local.slack_standin import SlackStandIn
 
 from unload_assets.delivery import FAILED_TARGETS
-from unload_assets.orchestration import sensors
+from unload_assets.notify import run_sensors as sensors
+from unload_assets.notify import tick
+from unload_assets.notify.slack import UnloadSlackResource
 from unload_assets.orchestration.schedules import build_morning_runs
-from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets_tests.support.sensor_daemon import SensorDaemon
 from unload_assets_tests.support.this_project import TAGS, configuration
 
@@ -257,7 +258,7 @@ def test_a_crash_between_the_post_and_the_tag_repeats_nothing(
 ) -> None:
     # The tick that posted died before its tag write: only the attempt tag and Slack's copy remain.
     run = _materialize(instance, [_daily("sales")], "2025-11-21")
-    instance.add_run_tags(run, {TAGS.attempt: f"{run}@{sensors._now():.3f}"})
+    instance.add_run_tags(run, {TAGS.attempt: f"{run}@{tick.now():.3f}"})
     slack.post("posted by the tick that crashed", [], run_id=run)
     assert Daemon(instance).tick(slack).endswith("1 found already in the channel, not posted again.")
     assert [m["text"] for m in standin.messages()] == ["posted by the tick that crashed"]
@@ -308,8 +309,8 @@ def test_rate_limits_short_waits_inline_and_long_ones_across_ticks(
     standin.fail_next(5, status=429, retry_after=120)  # were Slack called now, it would fail again
     assert "Slack asked us to wait until" in daemon.tick(slack)
     standin.fail_next(0)
-    later = sensors._now() + 121
-    monkeypatch.setattr(sensors, "_now", lambda: later)
+    later = tick.now() + 121
+    monkeypatch.setattr(tick, "now", lambda: later)
     assert daemon.tick(slack).startswith("Announced 1 of 1")
     assert len(standin.messages()) == 2
 
@@ -371,8 +372,8 @@ def test_an_outage_longer_than_a_day_loses_no_announcement_and_other_assets_stay
     assert daemon.tick(slack) == "Nothing to announce."  # the watermark is set
     run_id = _materialize(instance, [_daily("sales")])
     # The daemon was down over a long weekend: three days later the run is still found, once.
-    later = sensors._now() + 3 * 24 * 3600
-    monkeypatch.setattr(sensors, "_now", lambda: later)
+    later = tick.now() + 3 * 24 * 3600
+    monkeypatch.setattr(tick, "now", lambda: later)
     assert daemon.tick(slack) == f"Announced 1 of 1 run(s) ({run_id[:8]})."
     assert daemon.tick(slack) == "Nothing to announce."
     [message] = standin.messages()
@@ -386,8 +387,8 @@ def test_a_sensor_started_for_the_first_time_does_not_announce_last_months_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _materialize(instance, [_daily("sales")])
-    later = sensors._now() + 25 * 3600
-    monkeypatch.setattr(sensors, "_now", lambda: later)
+    later = tick.now() + 25 * 3600
+    monkeypatch.setattr(tick, "now", lambda: later)
     assert Daemon(instance).tick(slack) == "Nothing to announce."  # no cursor yet: a day back at most
     assert standin.messages() == []
 
@@ -397,7 +398,7 @@ def test_a_backlog_after_an_outage_is_one_catch_up_message_posted_exactly_once(
 ) -> None:
     days = [f"2025-11-{day:02d}" for day in range(1, 13)]  # 12 runs waiting: over the threshold of 10
     runs = [_materialize(instance, [_daily("sales")], day) for day in days]
-    daemon = Daemon(instance, cursor=sensors.Cursor(since=0.0).dump())
+    daemon = Daemon(instance, cursor=tick.SensorCursor(since=0.0).dump())
     standin.lose_answers(1)  # Slack takes the summary but its answer never arrives
     first = daemon.tick(slack)
     assert "Announced 0 of 12" in first and "looked up in the channel" in first
@@ -468,8 +469,8 @@ def test_a_retry_that_never_comes_is_announced_as_the_failure_it_is(
     instance.add_run_tags(failed, {"dagster/will_retry": "true"})
     daemon = Daemon(instance, "failure")
     assert "wait for Dagster's retry" in daemon.tick(slack)
-    later = sensors._now() + sensors.RETRY_WAIT.total_seconds() + 60
-    monkeypatch.setattr(sensors, "_now", lambda: later)
+    later = tick.now() + sensors.RETRY_WAIT.total_seconds() + 60
+    monkeypatch.setattr(tick, "now", lambda: later)
     assert daemon.tick(slack) == f"Announced 1 of 1 run(s) ({failed[:8]})."
     assert "connection reset" in standin.messages()[0]["text"]
 
@@ -633,12 +634,12 @@ def test_the_tick_budget_stops_posting_and_the_next_tick_goes_on(
     for day in (20, 21):
         _materialize(instance, [_daily("sales")], f"2025-11-{day}")
     daemon = Daemon(instance)
-    monkeypatch.setattr(sensors, "TICK_BUDGET_SECONDS", -1.0)  # used up before the first post
+    monkeypatch.setattr(tick, "TICK_BUDGET_SECONDS", -1.0)  # used up before the first post
     assert daemon.tick(slack) == (
         "Announced 0 of 2 run(s); stopped: time budget of this tick used up; the rest is retried next tick."
     )
     assert standin.messages() == []
-    monkeypatch.setattr(sensors, "TICK_BUDGET_SECONDS", 15.0)
+    monkeypatch.setattr(tick, "TICK_BUDGET_SECONDS", 15.0)
     assert daemon.tick(slack).startswith("Announced 2 of 2")
 
 
@@ -685,9 +686,9 @@ def test_runs_waiting_to_be_retagged_are_dropped_only_long_after_the_lookback(
 ) -> None:
     # Runs deleted since Slack took their message: the tag can never be written. A recent one is kept
     # (the run storage may be back next tick); one older than twice the lookback is let go.
-    now = sensors._now()
-    recent, ancient = f"{now - 3600:.6f}", f"{now - 3 * sensors.LOOKBACK.total_seconds():.6f}"
-    cursor = sensors.Cursor(untagged={"deleted-recently": recent, "deleted-long-ago": ancient}).dump()
+    now = tick.now()
+    recent, ancient = f"{now - 3600:.6f}", f"{now - 3 * tick.LOOKBACK.total_seconds():.6f}"
+    cursor = tick.SensorCursor(untagged={"deleted-recently": recent, "deleted-long-ago": ancient}).dump()
     daemon = Daemon(instance, cursor=cursor)
     assert daemon.tick(slack) == "Nothing to announce."
     assert json.loads(daemon.cursor or "{}")["untagged"] == {"deleted-recently": recent}

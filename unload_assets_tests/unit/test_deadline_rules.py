@@ -12,10 +12,10 @@ import dagster as dg
 import pytest
 import yaml
 
-from unload_assets import late_messages as lm
 from unload_assets.catalogue import CatalogueError, load_catalogue
 from unload_assets.deadline import RUN_AT, Watched, due_between, freshness_window, target_day
-from unload_assets.orchestration.deadline_cursor import DeadlineCursor, Told
+from unload_assets.notify import messages
+from unload_assets.notify.tick import SensorCursor, Told
 from unload_assets.orchestration.schedules import run_at_cron
 from unload_assets_tests.support.this_project import DEADLINE_SENSOR
 from unload_assets_tests.unit.test_definitions_snapshot import ENV
@@ -208,11 +208,11 @@ def test_a_target_with_a_deadline_shows_it_as_a_cron_freshness_policy(
 
 
 def test_the_cursor_round_trips_and_an_unreadable_one_starts_afresh() -> None:
-    cursor = DeadlineCursor(since=1.5, late={"sales/2026-11-22": Told(2.0, "1764.000100")}, not_before=3.0)
-    assert DeadlineCursor.parse(cursor.dump()) == cursor
+    cursor = SensorCursor(since=1.5, late={"sales/2026-11-22": Told(2.0, "1764.000100")}, not_before=3.0)
+    assert SensorCursor.parse(cursor.dump()) == cursor
     assert json.loads(cursor.dump())["late"] == {"sales/2026-11-22": [2.0, "1764.000100"]}
     for garbage in (None, "", "not json", "[]", '{"late": {"x": 1}}', '{"since": "soon"}'):
-        assert DeadlineCursor.parse(garbage) == DeadlineCursor()
+        assert SensorCursor.parse(garbage) == SensorCursor()
 
 
 # ---- the messages ----------------------------------------------------------------------------------
@@ -220,55 +220,55 @@ def test_the_cursor_round_trips_and_an_unreadable_one_starts_afresh() -> None:
 LINK = "http://dagster.test:3000/runs/0123456789abcdef"
 
 
-def _all(message: lm.SlackMessage) -> str:
+def _all(message: messages.SlackMessage) -> str:
     return message.text + json.dumps(message.blocks)
 
 
 def test_a_late_message_says_which_target_and_day_and_why() -> None:
-    failed = lm.Late(
+    failed = messages.Late(
         "sales",
         "2026-11-22",
         f"09:30 {LA}",
-        lm.FAILED,
+        messages.FAILED,
         "sales (unload): no <table>",
         None,
         "0123456789abcdef",
         LINK,
     )
-    message = lm.late_message([failed])
+    message = messages.late_message([failed])
     assert message.text.startswith(
         f":alarm_clock: Late: sales 2026-11-22 not delivered by 09:30 {LA} (failed)"
     )
     assert f"<{LINK}|run 01234567> failed: sales (unload): no &lt;table&gt;" in message.text
     others = [
-        lm.Late("orders", "2026-11-22", f"09:30 {LA}", lm.NEVER_LAUNCHED),
-        lm.Late(
+        messages.Late("orders", "2026-11-22", f"09:30 {LA}", messages.NEVER_LAUNCHED),
+        messages.Late(
             "refunds",
             "2026-11-22",
             f"09:30 {LA}",
-            lm.RUNNING,
+            messages.RUNNING,
             since=1_764_000_000.0,
             run_id="r" * 16,
             link=LINK,
         ),
-        lm.Late(
+        messages.Late(
             "returns",
             "2026-11-22",
             f"09:30 {LA}",
-            lm.QUEUED,
+            messages.QUEUED,
             since=1_764_000_000.0,
             run_id="q" * 16,
             link=LINK,
         ),
     ]
-    several = _all(lm.late_message(others))
+    several = _all(messages.late_message(others))
     assert ":alarm_clock: Late: 3 unload targets not delivered by their deadline (2026-11-22)" in several
     assert "never launched" in several and "still running, started <!date^1764000000^" in several
     assert "queued since <!date^1764000000^" in several and ", not started" in several
 
 
 def test_a_now_delivered_message_says_when_and_how_late() -> None:
-    landed = lm.Landed(
+    landed = messages.Landed(
         "sales",
         "2026-11-22",
         f"09:30 {LA}",
@@ -278,7 +278,7 @@ def test_a_now_delivered_message_says_when_and_how_late() -> None:
         "0123456789abcdef",
         LINK,
     )
-    message = lm.landed_message([landed])
+    message = messages.landed_message([landed])
     assert message.text.startswith(
         f":white_check_mark: Now delivered: sales 2026-11-22, 1h 02m after its 09:30 {LA} deadline"
     )
@@ -287,5 +287,7 @@ def test_a_now_delivered_message_says_when_and_how_late() -> None:
 
 def test_no_secret_reaches_a_deadline_message() -> None:
     secret = "s3cr3t-Value-0123456789"
-    failed = lm.Late("sales", "2026-11-22", f"09:30 {LA}", lm.FAILED, f"login failed: password={secret}")
-    assert secret not in _all(lm.late_message([failed], secrets=[secret]))
+    failed = messages.Late(
+        "sales", "2026-11-22", f"09:30 {LA}", messages.FAILED, f"login failed: password={secret}"
+    )
+    assert secret not in _all(messages.late_message([failed], secrets=[secret]))

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from unload_assets import messages
 from unload_assets.delivery import Delivery
-from unload_assets.messages import RunFacts, StepFailure, Untouched
+from unload_assets.notify import messages
+from unload_assets.notify.messages import RunFacts, StepFailure, Untouched
 from unload_assets.rename import FinalObject
 from unload_assets.secrets import scrub
 

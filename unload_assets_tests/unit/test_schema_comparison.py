@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from unload_assets import messages
 from unload_assets.catalogue import CatalogueError, UnloadTarget, load_catalogue
 from unload_assets.delivery import SCHEMA_CHANGE, SCHEMA_CHANGE_COLUMNS, Delivery, plain
+from unload_assets.notify import messages
 from unload_assets.orchestration.retries import Backoff, attempt
 from unload_assets.orchestration.schema_protection import ACCEPT_TAG, SchemaChangeRefused, accepted, refusal
 from unload_assets.schema_change import SchemaChange, compare, manifest_columns

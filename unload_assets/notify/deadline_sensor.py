@@ -13,28 +13,20 @@ daemon restart neither repeats nor drops a message.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.configuration import Configuration
 from unload_assets.deadline import TargetDay, Watched, due_between, parse_deliver_by, run_date_of, target_day
-from unload_assets.orchestration.deadline_cursor import DeadlineCursor
-from unload_assets.orchestration.deadline_post import Telling
-from unload_assets.orchestration.lateness import Lookup
-from unload_assets.resources.slack import UnloadSlackResource
+from unload_assets.notify import tick
+from unload_assets.notify.deadline_post import DeadlineNotifier
+from unload_assets.notify.lateness import DeliveryLookup
+from unload_assets.notify.slack import UnloadSlackResource
+from unload_assets.notify.tick import BACKLOG, LOOKBACK, SensorCursor
 from unload_assets.secrets import scrub
-
-LOOKBACK = timedelta(hours=24)  # how far back the very first tick looks (no watermark yet)
-BACKLOG = timedelta(days=7)  # the furthest back any tick looks, and how long a late day awaits its follow-up
-TICK_BUDGET_SECONDS = 15.0  # well inside Dagster's 60 s sensor timeout; the rest waits for the next tick
-
-
-def _now() -> float:
-    return time.time()  # a seam for tests: deadlines pass without waiting for them
 
 
 def build_deadline_sensor(config: Configuration, targets: Sequence[UnloadTarget]) -> dg.SensorDefinition:
@@ -79,7 +71,7 @@ def check_deadlines(
     config: Configuration,
     targets: Sequence[UnloadTarget],
 ) -> dg.SensorResult:
-    cursor, now, tz = DeadlineCursor.parse(context.cursor), _now(), config.timezone
+    cursor, now, tz = SensorCursor.parse(context.cursor), tick.now(), config.timezone
     if not watched:
         return dg.SensorResult(
             skip_reason="No target has a deliver_by: nothing to watch.", cursor=cursor.dump()
@@ -90,7 +82,7 @@ def check_deadlines(
         target = config.names.target_of(key)
         return target if target in names else None
 
-    lookup = Lookup(context.instance, config.names, target_of, config.run_link)
+    lookup = DeliveryLookup(context.instance, config.names, target_of, config.run_link)
     start = cursor.since if cursor.since is not None else now - LOOKBACK.total_seconds()
     due = due_between(watched, tz, max(start, now - BACKLOG.total_seconds()), now)
     late = [(t, lookup.why_late(t)) for t in due if t.key not in cursor.late and lookup.landed(t) is None]
@@ -111,11 +103,11 @@ def check_deadlines(
         waiting = f"{len(late)} late and {len(landed)} now delivered target-day(s) waiting"
         return dg.SensorResult(skip_reason=f"{reason}; {waiting}.", cursor=cursor.dump())
     secrets = config.secret_values(slack.token)
-    tick = Telling(slack, cursor, secrets, clock=lambda: _now(), budget_seconds=TICK_BUDGET_SECONDS)
-    tick.tell(late, landed)
+    notifier = DeadlineNotifier(slack, cursor, secrets, clock=lambda: tick.now())
+    notifier.tell(late, landed)
     cursor.since = _watermark(late, cursor, now)
     return dg.SensorResult(
-        skip_reason=scrub(_summary(tick, len(due), dropped), secrets), cursor=cursor.dump()
+        skip_reason=scrub(_summary(notifier, len(due), dropped), secrets), cursor=cursor.dump()
     )
 
 
@@ -126,23 +118,23 @@ def _restore(key: str, due: float, by_name: dict[str, Watched], tz: str) -> Targ
     return told if told is not None and told.key == key else None
 
 
-def _watermark(late: Sequence[tuple[TargetDay, object]], cursor: DeadlineCursor, now: float) -> float:
+def _watermark(late: Sequence[tuple[TargetDay, object]], cursor: SensorCursor, now: float) -> float:
     """Up to the first late target-day Slack does not have yet (checked again next tick), else now."""
     untold = [told.due for told, _ in late if told.key not in cursor.late]
     return min(untold) - 0.001 if untold else now
 
 
-def _summary(tick: Telling, due: int, dropped: int) -> str:
-    waiting = f"{len(tick.cursor.late)} target-day(s) told late await their delivery"
-    if not (due or tick.told_late or tick.told_landed or tick.stop or dropped):
+def _summary(notifier: DeadlineNotifier, due: int, dropped: int) -> str:
+    waiting = f"{len(notifier.cursor.late)} target-day(s) told late await their delivery"
+    if not (due or notifier.told_late or notifier.told_landed or notifier.stop or dropped):
         return f"No deadline passed since the last tick; {waiting}."
-    summary = f"{due} deadline(s) passed; told late: {_names(tick.told_late) or 'none'}"
-    summary += f"; now delivered: {_names(tick.told_landed)}" if tick.told_landed else ""
-    summary += f"; {tick.found} found already in the channel, not posted again" if tick.found else ""
-    summary += f"; stopped: {tick.stop}; the rest is retried next tick" if tick.stop else ""
+    summary = f"{due} deadline(s) passed; told late: {_names(notifier.told_late) or 'none'}"
+    summary += f"; now delivered: {_names(notifier.told_landed)}" if notifier.told_landed else ""
+    summary += f"; {notifier.found} found already in the channel, not posted again" if notifier.found else ""
+    summary += f"; stopped: {notifier.stop}; the rest is retried next tick" if notifier.stop else ""
     summary += f"; {dropped} late target-day(s) no longer followed" if dropped else ""
-    if tick.unread:
-        summary += f"; could not look for earlier posts ({tick.unread}): posted, a duplicate is possible"
+    if notifier.unread:
+        summary += f"; could not look for earlier posts ({notifier.unread}): posted, a duplicate is possible"
     return f"{summary}; {waiting}."
 
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from unload_assets import messages
 from unload_assets.catalogue import Problem
-from unload_assets.orchestration.sensor_cursor import Cursor
-from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
+from unload_assets.notify import messages
+from unload_assets.notify.slack import NotDelivered, UnloadSlackResource
+from unload_assets.notify.tick import SensorCursor
 
 HISTORY_LOOKBACK_SECONDS = 7 * 86_400  # how far back the channel is searched for a problem told already
 
 
 def tell_problems(
     slack: UnloadSlackResource,
-    cursor: Cursor,
+    cursor: SensorCursor,
     problems: Sequence[Problem],
     secrets: tuple[str, ...],
     *,

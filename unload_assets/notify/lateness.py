@@ -13,25 +13,25 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from unload_assets import late_messages as lm
 from unload_assets.deadline import TargetDay
 from unload_assets.delivery import Delivery
+from unload_assets.notify import messages
+from unload_assets.notify.run_report import Reading, TargetOf, read_run
+from unload_assets.notify.tick import WILL_RETRY_TAG
 from unload_assets.orchestration.names import Names
-from unload_assets.orchestration.run_report import Reading, TargetOf, read_run
 
 RUNS_LOOKED_AT = 50  # the newest runs of a day searched for the one that planned a target
-WILL_RETRY_TAG = "dagster/will_retry"  # Dagster's: "true" on a failed run its run retries will retry
 _S = dg.DagsterRunStatus
 _QUEUED = {_S.QUEUED, _S.NOT_STARTED, _S.STARTING}
 _REASONS = {
-    _S.STARTED: lm.RUNNING,
-    _S.FAILURE: lm.FAILED,
-    _S.CANCELING: lm.CANCELED,
-    _S.CANCELED: lm.CANCELED,
+    _S.STARTED: messages.RUNNING,
+    _S.FAILURE: messages.FAILED,
+    _S.CANCELING: messages.CANCELED,
+    _S.CANCELED: messages.CANCELED,
 }
 
 
-class Lookup:
+class DeliveryLookup:
     """One tick's reads of the instance: the runs of a day and what each planned are read once, however
     many targets share them."""
 
@@ -47,7 +47,7 @@ class Lookup:
         self._planned: dict[str, set[dg.AssetKey]] = {}
         self._readings: dict[str, Reading] = {}
 
-    def landed(self, told: TargetDay) -> lm.Landed | None:
+    def landed(self, told: TargetDay) -> messages.Landed | None:
         """The target-day's delivery: its partition's latest materialisation (a daily target), or the
         latest since 09:00 of the run's day (unpartitioned); None while there is none."""
         key = self.names.asset_key(told.target)
@@ -60,7 +60,7 @@ class Lookup:
             return None
         record, mat = found[0], found[0].asset_materialization
         uri = Delivery.from_metadata(mat.metadata).uri if mat is not None else ""
-        return lm.Landed(
+        return messages.Landed(
             target=told.target,
             day=told.day,
             due=told.due_local,
@@ -71,24 +71,24 @@ class Lookup:
             link=self.run_link(record.run_id) if record.run_id else None,
         )
 
-    def why_late(self, told: TargetDay) -> lm.Late:
+    def why_late(self, told: TargetDay) -> messages.Late:
         key = self.names.asset_key(told.target)
         found = next((r for r in self._runs_of(told) if key in self._planned_by(r.dagster_run.run_id)), None)
         if found is None:
-            return lm.Late(told.target, told.day, told.due_local, lm.NEVER_LAUNCHED)
+            return messages.Late(told.target, told.day, told.due_local, messages.NEVER_LAUNCHED)
         run = found.dagster_run
-        reason = lm.QUEUED if run.status in _QUEUED else _REASONS.get(run.status, lm.WITHOUT_IT)
-        since = found.create_timestamp.timestamp() if reason == lm.QUEUED else found.start_time
-        detail = self._error(run.run_id, told.target) if reason == lm.FAILED else ""
-        if reason == lm.FAILED and run.tags.get(WILL_RETRY_TAG) == "true":
+        reason = messages.QUEUED if run.status in _QUEUED else _REASONS.get(run.status, messages.WITHOUT_IT)
+        since = found.create_timestamp.timestamp() if reason == messages.QUEUED else found.start_time
+        detail = self._error(run.run_id, told.target) if reason == messages.FAILED else ""
+        if reason == messages.FAILED and run.tags.get(WILL_RETRY_TAG) == "true":
             detail += (" — " if detail else "") + "Dagster will retry it"
-        return lm.Late(
+        return messages.Late(
             told.target,
             told.day,
             told.due_local,
             reason,
             detail=detail,
-            since=since if reason in (lm.QUEUED, lm.RUNNING) else None,
+            since=since if reason in (messages.QUEUED, messages.RUNNING) else None,
             run_id=run.run_id,
             link=self.run_link(run.run_id),
         )

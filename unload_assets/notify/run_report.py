@@ -14,13 +14,13 @@ from typing import Any, Protocol
 
 import dagster as dg
 
-from unload_assets import messages
 from unload_assets.delivery import FAILED_TARGETS, Delivery, plain
+from unload_assets.notify import messages
+from unload_assets.notify.tick import RETRY_NUMBER_TAG
 
 Ev = dg.DagsterEventType
 _EVENTS = {Ev.ASSET_MATERIALIZATION_PLANNED, Ev.ASSET_MATERIALIZATION, Ev.STEP_FAILURE, Ev.RUN_FAILURE}
 HISTORY_LOOKUPS = 20  # previous-delivery queries per failure message; further targets are listed without
-RETRY_NUMBER_TAG = "dagster/retry_number"  # set by Dagster's run retries on each retry run
 
 
 @dataclass

@@ -22,7 +22,6 @@ announced by the failure sensor.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -31,34 +30,34 @@ import dagster as dg
 
 from unload_assets.catalogue import Catalogue, Problem
 from unload_assets.configuration import Configuration
-from unload_assets.orchestration.catalogue_notices import tell_problems
-from unload_assets.orchestration.run_report import Reading, read_run
-from unload_assets.orchestration.sensor_cursor import Cursor
-from unload_assets.orchestration.slack_post import (
+from unload_assets.notify import tick
+from unload_assets.notify.catalogue_notices import tell_problems
+from unload_assets.notify.run_post import (
     LEGACY_ANNOUNCED_RUN_TAG,
     LEGACY_ANNOUNCED_TAG,
-    Posting,
+    RunAnnouncer,
     RunTags,
     already_posted,
     retag,
 )
-from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
+from unload_assets.notify.run_report import Reading, read_run
+from unload_assets.notify.slack import NotDelivered, UnloadSlackResource
+from unload_assets.notify.tick import AUTO_RETRY_RUN_TAG, LOOKBACK, WILL_RETRY_TAG, SensorCursor
 from unload_assets.secrets import scrub
 
-LOOKBACK = timedelta(hours=24)  # how far back the very first tick looks (no watermark yet)
 MARGIN_SECONDS = 300.0  # the watermark trails the clock: a run's end is committed a moment after it ends
 CATCH_UP_THRESHOLD = 10  # more runs than this waiting at once (an outage): one summary message
 CATCH_UP_MAX = 50  # runs in one summary (their ids ride in its Slack metadata); more take more ticks
 RETRY_WAIT = timedelta(hours=1)  # a retry Dagster said it would start, but has not: announce the failure
-WILL_RETRY_TAG = "dagster/will_retry"  # Dagster's: "true" on a failed run its run retries will retry
-AUTO_RETRY_RUN_TAG = "dagster/auto_retry_run_id"  # Dagster's: the retry run, once launched
-TICK_BUDGET_SECONDS = 15.0  # well inside Dagster's 60 s sensor timeout; the rest waits for the next tick
-__all__ = ["Cursor", "RunTags", "Watch", "announce", "build_notification_sensors", "notification_sensors"]
+__all__ = [
+    "SensorCursor",
+    "RunTags",
+    "Watch",
+    "announce",
+    "build_notification_sensors",
+    "notification_sensors",
+]
 RunRecord = dg.RunRecord
-
-
-def _now() -> float:
-    return time.time()  # a seam for tests: Retry-After deferrals without sleeping
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ def announce(
     status: dg.DagsterRunStatus,
     watch: Watch,
 ) -> dg.SensorResult:
-    cursor, instance, now, tags = Cursor.parse(context.cursor), context.instance, _now(), watch.tags
+    cursor, instance, now, tags = SensorCursor.parse(context.cursor), context.instance, tick.now(), watch.tags
     retag(instance, cursor, now, keep_seconds=2 * LOOKBACK.total_seconds(), tags=tags)
     told = ""
     if status == dg.DagsterRunStatus.FAILURE and not slack.misconfiguration() and cursor.not_before <= now:
@@ -146,7 +145,7 @@ def announce(
             watch.config.secret_values(slack.token),
             kept_from_loading=watch.kept_from_loading,
             instance=watch.config.names.instance,
-            clock=_now,
+            clock=lambda: tick.now(),
         )
     pending, held = _pending(instance, status, cursor, now, watch)
     waiting = f"{len(pending)} {status.value.lower()} unload run(s) waiting"
@@ -164,13 +163,13 @@ def announce(
         found, unread = already_posted(slack, pending, tags), None
     except NotDelivered as exc:
         if exc.retry_after is not None:
-            cursor.not_before = _now() + exc.retry_after
+            cursor.not_before = tick.now() + exc.retry_after
         if not exc.cannot_read:  # Slack cannot say now: ask again next tick rather than guess
             _advance(cursor, [*_ends(pending), *held], now)
             summary = f"Announced 0 of {len(pending)} run(s); stopped: {exc.reason}; retried next tick."
             return dg.SensorResult(skip_reason=scrub(summary, secrets), cursor=cursor.dump())
         found, unread = {}, exc.reason
-    tick = Posting(
+    posting = RunAnnouncer(
         instance,
         slack,
         cursor,
@@ -178,22 +177,21 @@ def announce(
         found,
         tags=tags,
         run_link=watch.config.run_link,
-        clock=lambda: _now(),
-        budget_seconds=TICK_BUDGET_SECONDS,
+        clock=lambda: tick.now(),
     )
-    rest = [(r, reading) for r, reading in pending if not tick.retag_found(r.dagster_run.run_id)]
-    if tick.stop is None and len(rest) > CATCH_UP_THRESHOLD:
-        tick.post_summary(rest[:CATCH_UP_MAX])
-    elif tick.stop is None:
-        tick.post_each(rest)
-    left = [(r, reading) for r, reading in pending if r.dagster_run.run_id not in tick.done]
+    rest = [(r, reading) for r, reading in pending if not posting.retag_found(r.dagster_run.run_id)]
+    if posting.stop is None and len(rest) > CATCH_UP_THRESHOLD:
+        posting.post_summary(rest[:CATCH_UP_MAX])
+    elif posting.stop is None:
+        posting.post_each(rest)
+    left = [(r, reading) for r, reading in pending if r.dagster_run.run_id not in posting.done]
     _advance(cursor, [*_ends(left), *held], now)
-    summary = f"Announced {len(tick.done)} of {len(pending)} run(s)"
-    summary += f" ({', '.join(r[:8] for r in tick.sent)})" if tick.sent else ""
-    summary += f"; {tick.summarized} in one catch-up message" if tick.summarized else ""
+    summary = f"Announced {len(posting.done)} of {len(pending)} run(s)"
+    summary += f" ({', '.join(r[:8] for r in posting.sent)})" if posting.sent else ""
+    summary += f"; {posting.summarized} in one catch-up message" if posting.summarized else ""
     summary += f"; {len(found)} found already in the channel, not posted again" if found else ""
-    summary += f"; stopped: {tick.stop}; the rest is retried next tick" if tick.stop else ""
-    summary += f"; Slack refused: {'; '.join(tick.refused)}" if tick.refused else ""
+    summary += f"; stopped: {posting.stop}; the rest is retried next tick" if posting.stop else ""
+    summary += f"; Slack refused: {'; '.join(posting.refused)}" if posting.refused else ""
     summary += f"; {len(held)} failed run(s) wait for Dagster's retry" if held else ""
     if unread:
         summary += f"; could not look for earlier attempts ({unread}): posted again, a duplicate is possible"
@@ -209,7 +207,7 @@ def _ended(record: RunRecord) -> float:
     return record.end_time or record.update_timestamp.timestamp()
 
 
-def _advance(cursor: Cursor, unannounced_ends: list[float], now: float) -> None:
+def _advance(cursor: SensorCursor, unannounced_ends: list[float], now: float) -> None:
     """The watermark: up to the oldest run still to announce, else shortly before now."""
     cursor.since = min([*unannounced_ends, now - MARGIN_SECONDS])
 
@@ -222,7 +220,7 @@ def _statuses(status: dg.DagsterRunStatus) -> list[dg.DagsterRunStatus]:
 
 
 def _pending(
-    instance: dg.DagsterInstance, status: dg.DagsterRunStatus, cursor: Cursor, now: float, watch: Watch
+    instance: dg.DagsterInstance, status: dg.DagsterRunStatus, cursor: SensorCursor, now: float, watch: Watch
 ) -> tuple[list[tuple[RunRecord, Reading]], list[float]]:
     """Runs to announce, oldest first; and the end times of failed runs held back for Dagster's retry."""
     since = cursor.since if cursor.since is not None else now - LOOKBACK.total_seconds()

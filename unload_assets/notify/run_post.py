@@ -1,4 +1,4 @@
-"""Posting one tick's announcements to Slack, each exactly once.
+"""Announcing finished runs in Slack, each exactly once (the protocol every sensor shares: tick.py).
 
 Before a post the run is tagged as attempted (`ATTEMPT_TAG`), and the message carries the run's id in its
 Slack metadata; once Slack has it the run is tagged announced. A run attempted before but never tagged
@@ -7,17 +7,16 @@ is looked up in the channel's history (`already_posted`) before anything is post
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import dagster as dg
 
-from unload_assets import messages
+from unload_assets.notify import messages
+from unload_assets.notify.run_report import Reading, catch_up_message, message_for
+from unload_assets.notify.slack import NotDelivered, UnloadSlackResource
+from unload_assets.notify.tick import SensorCursor, SlackTick
 from unload_assets.orchestration.names import Names
-from unload_assets.orchestration.run_report import Reading, catch_up_message, message_for
-from unload_assets.orchestration.sensor_cursor import Cursor
-from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
 
 # The tags written before runs were announced per instance: a run carrying them was announced already.
 LEGACY_ANNOUNCED_TAG = "unload_assets/slack_announced"
@@ -47,37 +46,31 @@ class RunTags:
         )
 
 
-class Posting:
-    """One tick's posting: each run's message (or one summary), each run tagged once Slack has it."""
+class RunAnnouncer(SlackTick):
+    """One tick's run announcements: each run's message (or one summary), each run tagged once Slack has
+    it. Before a post the run is tagged as attempted (its id rides in the message's metadata); a run
+    attempted before but never tagged announced was looked up in the channel first (`found`)."""
 
     def __init__(
         self,
         instance: dg.DagsterInstance,
         slack: UnloadSlackResource,
-        cursor: Cursor,
+        cursor: SensorCursor,
         secrets: tuple[str, ...],
         found: dict[str, tuple[str, str]],
         *,
         tags: RunTags,
         run_link: Callable[[str], str],
         clock: Callable[[], float],
-        budget_seconds: float,
+        budget_seconds: float | None = None,
     ) -> None:
-        self.instance, self.slack, self.cursor, self.secrets, self.found = (
-            instance,
-            slack,
-            cursor,
-            secrets,
-            found,
-        )
+        super().__init__(slack, cursor, clock=clock, budget_seconds=budget_seconds)
+        self.instance, self.secrets, self.found = instance, secrets, found
         self.tags, self.run_link = tags, run_link
         self.done: set[str] = set()  # announced now (posted, or found in the channel)
         self.sent: list[str] = []
         self.refused: list[str] = []
         self.summarized = 0
-        self.stop: str | None = None
-        self.clock = clock
-        self.deadline = time.monotonic() + budget_seconds
 
     def retag_found(self, run_id: str) -> bool:
         """Posted by an earlier attempt whose answer never came: tag it, never re-post."""
@@ -89,11 +82,10 @@ class Posting:
     def post_each(self, runs: list[tuple[RunRecord, Reading]]) -> None:
         for record, reading in runs:
             run_id = record.dagster_run.run_id
-            if time.monotonic() > self.deadline:
-                self.stop = "time budget of this tick used up"
+            if self.out_of_time:
                 return
             message = message_for(self.instance, record, reading, self.secrets, self.run_link)
-            posted = self._post(message, [record])
+            posted = self._post_runs(message, [record])
             if posted is None and self.stop is not None:
                 return
             if posted is not None:
@@ -103,7 +95,7 @@ class Posting:
 
     def post_summary(self, runs: list[tuple[RunRecord, Reading]]) -> None:
         message = catch_up_message(self.instance, runs, self.secrets, self.run_link)
-        posted = self._post(message, [record for record, _ in runs])
+        posted = self._post_runs(message, [record for record, _ in runs])
         if posted is None:
             return
         for record, _ in runs:
@@ -111,25 +103,20 @@ class Posting:
                 return
             self.summarized += 1
 
-    def _post(self, message: messages.SlackMessage, records: list[RunRecord]) -> tuple[str, str] | None:
+    def _post_runs(self, message: messages.SlackMessage, records: list[RunRecord]) -> tuple[str, str] | None:
         run_ids = [r.dagster_run.run_id for r in records]
         try:
             for run_id, record in zip(run_ids, records, strict=True):
                 if attempt_time(record.dagster_run, self.tags) is None:
                     self.instance.add_run_tags(run_id, {self.tags.attempt: f"{run_id}@{self.clock():.3f}"})
-            return self.slack.post(message.text, message.blocks, run_id=run_ids[0], also=run_ids[1:])
-        except NotDelivered as exc:
-            if exc.retry_after is not None:
-                self.cursor.not_before = self.clock() + exc.retry_after
-            if exc.only_this_message and len(run_ids) == 1:  # one malformed message holds back no other
-                self.refused.append(f"{run_ids[0][:8]}: {exc.reason}")
-                return None
-            self.stop = exc.reason + (
-                "; looked up in the channel before any new post" if exc.maybe_posted else ""
-            )
         except Exception as exc:  # the attempt tag could not be written: post nothing unrecorded
             self.stop = f"could not tag run {run_ids[0][:8]} before posting ({type(exc).__name__})"
-        return None
+            return None
+        posted = self.post(message, run_ids=run_ids)
+        if isinstance(posted, NotDelivered):
+            self.refused.append(f"{run_ids[0][:8]}: {posted.reason}")
+            return None
+        return posted
 
     def _tag(self, run_id: str, channel_id: str, ts: str) -> bool:
         """Tag the run announced; a crash before this write is what the attempt tag and the history
@@ -173,7 +160,7 @@ def already_posted(
 
 
 def retag(
-    instance: dg.DagsterInstance, cursor: Cursor, now: float, keep_seconds: float, tags: RunTags
+    instance: dg.DagsterInstance, cursor: SensorCursor, now: float, keep_seconds: float, tags: RunTags
 ) -> None:
     """Tag the runs Slack has but whose tag write failed (kept in the cursor), as announced."""
     for run_id, ts in list(cursor.untagged.items()):
