@@ -13,8 +13,7 @@ import psycopg2.errors
 import pytest
 from unload_assets_local.emulator.protocol import session
 
-from unload_assets_tests.emulator.test_emulator_unload import last_unload, objects, unload
-from unload_assets_tests.support.emulator_helpers import connect
+from unload_assets_tests.support.emulator_helpers import connect, last_unload, objects, unload
 
 SELECT = "select g, md5(g::text) from generate_series(1, 2000) g"
 OPTIONS = "MANIFEST"  # one data file per slice (4), then the manifest

@@ -19,9 +19,7 @@ import pytest
 from unload_assets_local.emulator.login.credentials import CredentialRegistry
 from unload_assets_local.emulator.server import RedshiftEmulator
 
-from unload_assets_tests.emulator.test_emulator_proxy import PSQL
-from unload_assets_tests.emulator.test_emulator_unload import objects, unload
-from unload_assets_tests.support.emulator_helpers import connect, emulator_for
+from unload_assets_tests.support.emulator_helpers import PSQL, connect, emulator_for, objects, unload
 
 
 class Clock:

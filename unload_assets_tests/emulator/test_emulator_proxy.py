@@ -17,9 +17,7 @@ import psycopg2.errors
 import pytest
 
 from unload_assets.statement.sqltext import quote_literal
-from unload_assets_tests.support.emulator_helpers import connect
-
-PSQL = "/usr/bin/psql"
+from unload_assets_tests.support.emulator_helpers import PSQL, connect
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ import pytest
 import zstandard
 from unload_assets_local.emulator.server import RedshiftEmulator
 
-from unload_assets.statement.sqltext import quote_literal
-from unload_assets_tests.support.emulator_helpers import connect
+from unload_assets_tests.support.emulator_helpers import connect, last_unload, objects, unload
 
 AWKWARD_ROWS = [
     (1, 'say "hi", ok', "plain", Decimal("1.50"), 0.25, "2024-01-31", "2024-01-31 10:11:12.5", True),
@@ -66,23 +65,6 @@ def to(s3_server):
     return f"s3://{s3_server.bucket}/emu/{uuid.uuid4().hex}/"
 
 
-def unload(conn, select: str, to: str, options: str = "") -> None:
-    with conn.cursor() as cur:
-        cur.execute(f"UNLOAD ({quote_literal(select)}) TO '{to}' IAM_ROLE default {options}")
-        assert cur.rowcount == -1
-        assert cur.description is None
-
-
-def objects(s3_server, to: str) -> dict[str, bytes]:
-    """Key (relative to `to`) -> object bytes."""
-    client, prefix = s3_server.client(), to[len(f"s3://{s3_server.bucket}/") :]
-    listing = client.list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix).get("Contents", [])
-    return {
-        o["Key"][len(prefix) :]: client.get_object(Bucket=s3_server.bucket, Key=o["Key"])["Body"].read()
-        for o in listing
-    }
-
-
 def plain(name: str, body: bytes) -> bytes:
     if name.endswith(".gz"):
         return gzip.decompress(body)
@@ -95,12 +77,6 @@ def plain(name: str, body: bytes) -> bytes:
 
 def data_files(found: dict[str, bytes]) -> dict[str, bytes]:
     return {k: v for k, v in found.items() if not k.endswith("manifest")}
-
-
-def last_unload(conn) -> tuple[int, int]:
-    with conn.cursor() as cur:
-        cur.execute("select pg_last_unload_count(), pg_last_unload_id()")
-        return cur.fetchone()
 
 
 def reference(pg, select: str) -> list[tuple]:

@@ -15,10 +15,10 @@ import pytest
 from unload_assets_local.stack import LocalStack
 
 from unload_assets.assembly import build_instance, read_instance_catalogue
+from unload_assets_tests.support.catalogue_samples import BAD, GOOD
 from unload_assets_tests.support.pipeline_helpers import csv_rows, decompress, get_bytes
 from unload_assets_tests.support.sensor_daemon import SensorDaemon
 from unload_assets_tests.support.this_project import NAMES, configuration
-from unload_assets_tests.unit.test_quarantine import BAD, GOOD
 
 pytestmark = pytest.mark.stack
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg2
+import psycopg2.errors
 from unload_assets_local.emulator.server import RedshiftEmulator
 from unload_assets_local.postgres import PostgresCluster
 from unload_assets_local.s3server import S3Server
+
+from unload_assets.statement.sqltext import quote_literal
 
 
 def emulator_for(pg_cluster: PostgresCluster, s3_server: S3Server, **options: Any) -> RedshiftEmulator:
@@ -66,3 +69,29 @@ def psycopg3_to(emulator, pg_cluster):
         sslmode="disable",
         autocommit=True,
     )
+
+
+def unload(conn, select: str, to: str, options: str = "") -> None:
+    with conn.cursor() as cur:
+        cur.execute(f"UNLOAD ({quote_literal(select)}) TO '{to}' IAM_ROLE default {options}")
+        assert cur.rowcount == -1
+        assert cur.description is None
+
+
+def objects(s3_server, to: str) -> dict[str, bytes]:
+    """Key (relative to `to`) -> object bytes."""
+    client, prefix = s3_server.client(), to[len(f"s3://{s3_server.bucket}/") :]
+    listing = client.list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix).get("Contents", [])
+    return {
+        o["Key"][len(prefix) :]: client.get_object(Bucket=s3_server.bucket, Key=o["Key"])["Body"].read()
+        for o in listing
+    }
+
+
+def last_unload(conn) -> tuple[int, int]:
+    with conn.cursor() as cur:
+        cur.execute("select pg_last_unload_count(), pg_last_unload_id()")
+        return cur.fetchone()
+
+
+PSQL = "/usr/bin/psql"

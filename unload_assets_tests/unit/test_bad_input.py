@@ -1,7 +1,7 @@
 """Catalogue mistakes and hostile values: each is refused at load with ONE line naming the target and
 field, or accepted and then quoted so that Redshift reads back exactly what was meant.
 
-Complements test_targets.py, which already covers (and this corpus does not repeat): unknown fields and
+Complements test_catalogue.py, which already covers (and this corpus does not repeat): unknown fields and
 typos, bad names/owners/tags, `..`, spaces, quotes, backslashes and control characters in key templates,
 unknown template variables, option pairs Redshift refuses, outer LIMIT, `;`, an unterminated literal, a
 17 MB statement, an ARN with a quote, duplicate names and fields, broken YAML, a missing file.
@@ -24,7 +24,7 @@ from unload_assets.catalogue import CatalogueError, load_catalogue
 from unload_assets.rename.header import header_by_rename
 from unload_assets.statement.auth import UnloadAuth
 from unload_assets.statement.build import build_unload, render_select
-from unload_assets_tests.unit.test_catalogue import DAILY, ROLE, SNAPSHOT
+from unload_assets_tests.support.catalogue_samples import DAILY, ROLE, SNAPSHOT
 
 REPO = Path(__file__).resolve().parents[2]
 ALLOWED_VARS = "allowed: {target}, {date}, {yyyy}, {mm}, {dd}"

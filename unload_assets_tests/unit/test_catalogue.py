@@ -7,22 +7,9 @@ import yaml
 
 from unload_assets.catalogue import PACKAGED_CATALOGUE, CatalogueError, UnloadTarget, load_catalogue
 from unload_assets.catalogue.model import DailyPartitioning, NoPartitioning
+from unload_assets_tests.support.catalogue_samples import DAILY, ROLE, SNAPSHOT
 
 CATALOGUES = Path(__file__).with_name("catalogues")
-ROLE = "arn:aws:iam::123456789012:role/RedshiftUnload"
-DAILY = {
-    "name": "daily_t",
-    "description": "A daily target.",
-    "sql": "select * from public.sales where sale_date = {{ partition_date }}",
-    "key_template": "exports/{target}/{date}.csv",
-    "partitioning": {"type": "daily", "start_date": "2026-01-01"},
-}
-SNAPSHOT = {
-    "name": "snap",
-    "description": "A snapshot.",
-    "sql": "select * from public.customers",
-    "key_template": "exports/customers.csv",
-}
 
 
 def write(tmp_path: Path, targets: list[dict], defaults: dict | None = None) -> Path:

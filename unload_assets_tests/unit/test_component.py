@@ -28,7 +28,7 @@ from unload_assets_tests.support.scratch_project import (
 from unload_assets_tests.support.scratch_project import (
     dg as run_dg,
 )
-from unload_assets_tests.unit.test_definitions_snapshot import ENV, described
+from unload_assets_tests.support.this_project import ENV, described
 
 cli = pytest.mark.cli
 

@@ -17,8 +17,7 @@ from unload_assets.deadline import RUN_AT, Watched, due_between, freshness_windo
 from unload_assets.notify import messages
 from unload_assets.notify.tick import SensorCursor, Told
 from unload_assets.orchestration.schedules import run_at_cron
-from unload_assets_tests.support.this_project import DEADLINE_SENSOR
-from unload_assets_tests.unit.test_definitions_snapshot import ENV
+from unload_assets_tests.support.this_project import DEADLINE_SENSOR, ENV
 
 DAILY = {
     "name": "sales",

@@ -8,29 +8,9 @@ import dagster as dg
 import pytest
 
 from unload_assets.component import build_definitions
-from unload_assets_tests.unit.test_definitions_snapshot import ENV
+from unload_assets_tests.support.catalogue_samples import EVERY_DAY, write_catalogue
+from unload_assets_tests.support.this_project import ENV
 
-TARGET = """
-  - name: {name}
-    description: {name}
-    sql: "select 1 from public.{table}{where}"
-    key_template: exports/{name}{date}.csv
-    {partitioning}
-"""
-
-
-def _catalogue(tmp_path, specs: list[tuple[str, str, str]]):
-    body = "targets:"
-    for name, table, partitioning in specs:
-        where = " where day = {{ partition_date }}" if partitioning else ""
-        date = "/{date}" if partitioning else ""
-        body += TARGET.format(name=name, table=table, partitioning=partitioning, where=where, date=date)
-    path = tmp_path / "catalogue.yaml"
-    path.write_text(body)
-    return path
-
-
-DAILY = "partitioning: {type: daily, start_date: 2026-01-01}"
 LATER = "partitioning: {type: daily, start_date: 2026-06-01}"
 
 
@@ -50,9 +30,14 @@ def _graphs(defs: dg.Definitions) -> dict[str, list[str]]:
 
 
 def test_one_pair_of_ops_per_partitioning_with_lineage_per_target(tmp_path):
-    path = _catalogue(
+    path = write_catalogue(
         tmp_path,
-        [("a", "sales", DAILY), ("b", "customers", DAILY), ("c", "sales", LATER), ("d", "sales", "")],
+        [
+            ("a", "sales", EVERY_DAY),
+            ("b", "customers", EVERY_DAY),
+            ("c", "sales", LATER),
+            ("d", "sales", ""),
+        ],
     )
     defs = build_definitions(path)
     assert _graphs(defs) == {
@@ -72,7 +57,7 @@ def test_one_pair_of_ops_per_partitioning_with_lineage_per_target(tmp_path):
 
 def test_a_batch_size_cuts_each_group_into_pairs_of_ops_of_that_many_targets(tmp_path, monkeypatch):
     monkeypatch.setenv("UNLOAD_BATCH_SIZE", "2")
-    path = _catalogue(tmp_path, [(f"t{n}", "sales", DAILY) for n in range(5)] + [("u", "sales", "")])
+    path = write_catalogue(tmp_path, [(f"t{n}", "sales", EVERY_DAY) for n in range(5)] + [("u", "sales", "")])
     assert _graphs(build_definitions(path)) == {
         "unloads_daily_1": ["t0", "t1"],
         "unloads_daily_2": ["t2", "t3"],
@@ -91,11 +76,11 @@ def test_a_wrong_batch_size_or_concurrency_is_named_at_load(tmp_path, monkeypatc
     monkeypatch.setenv(name, raw)
     attribute = {"UNLOAD_BATCH_SIZE": "batch_size", "UNLOAD_MAX_CONCURRENT": "max_concurrent_unloads"}[name]
     with pytest.raises(Exception, match=f"(?s)field '{attribute}'.*{re.escape(raw)}"):
-        build_definitions(_catalogue(tmp_path, [("a", "sales", DAILY)]))
+        build_definitions(write_catalogue(tmp_path, [("a", "sales", EVERY_DAY)]))
 
 
 def test_the_upstream_tables_carry_their_full_name_for_dagsters_catalog(tmp_path):
-    defs = build_definitions(_catalogue(tmp_path, [("a", "sales", DAILY), ("b", "customers", "")]))
+    defs = build_definitions(write_catalogue(tmp_path, [("a", "sales", EVERY_DAY), ("b", "customers", "")]))
     graph = defs.resolve_asset_graph()
     names = {
         key.to_user_string(): graph.get(key).metadata.get("dagster/table_name")

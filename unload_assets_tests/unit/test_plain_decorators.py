@@ -13,9 +13,8 @@ import pytest
 from unload_assets.catalogue import load_catalogue
 from unload_assets.component import build_definitions
 from unload_assets.orchestration.checks import check_specs
-from unload_assets_tests.support.this_project import NAMES, REDSHIFT_POOL
-from unload_assets_tests.unit.test_definitions_snapshot import ENV
-from unload_assets_tests.unit.test_groups import DAILY, _catalogue
+from unload_assets_tests.support.catalogue_samples import EVERY_DAY, write_catalogue
+from unload_assets_tests.support.this_project import ENV, NAMES, REDSHIFT_POOL
 
 
 @pytest.fixture(autouse=True)
@@ -126,8 +125,12 @@ def _seen(assets: dg.AssetsDefinition) -> dict[str, Any]:
 
 
 def test_the_built_group_is_what_the_plain_decorators_build(tmp_path):
-    specs = [("a", "sales", DAILY), ("b", "customers", DAILY), ("c", "sales", DAILY)]
-    catalogue = _catalogue(tmp_path, specs)
+    specs = [
+        ("a", "sales", EVERY_DAY),
+        ("b", "customers", EVERY_DAY),
+        ("c", "sales", EVERY_DAY),
+    ]
+    catalogue = write_catalogue(tmp_path, specs)
     [built] = [a for a in build_definitions(catalogue).assets or [] if isinstance(a, dg.AssetsDefinition)
                and a.is_executable]  # fmt: skip
     seen = _seen(built)

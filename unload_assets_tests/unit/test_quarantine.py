@@ -18,62 +18,8 @@ from unload_assets.catalogue.load import inline_catalogue
 from unload_assets.component import UnloadTargets
 from unload_assets.configuration import CatalogueChoice
 from unload_assets.statement.lineage import read_select
+from unload_assets_tests.support.catalogue_samples import BAD, GOOD, KINDS
 from unload_assets_tests.support.this_project import NAMES, configuration
-
-GOOD = """\
-targets:
-  - name: sales
-    description: Daily sales.
-    sql: select * from public.sales where sale_date = {{ partition_date }}
-    key_template: exports/sales/{date}.csv
-    partitioning: {type: daily, start_date: "2026-01-01"}
-  - name: customers
-    description: Every customer.
-    sql: select * from public.customers
-    key_template: exports/customers.csv
-  - name: refunds
-    description: Daily refunds.
-    sql: |
-      select *
-      from public.sales
-      where amount < 0 and sale_date = {{ partition_date }}
-    key_template: exports/refunds/{date}.csv
-    partitioning: {type: daily, start_date: "2026-01-01"}
-"""
-# The fourth entry, one mistake each: (kind, entry, where the problem is told, what it says)
-BAD = [
-    (
-        "unknown_placeholder",
-        "  - name: orders\n    description: Orders.\n    sql: select 1 from public.orders\n"
-        "    key_template: exports/{day}/orders.csv\n",
-        "catalogue.yaml: target 'orders', field 'key_template': unknown variable {day}",
-        22,
-    ),
-    (
-        "duplicate_name",
-        "  - name: sales\n    description: Again.\n    sql: select 2 from public.orders\n"
-        "    key_template: exports/again.csv\n",
-        "catalogue.yaml: target 'sales', field 'name': duplicate (first on line 2)",
-        19,
-    ),
-    (
-        "bad_format_combination",
-        "  - name: orders\n    description: Orders.\n    sql: select 1 from public.orders\n"
-        "    key_template: exports/orders.parquet\n    format: parquet\n    header: true\n",
-        "catalogue.yaml: target 'orders', field 'header': FORMAT PARQUET can't be combined with HEADER",
-        24,
-    ),
-    (
-        "sql_syntax_error",
-        "  - name: orders\n    description: Orders.\n    sql: |\n      select order_id,\n"
-        "        sum(amount\n      from public.orders\n      group by 1\n"
-        "    key_template: exports/orders.csv\n",
-        "catalogue.yaml: target 'orders', field 'sql': syntax error at line 3, column 4 of the SQL:"
-        " Expecting )",
-        24,
-    ),
-]
-KINDS = [b[0] for b in BAD]
 
 
 def _write(tmp_path: Path, entry: str) -> Path:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from unload_assets_tests.support.catalogue_samples import BAD, GOOD, KINDS
 from unload_assets_tests.support.scratch_project import clean_environment
-from unload_assets_tests.unit.test_quarantine import BAD, GOOD, KINDS
 
 pytestmark = pytest.mark.cli
 REPO = Path(__file__).resolve().parents[2]
