@@ -95,10 +95,16 @@ def build_instance(config: Configuration, catalogue: Catalogue | None = None) ->
 
 def build_resources(config: Configuration, catalogue: Catalogue | None = None) -> dict[str, object]:
     names, storage, s3 = config.names, config.storage, config.s3
-    owner = catalogue.expected_bucket_owner if catalogue is not None else None
-    if owner:  # the catalogue's defaults.expected_bucket_owner wins over the instance's
-        storage = storage.model_copy(update={"expected_bucket_owner": owner})
-        s3 = s3.model_copy(update={"expected_bucket_owner": owner})
+    # The catalogue's defaults.bucket, .iam_role and .expected_bucket_owner win over the instance's.
+    chosen = {
+        field: value
+        for field in ("bucket", "iam_role", "expected_bucket_owner")
+        if catalogue is not None and (value := getattr(catalogue, field))
+    }
+    if chosen:
+        storage = storage.model_copy(update=chosen)
+    if "expected_bucket_owner" in chosen:
+        s3 = s3.model_copy(update={"expected_bucket_owner": chosen["expected_bucket_owner"]})
     resources: dict[str, object] = {
         names.redshift: config.redshift,
         names.s3: s3,

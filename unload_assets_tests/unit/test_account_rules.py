@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from unload_assets.assembly import build_resources
 from unload_assets.catalogue import CatalogueError
 from unload_assets.catalogue.load import catalogue_from_mapping
 from unload_assets.component import UnloadTargets
@@ -14,6 +15,7 @@ from unload_assets.encryption import Encryption, same_key
 from unload_assets.resources.s3 import IAM_ACTIONS, resource_arn
 from unload_assets.statement.auth import UnloadAuth
 from unload_assets.statement.build import build_unload
+from unload_assets_tests.support.this_project import NAMES, configuration
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 OTHER = "arn:aws:kms:us-east-1:123456789012:key/0000abcd-12ab-34cd-56ef-1234567890ab"
@@ -97,3 +99,22 @@ def test_every_operation_maps_to_the_action_and_resource_it_needs():
     assert IAM_ACTIONS["ListMultipartUploads"] == "s3:ListBucketMultipartUploads"
     assert resource_arn("ListObjectsV2", "b", None) == "arn:aws:s3:::b"
     assert resource_arn("PutObject", "b", "k/x.csv") == "arn:aws:s3:::b/k/x.csv"
+
+
+def test_the_catalogues_bucket_role_and_owner_win_over_the_instances():
+    catalogue = _catalogue(
+        {
+            "bucket": "catalogue-bucket",
+            "iam_role": "arn:aws:iam::123456789012:role/CatalogueUnload",
+            "expected_bucket_owner": "123456789012",
+        }
+    )
+    resources = build_resources(configuration(), catalogue)
+    settings, s3 = resources[NAMES.settings], resources[NAMES.s3]
+    assert (settings.bucket, settings.iam_role, settings.expected_bucket_owner) == (  # type: ignore[attr-defined]
+        "catalogue-bucket",
+        "arn:aws:iam::123456789012:role/CatalogueUnload",
+        "123456789012",
+    )
+    assert s3.expected_bucket_owner == "123456789012"  # type: ignore[attr-defined]
+    assert resources[NAMES.handoff].s3_bucket == "catalogue-bucket"  # type: ignore[attr-defined]
