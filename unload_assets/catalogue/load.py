@@ -1,4 +1,4 @@
-"""Reading the catalogue: `unload_targets.yaml` (or a component's inline `defaults` + `targets`) parsed,
+"""RunOutcome the catalogue: `unload_targets.yaml` (or a component's inline `defaults` + `targets`) parsed,
 defaulted and validated, every problem located by file, line, target and field.
 
 A problem costs only what it touches. `read_catalogue` returns the valid targets with the problems found

@@ -17,7 +17,7 @@ from typing import TypeVar
 from unload_assets.deadline import TargetDay
 from unload_assets.notify import messages
 from unload_assets.notify.slack import NotDelivered, UnloadSlackResource
-from unload_assets.notify.tick import SensorCursor, SlackTick, Told
+from unload_assets.notify.tick import LateNotice, SensorCursor, SlackTick
 
 PER_MESSAGE = 20  # notices per Slack message (their ids ride in its metadata); more make more messages
 _Item = TypeVar("_Item")
@@ -94,7 +94,7 @@ class DeadlineNotifier(SlackTick):
         return None if posted is None else posted[1]
 
     def _late_told(self, target_day: TargetDay, ts: str) -> None:
-        self.cursor.late[target_day.key] = Told(target_day.due, ts)
+        self.cursor.late[target_day.key] = LateNotice(target_day.due, ts)
         self.told_late.append(target_day.key)
 
     def _landed_told(self, target_day: TargetDay) -> None:

@@ -16,18 +16,18 @@ import dagster as dg
 from unload_assets.deadline import TargetDay
 from unload_assets.delivery import Delivery
 from unload_assets.notify import messages
-from unload_assets.notify.run_report import Reading, TargetOf, read_run
+from unload_assets.notify.run_report import RunOutcome, TargetOf, read_run
 from unload_assets.notify.tick import WILL_RETRY_TAG
 from unload_assets.orchestration.names import Names
 
 RUNS_LOOKED_AT = 50  # the newest runs of a day searched for the one that planned a target
-_S = dg.DagsterRunStatus
-_QUEUED = {_S.QUEUED, _S.NOT_STARTED, _S.STARTING}
+RunStatus = dg.DagsterRunStatus
+_QUEUED = {RunStatus.QUEUED, RunStatus.NOT_STARTED, RunStatus.STARTING}
 _REASONS = {
-    _S.STARTED: messages.RUNNING,
-    _S.FAILURE: messages.FAILED,
-    _S.CANCELING: messages.CANCELED,
-    _S.CANCELED: messages.CANCELED,
+    RunStatus.STARTED: messages.RUNNING,
+    RunStatus.FAILURE: messages.FAILED,
+    RunStatus.CANCELING: messages.CANCELED,
+    RunStatus.CANCELED: messages.CANCELED,
 }
 
 
@@ -45,7 +45,7 @@ class DeliveryLookup:
         self.instance, self.names, self.target_of, self.run_link = instance, names, target_of, run_link
         self._runs: dict[tuple[bool, str], list[dg.RunRecord]] = {}
         self._planned: dict[str, set[dg.AssetKey]] = {}
-        self._readings: dict[str, Reading] = {}
+        self._readings: dict[str, RunOutcome] = {}
 
     def landed(self, told: TargetDay) -> messages.Landed | None:
         """The target-day's delivery: its partition's latest materialisation (a daily target), or the

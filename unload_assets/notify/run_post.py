@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from unload_assets.notify import messages
-from unload_assets.notify.run_report import Reading, catch_up_message, message_for
+from unload_assets.notify.run_report import RunOutcome, catch_up_message, message_for
 from unload_assets.notify.slack import NotDelivered, UnloadSlackResource
 from unload_assets.notify.tick import SensorCursor, SlackTick
 from unload_assets.orchestration.names import Names
@@ -79,7 +79,7 @@ class RunAnnouncer(SlackTick):
         channel_id, ts = self.found[run_id]
         return self._tag(run_id, channel_id, ts)
 
-    def post_each(self, runs: list[tuple[RunRecord, Reading]]) -> None:
+    def post_each(self, runs: list[tuple[RunRecord, RunOutcome]]) -> None:
         for record, reading in runs:
             run_id = record.dagster_run.run_id
             if self.out_of_time:
@@ -93,7 +93,7 @@ class RunAnnouncer(SlackTick):
                 if not self._tag(run_id, *posted):
                     return
 
-    def post_summary(self, runs: list[tuple[RunRecord, Reading]]) -> None:
+    def post_summary(self, runs: list[tuple[RunRecord, RunOutcome]]) -> None:
         message = catch_up_message(self.instance, runs, self.secrets, self.run_link)
         posted = self._post_runs(message, [record for record, _ in runs])
         if posted is None:
@@ -147,7 +147,7 @@ def attempt_time(run: dg.DagsterRun, tags: RunTags) -> float | None:
 
 
 def already_posted(
-    slack: UnloadSlackResource, pending: list[tuple[RunRecord, Reading]], tags: RunTags
+    slack: UnloadSlackResource, pending: list[tuple[RunRecord, RunOutcome]], tags: RunTags
 ) -> dict[str, tuple[str, str]]:
     """The pending runs an earlier attempt may have posted, looked up in the channel (one history read
     for all of them, from a minute before the earliest attempt)."""

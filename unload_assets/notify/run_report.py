@@ -18,13 +18,18 @@ from unload_assets.delivery import FAILED_TARGETS, Delivery, plain
 from unload_assets.notify import messages
 from unload_assets.notify.tick import RETRY_NUMBER_TAG
 
-Ev = dg.DagsterEventType
-_EVENTS = {Ev.ASSET_MATERIALIZATION_PLANNED, Ev.ASSET_MATERIALIZATION, Ev.STEP_FAILURE, Ev.RUN_FAILURE}
+DagsterEventType = dg.DagsterEventType  # the events a run report reads
+_EVENTS = {
+    DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+    DagsterEventType.ASSET_MATERIALIZATION,
+    DagsterEventType.STEP_FAILURE,
+    DagsterEventType.RUN_FAILURE,
+}
 HISTORY_LOOKUPS = 20  # previous-delivery queries per failure message; further targets are listed without
 
 
 @dataclass
-class Reading:
+class RunOutcome:
     deliveries: list[Delivery] = field(default_factory=list)
     failures: dict[str, messages.StepFailure] = field(default_factory=dict)
     rename_failed: set[str] = field(default_factory=set)  # targets whose rename stopped part-way
@@ -35,23 +40,27 @@ class Reading:
 TargetOf = Callable[[dg.AssetKey | None], str | None]
 
 
-def read_run(instance: dg.DagsterInstance, run_id: str, target_of: TargetOf) -> Reading:
+def read_run(instance: dg.DagsterInstance, run_id: str, target_of: TargetOf) -> RunOutcome:
     """What run `run_id` did with the targets `target_of` recognises."""
-    reading = Reading()
+    reading = RunOutcome()
     for event_record in instance.get_records_for_run(run_id, of_type=_EVENTS).records:
         entry, event = event_record.event_log_entry, event_record.event_log_entry.dagster_event
         if event is None:
             continue
         key = event.asset_key
         target = target_of(key)
-        if event.event_type == Ev.ASSET_MATERIALIZATION and target is not None:
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION and target is not None:
             mat = event.step_materialization_data.materialization
             meta: dict[str, Any] = plain(mat.metadata)
             meta.setdefault("partition", mat.partition)
             reading.deliveries.append(Delivery.from_metadata(meta, target=target))
-        elif event.event_type == Ev.ASSET_MATERIALIZATION_PLANNED and key is not None and target is not None:
+        elif (
+            event.event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+            and key is not None
+            and target is not None
+        ):
             reading.planned[key] = getattr(event.event_specific_data, "partition", None)
-        elif event.event_type == Ev.STEP_FAILURE and event.step_key:
+        elif event.event_type == DagsterEventType.STEP_FAILURE and event.step_key:
             data = event.step_failure_data
             per_target = _failed_targets(data.user_failure_data)
             for target, failed in per_target.items():  # the rename step names each target not delivered
@@ -63,7 +72,7 @@ def read_run(instance: dg.DagsterInstance, run_id: str, target_of: TargetOf) -> 
                 described = data.user_failure_data.description if data.user_failure_data else None
                 short = _short(data.error, described)
                 reading.failures[event.step_key] = messages.StepFailure(event.step_key, short)
-        elif event.event_type == Ev.RUN_FAILURE and not reading.failures:
+        elif event.event_type == DagsterEventType.RUN_FAILURE and not reading.failures:
             error = getattr(event.event_specific_data, "error", None)
             short = _short(error, None if error else entry.message)
             reading.failures["(run)"] = messages.StepFailure("(run)", short)
@@ -102,7 +111,7 @@ def _short(error: _ErrorInfo | None, description: str | None) -> str:
 def message_for(
     instance: dg.DagsterInstance,
     record: dg.RunRecord,
-    reading: Reading,
+    reading: RunOutcome,
     secrets: tuple[str, ...],
     run_link: Callable[[str], str],
 ) -> messages.SlackMessage:
@@ -137,7 +146,12 @@ def message_for(
 
 
 def _untouched(
-    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None, reading: Reading, *, lookup: bool
+    instance: dg.DagsterInstance,
+    key: dg.AssetKey,
+    partition: str | None,
+    reading: RunOutcome,
+    *,
+    lookup: bool,
 ) -> messages.Untouched:
     target = key.path[-1]
     rename_failed = target in reading.rename_failed
@@ -179,7 +193,7 @@ def _after(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str | None:
 
 def catch_up_message(
     instance: dg.DagsterInstance,
-    runs: list[tuple[dg.RunRecord, Reading]],
+    runs: list[tuple[dg.RunRecord, RunOutcome]],
     secrets: tuple[str, ...],
     run_link: Callable[[str], str],
 ) -> messages.SlackMessage:

@@ -40,7 +40,7 @@ from unload_assets.notify.run_post import (
     already_posted,
     retag,
 )
-from unload_assets.notify.run_report import Reading, read_run
+from unload_assets.notify.run_report import RunOutcome, read_run
 from unload_assets.notify.slack import NotDelivered, UnloadSlackResource
 from unload_assets.notify.tick import AUTO_RETRY_RUN_TAG, LOOKBACK, WILL_RETRY_TAG, SensorCursor
 from unload_assets.secrets import scrub
@@ -199,7 +199,7 @@ def announce(
     return dg.SensorResult(skip_reason=scrub(summary + ".", secrets), cursor=cursor.dump())
 
 
-def _ends(runs: list[tuple[RunRecord, Reading]]) -> list[float]:
+def _ends(runs: list[tuple[RunRecord, RunOutcome]]) -> list[float]:
     return [_ended(record) for record, _ in runs]
 
 
@@ -221,7 +221,7 @@ def _statuses(status: dg.DagsterRunStatus) -> list[dg.DagsterRunStatus]:
 
 def _pending(
     instance: dg.DagsterInstance, status: dg.DagsterRunStatus, cursor: SensorCursor, now: float, watch: Watch
-) -> tuple[list[tuple[RunRecord, Reading]], list[float]]:
+) -> tuple[list[tuple[RunRecord, RunOutcome]], list[float]]:
     """Runs to announce, oldest first; and the end times of failed runs held back for Dagster's retry."""
     since = cursor.since if cursor.since is not None else now - LOOKBACK.total_seconds()
     # updated_after narrows the query; tag writes bump update_timestamp, so end_time decides the window.

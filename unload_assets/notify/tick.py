@@ -36,7 +36,7 @@ def now() -> float:
     return time.time()
 
 
-class Told(NamedTuple):
+class LateNotice(NamedTuple):
     """A target-day told late: its deadline (Unix time) and the late message's Slack ts."""
 
     due: float
@@ -59,7 +59,7 @@ class SensorCursor:
     not_before: float = 0.0
     untagged: dict[str, str] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
-    late: dict[str, Told] = field(default_factory=dict)
+    late: dict[str, LateNotice] = field(default_factory=dict)
 
     @classmethod
     def parse(cls, raw: str | None) -> SensorCursor:
@@ -72,7 +72,7 @@ class SensorCursor:
                 untagged=dict(data.get("untagged") or {}),
                 notices=[str(notice) for notice in data.get("notices") or []],
                 late={
-                    str(key): Told(float(due), str(ts))
+                    str(key): LateNotice(float(due), str(ts))
                     for key, (due, ts) in dict(data.get("late") or {}).items()
                 },
             )

@@ -160,7 +160,7 @@ def _materialization_checked(
     partition = context.run.tags.get("dagster/partition")
     records_filter = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
     # Newest first, by the asset key's index: this run's record is among the first unless other runs
-    # materialised the key since. Older than the run itself, it cannot be this run's. (Reading the run's
+    # materialised the key since. Older than the run itself, it cannot be this run's. (RunOutcome the run's
     # own materialisations instead would read every target's in a 1000-target run, once per check.)
     run = instance.get_run_record_by_id(run_id)
     since = run.create_timestamp.timestamp() if run is not None else 0.0

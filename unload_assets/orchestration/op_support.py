@@ -16,7 +16,7 @@ from unload_assets.secrets import scrub
 STEP_RETRY = dg.RetryPolicy(max_retries=3, delay=1, backoff=dg.Backoff.EXPONENTIAL)
 
 
-def said(exc: Exception, settings: Any) -> str:
+def error_line(exc: Exception, settings: Any) -> str:
     """One line of `exc` for the log, the failure and Slack, without the UNLOAD secrets."""
     return scrub(describe(exc), settings.secrets())
 

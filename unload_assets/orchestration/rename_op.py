@@ -17,8 +17,8 @@ from unload_assets.configuration import Configuration
 from unload_assets.delivery import FAILED_TARGETS, UNPARTITIONED, Delivery
 from unload_assets.orchestration.checks import evaluate_checks, evaluate_latest, failed_checks
 from unload_assets.orchestration.names import Names
-from unload_assets.orchestration.op_support import STEP_RETRY, said, selected
-from unload_assets.orchestration.retries import RENAME_BACKOFF, attempt, each
+from unload_assets.orchestration.op_support import STEP_RETRY, error_line, selected
+from unload_assets.orchestration.retries import RENAME_BACKOFF, concurrently, with_retries
 from unload_assets.orchestration.schema_protection import SchemaChangeRefused, check_schema
 from unload_assets.orchestration.unload_op import StagedUnload, UnloadFailed, partition_date, run_folder
 from unload_assets.rename import HeaderStyle, RenameResult, SplitRefused, header_by_rename, rename_unload
@@ -133,7 +133,7 @@ def rename_op(
         def rename(item: tuple[UnloadTarget, StagedUnload]) -> tuple[Delivery, list[Any]]:
             target, handed = item
             try:
-                delivery = attempt(
+                delivery = with_retries(
                     lambda _: rename_staged(context, names, target, handed, s3=client),
                     backoff=RENAME_BACKOFF,
                     what=f"rename of '{target.name}'",
@@ -145,15 +145,15 @@ def rename_op(
             try:
                 results = list(evaluate_checks(context, names, target, client, settings, delivery))
             except Exception as exc:  # delivered all the same: the checks say they could not judge it
-                results = failed_checks(context, names, target, said(exc, settings))
+                results = failed_checks(context, names, target, error_line(exc, settings))
             return delivery, results
 
-        for outcome in each(
+        for outcome in concurrently(
             ready,
             rename,
             workers=RENAME_WORKERS,
             name=lambda item: item[0].name,
-            describe_error=lambda exc: said(exc, settings),
+            describe_error=lambda exc: error_line(exc, settings),
         ):
             target = outcome.item[0]
             if outcome.error is not None:

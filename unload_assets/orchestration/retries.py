@@ -78,7 +78,7 @@ def refused(exc: Exception) -> bool:
     return code in _REFUSALS
 
 
-def attempt(
+def with_retries(
     fn: Callable[[int], R],
     *,
     backoff: Backoff,
@@ -105,7 +105,7 @@ def attempt(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def each(
+def concurrently(
     items: Iterable[T],
     fn: Callable[[T], R],
     *,

@@ -1,6 +1,6 @@
 """Op `unload_<group>`: the UNLOAD of every selected target into a fresh staging prefix of this run.
 
-At most `max_concurrent_unloads` run at once (the instance's pool, `redshift`, caps the steps), each
+At most `max_concurrent_unloads` run at once (the instance's pool, `redshift`, caps the steps), concurrently
 retried on its own; a target that fails for good is handed on as `UnloadFailed`, so the rename op names
 it while the others are delivered.
 """
@@ -15,8 +15,8 @@ from botocore.exceptions import ClientError
 
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.configuration import Configuration
-from unload_assets.orchestration.op_support import STEP_RETRY, said, selected
-from unload_assets.orchestration.retries import UNLOAD_BACKOFF, attempt, each
+from unload_assets.orchestration.op_support import STEP_RETRY, error_line, selected
+from unload_assets.orchestration.retries import UNLOAD_BACKOFF, concurrently, with_retries
 from unload_assets.rename import delete_keys, list_keys, lock_key_for
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
 from unload_assets.s3_naming import parse_s3_uri, render_key, staging_prefix
@@ -139,7 +139,7 @@ def unload_op(
         settings, redshift, s3 = (getattr(res, key) for key in (names.settings, names.redshift, names.s3))
 
         def unload(target: UnloadTarget) -> StagedUnload:
-            return attempt(
+            return with_retries(
                 lambda number: run_unload(
                     context, target, redshift=redshift, settings=settings, s3=s3, attempt=number
                 ),
@@ -151,12 +151,12 @@ def unload_op(
         if settings.expected_bucket_owner:
             check_bucket_owner(s3, settings)
         staged: dict[str, StagedUnload | UnloadFailed] = {}
-        for outcome in each(
+        for outcome in concurrently(
             selected(context, names, targets),
             unload,
             workers=settings.max_concurrent_unloads,
             name=lambda t: t.name,
-            describe_error=lambda exc: said(exc, settings),
+            describe_error=lambda exc: error_line(exc, settings),
         ):
             target = outcome.item.name
             if outcome.error is not None:

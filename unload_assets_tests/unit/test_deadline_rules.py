@@ -15,7 +15,7 @@ import yaml
 from unload_assets.catalogue import CatalogueError, load_catalogue
 from unload_assets.deadline import RUN_AT, Watched, due_between, freshness_window, target_day
 from unload_assets.notify import messages
-from unload_assets.notify.tick import SensorCursor, Told
+from unload_assets.notify.tick import LateNotice, SensorCursor
 from unload_assets.orchestration.schedules import run_at_cron
 from unload_assets_tests.support.this_project import DEADLINE_SENSOR, ENV
 
@@ -207,7 +207,9 @@ def test_a_target_with_a_deadline_shows_it_as_a_cron_freshness_policy(
 
 
 def test_the_cursor_round_trips_and_an_unreadable_one_starts_afresh() -> None:
-    cursor = SensorCursor(since=1.5, late={"sales/2026-11-22": Told(2.0, "1764.000100")}, not_before=3.0)
+    cursor = SensorCursor(
+        since=1.5, late={"sales/2026-11-22": LateNotice(2.0, "1764.000100")}, not_before=3.0
+    )
     assert SensorCursor.parse(cursor.dump()) == cursor
     assert json.loads(cursor.dump())["late"] == {"sales/2026-11-22": [2.0, "1764.000100"]}
     for garbage in (None, "", "not json", "[]", '{"late": {"x": 1}}', '{"since": "soon"}'):

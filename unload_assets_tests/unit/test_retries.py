@@ -8,7 +8,7 @@ import time
 import dagster as dg
 import pytest
 
-from unload_assets.orchestration.retries import Backoff, attempt, describe, each, retries_logged
+from unload_assets.orchestration.retries import Backoff, concurrently, describe, retries_logged, with_retries
 
 
 def test_a_target_is_retried_with_growing_waits_then_its_last_error_is_raised():
@@ -19,7 +19,7 @@ def test_a_target_is_retried_with_growing_waits_then_its_last_error_is_raised():
         raise ConnectionError(f"dropped on attempt {number}")
 
     with pytest.raises(ConnectionError, match="attempt 3"):
-        attempt(flaky, backoff=Backoff(attempts=4, delay=2.0), what="UNLOAD of 't'", log=lines.append,
+        with_retries(flaky, backoff=Backoff(attempts=4, delay=2.0), what="UNLOAD of 't'", log=lines.append,
                 sleep=waits.append)  # fmt: skip
     assert calls == [0, 1, 2, 3]
     # delay x (2^n - 1) +- delay: 2 +- 2, 6 +- 2, 14 +- 2
@@ -42,9 +42,9 @@ def test_a_refused_statement_is_not_retried_and_a_success_stops_the_retries():
         raise dg.Failure(description="Redshift refused the UNLOAD (42601)", allow_retries=False)
 
     with pytest.raises(dg.Failure):
-        attempt(refused, backoff=Backoff(4, 1.0), what="x", log=lambda _: None, sleep=lambda _: None)
+        with_retries(refused, backoff=Backoff(4, 1.0), what="x", log=lambda _: None, sleep=lambda _: None)
     assert calls == [0]
-    assert attempt(lambda n: n, backoff=Backoff(4, 1.0), what="x", log=lambda _: None) == 0
+    assert with_retries(lambda n: n, backoff=Backoff(4, 1.0), what="x", log=lambda _: None) == 0
 
 
 def test_each_item_ends_with_its_result_or_its_own_error_and_no_more_than_the_bound_run_at_once():
@@ -61,7 +61,7 @@ def test_each_item_ends_with_its_result_or_its_own_error_and_no_more_than_the_bo
             raise ValueError(f"item {n} is bad")
         return n * 10
 
-    outcomes = list(each(range(20), work, workers=3, name=str, describe_error=describe))
+    outcomes = list(concurrently(range(20), work, workers=3, name=str, describe_error=describe))
     assert peak[0] == 3
     assert sorted(o.item for o in outcomes) == list(range(20))
     for outcome in outcomes:
@@ -69,7 +69,7 @@ def test_each_item_ends_with_its_result_or_its_own_error_and_no_more_than_the_bo
             assert outcome.result is None and outcome.error == f"ValueError: item {outcome.item} is bad"
         else:
             assert outcome.result == outcome.item * 10 and outcome.error is None
-    assert list(each([], work, workers=3, name=str, describe_error=describe)) == []
+    assert list(concurrently([], work, workers=3, name=str, describe_error=describe)) == []
 
 
 def test_describe_gives_one_line_however_long_or_multiline_the_error():

@@ -9,7 +9,7 @@ import yaml
 from unload_assets.catalogue import CatalogueError, UnloadTarget, load_catalogue
 from unload_assets.delivery import SCHEMA_CHANGE, SCHEMA_CHANGE_COLUMNS, Delivery, plain
 from unload_assets.notify import messages
-from unload_assets.orchestration.retries import Backoff, attempt
+from unload_assets.orchestration.retries import Backoff, with_retries
 from unload_assets.orchestration.schema_protection import ACCEPT_TAG, SchemaChangeRefused, accepted, refusal
 from unload_assets.schema_change import SchemaChange, compare, manifest_columns
 
@@ -180,7 +180,7 @@ def test_the_refusal_names_the_target_the_columns_and_the_way_to_accept_and_is_n
         raise SchemaChangeRefused(text)
 
     with pytest.raises(SchemaChangeRefused):
-        attempt(refuse, backoff=Backoff(attempts=4, delay=0.0), what="rename", log=lambda _: None)
+        with_retries(refuse, backoff=Backoff(attempts=4, delay=0.0), what="rename", log=lambda _: None)
     assert calls == [0]  # a changed schema is not transient
 
 
