@@ -21,13 +21,12 @@ from unload_assets.notify.tick import WILL_RETRY_TAG
 from unload_assets.orchestration.names import Names
 
 RUNS_LOOKED_AT = 50  # the newest runs of a day searched for the one that planned a target
-RunStatus = dg.DagsterRunStatus
-_QUEUED = {RunStatus.QUEUED, RunStatus.NOT_STARTED, RunStatus.STARTING}
+_QUEUED = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING}
 _REASONS = {
-    RunStatus.STARTED: messages.RUNNING,
-    RunStatus.FAILURE: messages.FAILED,
-    RunStatus.CANCELING: messages.CANCELED,
-    RunStatus.CANCELED: messages.CANCELED,
+    dg.DagsterRunStatus.STARTED: messages.RUNNING,
+    dg.DagsterRunStatus.FAILURE: messages.FAILED,
+    dg.DagsterRunStatus.CANCELING: messages.CANCELED,
+    dg.DagsterRunStatus.CANCELED: messages.CANCELED,
 }
 
 

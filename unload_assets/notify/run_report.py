@@ -18,12 +18,11 @@ from unload_assets.delivery import FAILED_TARGETS, Delivery, plain
 from unload_assets.notify import messages
 from unload_assets.notify.tick import RETRY_NUMBER_TAG
 
-DagsterEventType = dg.DagsterEventType  # the events a run report reads
 _EVENTS = {
-    DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
-    DagsterEventType.ASSET_MATERIALIZATION,
-    DagsterEventType.STEP_FAILURE,
-    DagsterEventType.RUN_FAILURE,
+    dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+    dg.DagsterEventType.ASSET_MATERIALIZATION,
+    dg.DagsterEventType.STEP_FAILURE,
+    dg.DagsterEventType.RUN_FAILURE,
 }
 HISTORY_LOOKUPS = 20  # previous-delivery queries per failure message; further targets are listed without
 
@@ -49,18 +48,18 @@ def read_run(instance: dg.DagsterInstance, run_id: str, target_of: TargetOf) -> 
             continue
         key = event.asset_key
         target = target_of(key)
-        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION and target is not None:
+        if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION and target is not None:
             mat = event.step_materialization_data.materialization
             meta: dict[str, Any] = plain(mat.metadata)
             meta.setdefault("partition", mat.partition)
             reading.deliveries.append(Delivery.from_metadata(meta, target=target))
         elif (
-            event.event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+            event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
             and key is not None
             and target is not None
         ):
             reading.planned[key] = getattr(event.event_specific_data, "partition", None)
-        elif event.event_type == DagsterEventType.STEP_FAILURE and event.step_key:
+        elif event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_key:
             data = event.step_failure_data
             per_target = _failed_targets(data.user_failure_data)
             for target, failed in per_target.items():  # the rename step names each target not delivered
@@ -72,7 +71,7 @@ def read_run(instance: dg.DagsterInstance, run_id: str, target_of: TargetOf) -> 
                 described = data.user_failure_data.description if data.user_failure_data else None
                 short = _short(data.error, described)
                 reading.failures[event.step_key] = messages.StepFailure(event.step_key, short)
-        elif event.event_type == DagsterEventType.RUN_FAILURE and not reading.failures:
+        elif event.event_type == dg.DagsterEventType.RUN_FAILURE and not reading.failures:
             error = getattr(event.event_specific_data, "error", None)
             short = _short(error, None if error else entry.message)
             reading.failures["(run)"] = messages.StepFailure("(run)", short)
