@@ -90,7 +90,7 @@ def run_ours(workdir: Path) -> tuple[float, float, int, int]:
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     [event] = result.get_asset_materialization_events()
     meta = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
-    return wall, cpu, int(str(meta["rename_client_bytes"])), int(str(meta["staged_files"]))
+    return wall, cpu, int(str(meta["client_bytes"])), int(str(meta["staged_files"]))
 
 
 def run_sling(sling: str, env: dict[str, str], workdir: Path) -> tuple[float, float, int]:

@@ -33,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 from unload_assets_local.postgres import free_port  # noqa: E402
 from unload_assets_local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION  # noqa: E402
 
+from unload_assets.encryption import Encryption  # noqa: E402
 from unload_assets.rename.lock import lock_key_for  # noqa: E402
-from unload_assets.rename.step import rename_unload  # noqa: E402
+from unload_assets.rename.step import RenameRequest, rename_unload  # noqa: E402
 
 MiB = 1024 * 1024
 BUCKET = "bench-rename"
@@ -79,11 +80,21 @@ def stage(s3: Any, count: int, size: int) -> tuple[str, list[str]]:
     return prefix, keys
 
 
-def run_rename(s3: Any, prefix: str, keys: list[str], workers: int) -> int:
+def run_rename(s3: Any, prefix: str, keys: list[str], workers: int, encryption: Encryption) -> int:
     final_key = f"exports/{prefix[-9:]}sales.txt"
-    result = rename_unload(s3, bucket=BUCKET, staging_prefix=prefix, manifest_key=prefix + "manifest",
-                      final_key=final_key, lock_key=lock_key_for("_staging", final_key), on_split="combine",
-                      fmt="text", compression=None, header=False, workers=workers)  # fmt: skip
+    request = RenameRequest(
+        bucket=BUCKET,
+        staging_prefix=prefix,
+        manifest_key=prefix + "manifest",
+        final_key=final_key,
+        lock_key=lock_key_for("_staging", final_key),
+        on_split="combine",
+        fmt="text",
+        compression=None,
+        header=False,
+        encryption=encryption,
+    )
+    result = rename_unload(s3, request, workers=workers)
     assert result.mode == "combine" and result.staging_cleaned
     return result.client_bytes
 
@@ -130,13 +141,15 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=3, help="repetitions per cell (median is shown)")
+    parser.add_argument("--kms-key-id", default="", help="SSE-KMS: every write of the rename with this key")
     args = parser.parse_args()
+    encryption = Encryption(args.kms_key_id or None)
     proc, url = start_server()
     try:
         s3 = client(url)
         methods: dict[str, Callable[[str, list[str]], int]] = {
-            "rename_unload (8 workers)": lambda p, k: run_rename(s3, p, k, 8),
-            "rename_unload (1 worker)": lambda p, k: run_rename(s3, p, k, 1),
+            "rename_unload (8 workers)": lambda p, k: run_rename(s3, p, k, 8, encryption),
+            "rename_unload (1 worker)": lambda p, k: run_rename(s3, p, k, 1, encryption),
             "old: aws s3 cp + rm": lambda p, k: run_old_way(url, p, k),
             "floor: raw boto3": lambda p, k: run_floor(s3, p, k),
         }

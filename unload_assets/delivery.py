@@ -2,7 +2,9 @@
 
 The rename op writes it as the materialisation's metadata (`Delivery.to_metadata`); the checks, the run
 reports and the Slack messages read it back (`Delivery.from_metadata`). The metadata keys are named here
-and nowhere else, so a key cannot be written under one name and read under another.
+and nowhere else, each constant after the field it holds, so a key cannot be written under one name and
+read under another. Dagster's own keys where one says the same (`dagster/row_count`, `dagster/uri`).
+Deliveries recorded before the keys were named after their fields still read (`_FORMERLY`).
 """
 
 from __future__ import annotations
@@ -15,17 +17,42 @@ from typing import Any
 import dagster as dg
 
 from unload_assets.rename import FinalObject
-from unload_assets.s3_naming import parse_s3_uri, s3_url
+from unload_assets.s3_naming import MANIFEST_SUFFIX, parse_s3_uri, s3_url
 from unload_assets.schema_change import SchemaChange
 
 UNPARTITIONED = "unpartitioned"
 FAILED_TARGETS = "failed_targets"  # metadata of the rename step's Failure: {target: {stage, error}}
-ROW_COUNT = "dagster/row_count"  # Dagster's standard keys: the catalog shows them
-PARTITION_ROW_COUNT = "dagster/partition_row_count"
-URI = "dagster/uri"
-COLUMN_SCHEMA = "dagster/column_schema"
+# Dagster's standard keys: the catalog shows them.
+ROWS = "dagster/row_count"
+PARTITION_ROWS = "dagster/partition_row_count"
+URI = "dagster/uri"  # the primary object: the final key, or the COPY manifest of the parts
+COLUMNS = "dagster/column_schema"
+# Ours, each named after its field.
+TARGET = "target"
+PARTITION = "partition"
+FINAL_KEY = "final_key"
+FINAL_OBJECTS = "final_objects"  # [{key, size}], what the checks verify
+OBJECTS_TABLE = "s3_objects"  # the same as a table a person reads in the UI
+BYTES = "bytes"
+DELIVERED_AS = "delivered_as"
+STAGED_FILES = "staged_files"
+STAGING_URI = "staging_uri"
+STAGING_CLEANED = "staging_cleaned"
+UNLOAD_SECONDS = "unload_seconds"
+RENAME_SECONDS = "rename_seconds"
+CLIENT_BYTES = "client_bytes"
+QUERY_ID = "query_id"
+STATEMENT = "statement"
 SCHEMA_CHANGE = "schema_change"  # one line: what changed since the previous delivery (absent: nothing)
 SCHEMA_CHANGE_COLUMNS = "schema_change_columns"  # the same, every column, as JSON (what is read back)
+_FORMERLY = {  # the keys deliveries were recorded under before, still read
+    ROWS: "rows",
+    URI: "s3_uri",
+    DELIVERED_AS: "finalized_as",
+    STAGING_URI: "staging_prefix",
+    CLIENT_BYTES: "rename_client_bytes",
+    QUERY_ID: "redshift_query_id",
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +63,7 @@ class Delivery:
     partition: str  # the day (ISO) or "unpartitioned"
     bucket: str
     primary_key: str  # what a reader opens: the final key, or the COPY manifest of the parts
+    final_key: str = ""  # the target's key for this day, rendered once by the unload op
     objects: tuple[FinalObject, ...] = ()  # every final object, the parts' manifest included
     rows: int | None = None
     bytes: int | None = None  # data bytes (a parts manifest not counted)
@@ -75,33 +103,32 @@ class Delivery:
         return self.delivered_as.partition("(fell back: ")[2].rstrip(")")
 
     def to_metadata(self) -> dict[str, dg.RawMetadataValue]:
-        standard: dict[str, dg.RawMetadataValue] = {
-            ROW_COUNT: dg.MetadataValue.int(self.rows or 0),
+        metadata: dict[str, dg.RawMetadataValue] = {
+            ROWS: dg.MetadataValue.int(self.rows or 0),
             URI: self.uri,
         }
         if self.partition != UNPARTITIONED:
-            standard[PARTITION_ROW_COUNT] = dg.MetadataValue.int(self.rows or 0)
+            metadata[PARTITION_ROWS] = dg.MetadataValue.int(self.rows or 0)
         if self.columns is not None:
-            standard[COLUMN_SCHEMA] = self.columns
+            metadata[COLUMNS] = self.columns
         listing = "\n".join(f"| `{s3_url(self.bucket, o.key)}` | {o.size:,} |" for o in self.objects)
         return {
-            **standard,
-            "s3_uri": dg.MetadataValue.url(self.uri),
-            "s3_objects": dg.MetadataValue.md(f"| object | bytes |\n|---|---:|\n{listing}"),
-            "final_objects": dg.MetadataValue.json([{"key": o.key, "size": o.size} for o in self.objects]),
-            "staging_prefix": self.staging_uri,
-            "partition": self.partition,
-            "rows": dg.MetadataValue.int(self.rows or 0),
-            "bytes": dg.MetadataValue.int(self.bytes or 0),
-            "staged_files": dg.MetadataValue.int(self.staged_files),
-            "finalized_as": self.delivered_as,
-            "staging_cleaned": self.staging_cleaned,
-            "unload_seconds": dg.MetadataValue.float(round(self.unload_seconds, 3)),
-            "rename_seconds": dg.MetadataValue.float(round(self.rename_seconds, 3)),
-            "rename_client_bytes": dg.MetadataValue.int(self.client_bytes),
-            "redshift_query_id": dg.MetadataValue.int(self.query_id),
-            "statement": dg.MetadataValue.md(f"```sql\n{self.statement}\n```"),
-            "target": self.target,
+            **metadata,
+            TARGET: self.target,
+            PARTITION: self.partition,
+            FINAL_KEY: self.final_key,
+            OBJECTS_TABLE: dg.MetadataValue.md(f"| object | bytes |\n|---|---:|\n{listing}"),
+            FINAL_OBJECTS: dg.MetadataValue.json([{"key": o.key, "size": o.size} for o in self.objects]),
+            BYTES: dg.MetadataValue.int(self.bytes or 0),
+            DELIVERED_AS: self.delivered_as,
+            STAGED_FILES: dg.MetadataValue.int(self.staged_files),
+            STAGING_URI: self.staging_uri,
+            STAGING_CLEANED: self.staging_cleaned,
+            UNLOAD_SECONDS: dg.MetadataValue.float(round(self.unload_seconds, 3)),
+            RENAME_SECONDS: dg.MetadataValue.float(round(self.rename_seconds, 3)),
+            CLIENT_BYTES: dg.MetadataValue.int(self.client_bytes),
+            QUERY_ID: dg.MetadataValue.int(self.query_id),
+            STATEMENT: dg.MetadataValue.md(f"```sql\n{self.statement}\n```"),
             **self._schema_change_metadata(),
         }
 
@@ -119,31 +146,40 @@ class Delivery:
         """The delivery a materialisation recorded. Takes metadata values as Dagster stores them or as
         plain values; a key missing (metadata written by an older version, or by hand) reads as empty."""
         meta = plain(metadata)
-        bucket, primary = parse_s3_uri(str(meta.get("s3_uri") or ""))
+        for key, former in _FORMERLY.items():
+            if meta.get(key) in (None, "") and former in meta:
+                meta[key] = meta[former]
+        bucket, primary = parse_s3_uri(str(meta.get(URI) or ""))
         objects = tuple(
             FinalObject(str(o["key"]), int(o.get("size") or 0))
-            for o in meta.get("final_objects") or []
+            for o in meta.get(FINAL_OBJECTS) or []
             if isinstance(o, dict) and "key" in o
         )
-        statement = str(meta.get("statement") or "")
+        delivered_as = str(meta.get(DELIVERED_AS) or "")
+        # Recorded before the final key was: the primary key is it, or its parts' manifest.
+        final_key = str(meta.get(FINAL_KEY) or "") or (
+            primary.removesuffix(MANIFEST_SUFFIX) if delivered_as.startswith("parts") else primary
+        )
+        statement = str(meta.get(STATEMENT) or "")
         return cls(
-            target=str(meta.get("target") or target),
-            partition=str(meta.get("partition") or UNPARTITIONED),
+            target=str(meta.get(TARGET) or target),
+            partition=str(meta.get(PARTITION) or UNPARTITIONED),
             bucket=bucket,
             primary_key=primary,
+            final_key=final_key,
             objects=objects,
-            rows=_int(meta.get("rows")),
-            bytes=_int(meta.get("bytes")),
-            delivered_as=str(meta.get("finalized_as") or ""),
-            staged_files=_int(meta.get("staged_files")) or 0,
-            staging_uri=str(meta.get("staging_prefix") or ""),
-            staging_cleaned=meta.get("staging_cleaned") is True,
-            unload_seconds=float(meta.get("unload_seconds") or 0.0),
-            rename_seconds=float(meta.get("rename_seconds") or 0.0),
-            client_bytes=_int(meta.get("rename_client_bytes")) or 0,
-            query_id=_int(meta.get("redshift_query_id")) or 0,
+            rows=_int(meta.get(ROWS)),
+            bytes=_int(meta.get(BYTES)),
+            delivered_as=delivered_as,
+            staged_files=_int(meta.get(STAGED_FILES)) or 0,
+            staging_uri=str(meta.get(STAGING_URI) or ""),
+            staging_cleaned=meta.get(STAGING_CLEANED) is True,
+            unload_seconds=float(meta.get(UNLOAD_SECONDS) or 0.0),
+            rename_seconds=float(meta.get(RENAME_SECONDS) or 0.0),
+            client_bytes=_int(meta.get(CLIENT_BYTES)) or 0,
+            query_id=_int(meta.get(QUERY_ID)) or 0,
             statement=statement.removeprefix("```sql\n").removesuffix("\n```"),
-            columns=meta.get(COLUMN_SCHEMA) if isinstance(meta.get(COLUMN_SCHEMA), dg.TableSchema) else None,
+            columns=meta.get(COLUMNS) if isinstance(meta.get(COLUMNS), dg.TableSchema) else None,
             schema_change=SchemaChange.from_json(meta.get(SCHEMA_CHANGE_COLUMNS)),
         )
 

@@ -34,7 +34,6 @@ from unload_assets.catalogue.model import (
     problem_report,
 )
 from unload_assets.deadline import RUN_AT
-from unload_assets.s3_naming import render_key
 from unload_assets.statement.lineage import read_select
 
 PACKAGED_CATALOGUE = Path(__file__).parents[1] / "unload_targets.yaml"
@@ -410,7 +409,7 @@ def _check_distinct_keys(entries: list[_Entry], report: _Report) -> None:
         if target is None or entry.problems:
             continue
         day = _SAMPLE_DAY if target.partitioning.type == "daily" else None
-        key = render_key(target.key_template, target=target.name, partition_date=day)
+        key = target.final_key(day)
         if key in first and first[key] != target.name:
             why = f"target {first[key]!r} writes the same object ({key}); give each target its own key"
             entry.fail(

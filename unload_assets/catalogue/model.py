@@ -27,6 +27,7 @@ from unload_assets.s3_naming import (
     DATE_VARIABLES,
     check_bucket_name,
     check_key_template,
+    render_key,
     template_variables,
 )
 from unload_assets.statement.auth import check_iam_role
@@ -155,6 +156,21 @@ class UnloadTarget(BaseModel):
     @property
     def encryption(self) -> Encryption:
         return Encryption(self.kms_key_id, self.bucket_key)
+
+    @property
+    def header_by_rename(self) -> bool:
+        """True when UNLOAD runs without HEADER and the rename writes the header line once, on top.
+
+        CSV and text with `on_split: combine`, whatever the compression: then one split output becomes one
+        object with exactly one header line. With `parts` (or `fail`) every file keeps its own header,
+        which is what `COPY ... IGNOREHEADER 1` expects of each part.
+        """
+        return self.header and self.on_split == "combine" and self.format in ("csv", "text")
+
+    def final_key(self, day: date | None) -> str:
+        """The target's final S3 key for `day` (None: unpartitioned), rendered from its key template:
+        computed once per run, by the unload op, and carried from there (handoff, Delivery)."""
+        return render_key(self.key_template, target=self.name, partition_date=day)
 
     @model_validator(mode="after")
     def _consistent(self) -> UnloadTarget:

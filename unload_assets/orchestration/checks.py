@@ -13,12 +13,12 @@ from urllib.parse import unquote
 import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
-from unload_assets.delivery import Delivery
+from unload_assets.delivery import DELIVERED_AS, PARTITION, ROWS, STAGING_URI, Delivery
 from unload_assets.encryption import Encryption
 from unload_assets.orchestration.names import Names
 from unload_assets.rename import STAGING_TAG, final_key_lock, lock_key_for
 from unload_assets.resources import UnloadSettings
-from unload_assets.s3_naming import parse_s3_uri, render_key
+from unload_assets.s3_naming import parse_s3_uri
 
 CHECKS = {
     "final_objects_present": "Final objects exist with the recorded sizes (and the target's KMS key).",
@@ -107,7 +107,7 @@ def _evaluate(
     if not bucket:  # not written by our rename (reported by hand, say): nothing to judge it by
         yield from _all_failed(key, target, names, "no s3_uri recorded")
         return
-    final_key = render_key(target.key_template, target=target.name, partition_date=delivery.day)
+    final_key = delivery.final_key or target.final_key(delivery.day)
     # Under the final key's lock: not while another run of this partition is rewriting the output.
     with final_key_lock(
         client,
@@ -125,7 +125,7 @@ def _evaluate(
         check_name="has_rows",
         passed=rows > 0,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"rows": rows, "partition": delivery.partition},
+        metadata={ROWS: rows, PARTITION: delivery.partition},
     )
     yield _staging_cleaned(key, client, delivery.staging_uri)
     if "one_object" in names:
@@ -141,7 +141,7 @@ def _one_object(key: dg.AssetKey, delivery: Delivery) -> dg.AssetCheckResult:
         passed=not parts,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "finalized_as": delivery.delivered_as,
+            DELIVERED_AS: delivery.delivered_as,
             "read_from": delivery.uri,
             **({"reason": "the final key holds a manifest of parts, not the file"} if parts else {}),
         },
@@ -243,5 +243,5 @@ def _staging_cleaned(key: dg.AssetKey, client: Any, staging_uri: str) -> dg.Asse
         asset_key=key,
         check_name="staging_cleaned",
         passed=not left,
-        metadata={"staging_prefix": staging_uri, "left_over": ", ".join(o["Key"] for o in left) or "none"},
+        metadata={STAGING_URI: staging_uri, "left_over": ", ".join(o["Key"] for o in left) or "none"},
     )

@@ -16,13 +16,13 @@ from unload_assets.catalogue import UnloadTarget
 from unload_assets.configuration import Configuration
 from unload_assets.delivery import FAILED_TARGETS, UNPARTITIONED, Delivery
 from unload_assets.orchestration.checks import evaluate_checks, evaluate_latest, failed_checks
+from unload_assets.orchestration.handoff import StagedUnload, UnloadFailed
 from unload_assets.orchestration.names import Names
 from unload_assets.orchestration.op_support import STEP_RETRY, error_line, selected
 from unload_assets.orchestration.retries import RENAME_BACKOFF, concurrently, with_retries
 from unload_assets.orchestration.schema_protection import SchemaChangeRefused, check_schema
-from unload_assets.orchestration.unload_op import StagedUnload, UnloadFailed, partition_date, run_folder
-from unload_assets.rename import HeaderStyle, RenameResult, SplitRefused, header_by_rename, rename_unload
-from unload_assets.s3_naming import manifest_key_for, render_key, s3_url
+from unload_assets.rename import HeaderStyle, RenameRequest, RenameResult, SplitRefused, rename_unload
+from unload_assets.s3_naming import manifest_key_for, s3_url
 from unload_assets.schema_change import manifest_columns
 
 RENAME_WORKERS = 8  # S3 copies and deletes: I/O bound, no cap but S3's
@@ -36,57 +36,50 @@ def rename_staged(
 ) -> Delivery:
     """Rename `target`'s staged files, unless their columns changed and the target refuses that (its
     `on_schema_change`: then SchemaChangeRefused, nothing final touched); what was delivered."""
-    day = partition_date(context, target)
-    final_key = render_key(target.key_template, target=target.name, partition_date=day)
-    by_rename = header_by_rename(fmt=target.format, header=target.header, on_split=target.on_split)
+    by_rename = target.header_by_rename
     style = HeaderStyle(target.format, target.delimiter, target.addquotes) if by_rename else None
     change = check_schema(context, names.asset_key(target.name), target, staged, s3=s3)
+    request = RenameRequest(
+        bucket=staged.bucket,
+        staging_prefix=staged.staging_prefix,
+        manifest_key=staged.manifest_key,
+        final_key=staged.final_key,
+        lock_key=staged.lock_key,
+        on_split=target.on_split,
+        fmt=target.format,
+        compression=None if target.compression == "none" else target.compression,
+        header=target.header and not by_rename,
+        header_style=style,
+        encryption=target.encryption,
+    )
     started = time.monotonic()
     try:
-        result = rename_unload(
-            s3,
-            bucket=staged.bucket,
-            staging_prefix=staged.staging_prefix,
-            manifest_key=staged.manifest_key,
-            final_key=final_key,
-            lock_key=staged.lock_key,
-            on_split=target.on_split,
-            fmt=target.format,
-            compression=None if target.compression == "none" else target.compression,
-            header=target.header and not by_rename,
-            header_style=style,
-            log=context.log.info,
-            encryption=target.encryption,
-        )
+        result = rename_unload(s3, request, log=context.log.info)
     except SplitRefused as exc:
         raise dg.Failure(description=f"Target '{target.name}': {exc}", allow_retries=False) from None
     seconds = time.monotonic() - started
-    partition = day.isoformat() if day else UNPARTITIONED
-    return replace(_delivery(target, partition, staged, result, final_key, seconds), schema_change=change)
+    return replace(_delivery(target, staged, result, seconds), schema_change=change)
 
 
 def _delivery(
-    target: UnloadTarget,
-    partition: str,
-    staged: StagedUnload,
-    result: RenameResult,
-    final_key: str,
-    rename_seconds: float,
+    target: UnloadTarget, staged: StagedUnload, result: RenameResult, rename_seconds: float
 ) -> Delivery:
+    final_key = staged.final_key
     manifest_key = manifest_key_for(final_key)
     data = [obj for obj in result.objects if not (result.mode == "parts" and obj.key == manifest_key)]
     return Delivery(
         target=target.name,
-        partition=partition,
+        partition=staged.day.isoformat() if staged.day else UNPARTITIONED,
         bucket=staged.bucket,
         # With parts, the manifest is the one address a reader needs (COPY ... MANIFEST loads it).
         primary_key=manifest_key if result.mode == "parts" else final_key,
+        final_key=final_key,
         objects=tuple(result.objects),
         rows=staged.rows,
         bytes=sum(obj.size for obj in data),
         delivered_as=result.mode + (f" (fell back: {why})" if (why := result.fallback_reason) else ""),
         staged_files=result.staged_files,
-        staging_uri=s3_url(staged.bucket, run_folder(staged.staging_prefix)),
+        staging_uri=s3_url(staged.bucket, staged.run_folder),
         staging_cleaned=result.staging_cleaned,
         unload_seconds=staged.seconds,
         rename_seconds=rename_seconds,

@@ -21,7 +21,7 @@ import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.delivery import Delivery
-from unload_assets.orchestration.unload_op import StagedUnload, run_folder
+from unload_assets.orchestration.handoff import StagedUnload
 from unload_assets.rename import ManifestNotFound, read_manifest
 from unload_assets.s3_naming import s3_url
 from unload_assets.schema_change import Column, SchemaChange, compare, manifest_columns
@@ -64,9 +64,7 @@ def check_schema(
             f"Target '{target.name}': {change.summary()}; accepted by the run tag {ACCEPT_TAG}"
         )
         return replace(change, accepted=True)
-    raise SchemaChangeRefused(
-        refusal(target.name, change, s3_url(staged.bucket, run_folder(staged.staging_prefix)))
-    )
+    raise SchemaChangeRefused(refusal(target.name, change, s3_url(staged.bucket, staged.run_folder)))
 
 
 def refusal(target: str, change: SchemaChange, staging_uri: str) -> str:

@@ -6,8 +6,6 @@ it while the others are delivered.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -15,40 +13,15 @@ from botocore.exceptions import ClientError
 
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.configuration import Configuration
+from unload_assets.orchestration.handoff import StagedUnload, UnloadFailed, partition_day, run_folder
 from unload_assets.orchestration.op_support import STEP_RETRY, error_line, selected
 from unload_assets.orchestration.retries import UNLOAD_BACKOFF, concurrently, with_retries
 from unload_assets.rename import delete_keys, list_keys, lock_key_for
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
-from unload_assets.s3_naming import parse_s3_uri, render_key, staging_prefix
+from unload_assets.s3_naming import parse_s3_uri, staging_prefix
 from unload_assets.statement.build import build_unload
 
 NOTHING_IN = dg.In(dg.Nothing)
-
-
-@dataclass(frozen=True)
-class StagedUnload:
-    """What the unload op hands to the rename op: pickled to S3 by the handoff IO manager, so that a retry
-    or a re-execution from failure on another machine finds it."""
-
-    bucket: str
-    staging_prefix: str  # key prefix of this attempt's staging folder, ending in '/'
-    manifest_key: str
-    lock_key: (
-        str  # the lock object `rename_unload` holds; under staging, unseen by readers of the final prefix
-    )
-    rows: int
-    query_id: int
-    seconds: float
-    redacted_statement: str
-
-
-def partition_date(context: dg.OpExecutionContext, target: UnloadTarget) -> date | None:
-    return date.fromisoformat(context.partition_key) if target.partitioning.type == "daily" else None
-
-
-def run_folder(attempt_prefix: str) -> str:
-    """`<staging>/<target>/<partition>/<run_id>/` from an attempt's `.../<run_id>/attempt-N/`."""
-    return attempt_prefix.rstrip("/").rsplit("/", 1)[0] + "/"
 
 
 def run_unload(
@@ -60,7 +33,7 @@ def run_unload(
     s3: Any,
     attempt: int = 0,
 ) -> StagedUnload:
-    day = partition_date(context, target)
+    day = partition_day(context, target)
     # Each attempt gets its own folder: UNLOAD refuses a non-empty destination, and a failed attempt
     # on a real cluster may leave partial files behind.
     location = staging_prefix(
@@ -88,12 +61,14 @@ def run_unload(
         log=context.log,  # type: ignore[arg-type]
     )
     context.log.info(f"UNLOAD wrote {outcome.rows} rows to {location} in {outcome.seconds:.1f}s")
-    final_key = render_key(target.key_template, target=target.name, partition_date=day)
+    final_key = target.final_key(day)
     return StagedUnload(
         bucket=bucket,
         staging_prefix=key_prefix,
         manifest_key=key_prefix + "manifest",
         lock_key=lock_key_for(settings.staging_key_prefix(), final_key),
+        day=day,
+        final_key=final_key,
         rows=outcome.rows,
         query_id=outcome.query_id,
         seconds=outcome.seconds,
@@ -119,14 +94,6 @@ def check_bucket_owner(s3: Any, settings: UnloadSettings) -> None:
             "defaults.expected_bucket_owner), and that this worker may list the bucket.",
             allow_retries=False,
         ) from None
-
-
-@dataclass(frozen=True)
-class UnloadFailed:
-    """A target whose UNLOAD failed for good in run `run_id`: handed on so the rename op can say so."""
-
-    run_id: str
-    error: str
 
 
 def unload_op(

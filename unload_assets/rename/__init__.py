@@ -1,7 +1,7 @@
 """The rename: what one UNLOAD staged becomes the object(s) at the target's final key.
 
 The entry is `rename_unload` (`step.py`). Its parts, in the order it uses them:
-- `lock.py`: one rename per final key at a time, a lease lock kept in S3 (`lease.py`: its document);
+- `lock.py`: one rename per final key at a time, a lease lock kept in S3 (with the lease document it holds);
   `fence.py`: every write and delete only while that lock is still ours, and only on the object seen;
 - `manifest.py`: the UNLOAD manifest, the only list of staged files trusted;
 - `write.py`: the final object(s): one object, one combined object (`combine.py` plans its multipart
@@ -12,12 +12,12 @@ The entry is `rename_unload` (`step.py`). Its parts, in the order it uses them:
   uploads and copies of any size.
 """
 
-from unload_assets.rename.header import HeaderStyle, header_by_rename
+from unload_assets.rename.header import HeaderStyle
 from unload_assets.rename.lock import RenameBusy, final_key_lock, lock_key_for
 from unload_assets.rename.manifest import ManifestNotFound, read_manifest
 from unload_assets.rename.s3ops import NOT_FOUND, delete_keys, list_keys
 from unload_assets.rename.stamp import TAG as STAGING_TAG
-from unload_assets.rename.step import FinalObject, RenameResult, SplitRefused, rename_unload
+from unload_assets.rename.step import FinalObject, RenameRequest, RenameResult, SplitRefused, rename_unload
 
 __all__ = [
     "NOT_FOUND",
@@ -26,11 +26,11 @@ __all__ = [
     "HeaderStyle",
     "ManifestNotFound",
     "RenameBusy",
+    "RenameRequest",
     "RenameResult",
     "SplitRefused",
     "delete_keys",
     "final_key_lock",
-    "header_by_rename",
     "list_keys",
     "lock_key_for",
     "read_manifest",

@@ -20,16 +20,6 @@ _ZSTD_MAGIC = struct.pack("<I", 0xFD2FB528)
 _ZSTD_MAX_BLOCK = 128 * 1024
 
 
-def header_by_rename(*, fmt: str, header: bool, on_split: str) -> bool:
-    """True when UNLOAD runs without HEADER and the rename writes the header line once, on top.
-
-    CSV and text with `on_split: combine`, whatever the compression: then one split output becomes one
-    object with exactly one header line. With `parts` (or `fail`) every file keeps its own header,
-    which is what `COPY ... IGNOREHEADER 1` expects of each part.
-    """
-    return header and on_split == "combine" and fmt in ("csv", "text")
-
-
 @dataclass(frozen=True)
 class HeaderStyle:
     """How UNLOAD's HEADER writes the column names for one target."""

@@ -10,7 +10,7 @@ is shared by every deployment, so the guard is an S3 object, written with S3's c
   run's staging prefix) reclaims it at once; anyone takes it over once its lease has expired (the holder
   died), with PutObject If-Match <ETag>, which only one of several contenders wins. Otherwise wait.
 - hold: a heartbeat thread renews the lease every lease/3 with If-Match <our ETag>; a renewal refused
-  with 412 means another run took the lock over. (The lease document and its token: `lease.py`.)
+  with 412 means another run took the lock over. (The lease document and its token: below.)
 - check: our lease by our own clock, then S3 itself (HeadObject If-Match <our ETag>): a takeover that
   our clock cannot see (another worker's clock runs ahead) still fails it. `fence.py` calls it right
   before every destructive step of the rename, and makes each step conditional on its own object too.
@@ -24,20 +24,52 @@ PreconditionFailed, or 409 ConditionalRequestConflict to concurrent conditional 
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from unload_assets.rename.lease import expiry, holder_of, iso, lease_body
 from unload_assets.rename.s3ops import CONFLICT, NOT_FOUND
 
 GONE = NOT_FOUND
+
+
+# The lease document a lock object holds.
+# The lease document a lock object holds (`lock.py`): its owner, since when, until when, and a token.
+#
+# The token is one holder's own (a fresh one per `FinalKeyLock`): two holders never write the same body,
+# so an ETag of our lease never comes back once someone else has written the lock. That makes "the lock
+# object still has the ETag we last wrote" a sound test of still holding it (`FinalKeyLock.check`).
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def lease_body(owner: str, acquired: str, expires: float, token: str) -> bytes:
+    doc = {"owner": owner, "acquired": acquired, "expires": iso(expires), "token": token}
+    return json.dumps(doc).encode()
+
+
+def holder_of(body: bytes) -> dict[str, Any]:
+    """The lease document in `body`; empty when it is not one (then it counts as expired)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def expiry(doc: dict[str, Any]) -> float:
+    try:
+        return datetime.fromisoformat(doc["expires"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return 0.0  # an unreadable lock must not block every run forever: treat it as expired
 
 
 def lock_key_for(staging_root: str, final_key: str) -> str:

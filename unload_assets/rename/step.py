@@ -76,19 +76,44 @@ class SplitRefused(Exception):
     """on_split="fail" and UNLOAD wrote more than one file; nothing final was touched."""
 
 
+@dataclass(frozen=True)
+class RenameRequest:
+    """What one rename is asked to do: the staged files of one UNLOAD (`staging_prefix`, its
+    `manifest_key`) to `final_key` in `bucket`, holding `lock_key`, in the target's format.
+
+    `header`: every staged file starts with a header line (UNLOAD ran with HEADER). `header_style`
+    instead: the staged files carry none, and the final object opens with a header line in that style,
+    built from the manifest's schema (`UnloadTarget.header_by_rename`); combine only.
+    `encryption`: what every write asks for (the final objects, parts, COPY manifest and the lock):
+    SSE-KMS with the target's key, or the bucket's default."""
+
+    bucket: str
+    staging_prefix: str
+    manifest_key: str
+    final_key: str
+    lock_key: str
+    on_split: str
+    fmt: str
+    compression: str | None
+    header: bool
+    header_style: HeaderStyle | None = None
+    encryption: Encryption = BUCKET_DEFAULT
+
+    def __post_init__(self) -> None:
+        on_split, fmt, compression = self.on_split, self.fmt, self.compression
+        if on_split not in ON_SPLIT or fmt not in FORMATS or compression not in COMPRESSIONS:
+            raise ValueError(f"unsupported on_split={on_split!r}, fmt={fmt!r}, compression={compression!r}")
+        style = self.header_style
+        if style is not None and (self.header or on_split != "combine" or style.fmt != fmt):
+            raise ValueError(
+                "header_style is for combining headerless csv/text files (header=False, combine)"
+            )
+
+
 def rename_unload(
     s3: Any,
+    request: RenameRequest,
     *,
-    bucket: str,
-    staging_prefix: str,
-    manifest_key: str,
-    final_key: str,
-    lock_key: str,
-    on_split: str,
-    fmt: str,
-    compression: str | None,
-    header: bool,
-    header_style: HeaderStyle | None = None,
     log: Callable[[str], None] = lambda m: None,
     max_copy_size: int = MAX_COPY_OBJECT,
     min_part_size: int = MIN_PART,
@@ -96,38 +121,29 @@ def rename_unload(
     workers: int = 8,
     lease_seconds: float = 120.0,
     pause: Callable[[str], None] | None = None,
-    encryption: Encryption = BUCKET_DEFAULT,
 ) -> RenameResult:
-    """Copy the staged files the UNLOAD manifest lists to `final_key`, verify, then delete staging.
+    """Copy the staged files the UNLOAD manifest lists to the request's final key, verify, then delete
+    staging.
 
-    Holds the lock object `lock_key` (owner: this run's staging prefix) throughout; RenameBusy if
+    Holds the lock object `request.lock_key` (owner: this run's staging prefix) throughout; RenameBusy if
     another run holds it too long (a retry then waits again). The size knobs exist so tests can reach
     the multipart paths with small objects; `workers` bounds the parallel part copies (1 gives a
     deterministic call order). `lease_seconds` is the lock's lease; `pause` is called with the name of
     each destructive step just before its fence (a test stops the holder there: `fence.STEPS`).
-
-    `header`: every staged file starts with a header line (UNLOAD ran with HEADER). `header_style`
-    instead: the staged files carry none, and the final object opens with a header line in that style,
-    built from the manifest's schema (see `header.header_by_rename`); combine only.
-
-    `encryption`: what every write asks for (the final objects, parts, COPY manifest and the lock):
-    SSE-KMS with the target's key, or the bucket's default.
     """
-    if on_split not in ON_SPLIT or fmt not in FORMATS or compression not in COMPRESSIONS:
-        raise ValueError(f"unsupported on_split={on_split!r}, fmt={fmt!r}, compression={compression!r}")
-    if header_style is not None and (header or on_split != "combine" or header_style.fmt != fmt):
-        raise ValueError("header_style is for combining headerless csv/text files (header=False, combine)")
+    r = request
+    bucket, final_key, staging_prefix, encryption = r.bucket, r.final_key, r.staging_prefix, r.encryption
     with final_key_lock(
-        s3, bucket=bucket, lock_key=lock_key, final_key=final_key, owner=staging_prefix, log=log,
+        s3, bucket=bucket, lock_key=r.lock_key, final_key=final_key, owner=staging_prefix, log=log,
         lease_seconds=lease_seconds, write_args=encryption.write_args(),
     ) as lock:  # fmt: skip
         job = RenameJob(
             s3=s3, bucket=bucket, final_key=final_key, staging_prefix=staging_prefix,
-            ctype=content_type(fmt, compression), traffic=Traffic(), log=log, max_copy=max_copy_size,
+            ctype=content_type(r.fmt, r.compression), traffic=Traffic(), log=log, max_copy=max_copy_size,
             min_part=min_part_size, max_part=max_part_size, workers=workers, fence=Fence(lock, pause),
             encryption=encryption,
         )  # fmt: skip
-        return _rename_locked(job, manifest_key, on_split, fmt, compression, header, header_style)
+        return _rename_locked(job, r.manifest_key, r.on_split, r.fmt, r.compression, r.header, r.header_style)
 
 
 def _rename_locked(

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from unload_assets.catalogue import UnloadTarget
-from unload_assets.rename.header import header_by_rename
 from unload_assets.statement.auth import UnloadAuth
 from unload_assets.statement.rules import MAX_STATEMENT_BYTES, bind_placeholders, option_conflicts, too_long
 from unload_assets.statement.sqltext import quote_literal
@@ -39,7 +38,7 @@ def _options(target: UnloadTarget) -> list[str]:
     if target.compression != "none":
         options.append(target.compression.upper())
     # With `combine`, the rename writes the header line once on top of the joined files instead.
-    if target.header and not header_by_rename(fmt=target.format, header=True, on_split=target.on_split):
+    if target.header and not target.header_by_rename:
         options.append("HEADER")
     if target.addquotes:
         options.append("ADDQUOTES")

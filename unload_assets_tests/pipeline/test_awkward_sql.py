@@ -79,7 +79,7 @@ def test_unloaded_rows_are_what_redshift_returns(
     result = materialise(corpus_catalogue, f"awkward_{name}")
     body = get_bytes(local_stack.s3.client(), "unload-local", f"exports/awkward/{name}.csv").decode()
     assert csv_rows(body, header=False)[1] == expected
-    assert materialisation_metadata(result, f"awkward_{name}")["rows"] == len(expected)
+    assert materialisation_metadata(result, f"awkward_{name}")["dagster/row_count"] == len(expected)
 
 
 def test_bad_catalogue_fails_definitions_validate_with_the_target_and_field(tmp_path):

@@ -98,7 +98,7 @@ def test_zero_rows_warn_and_the_delivery_still_checks(local_stack, stack_env, tm
         checks = judge(catalogue, instance, "judged_empty")
     rows = checks["has_rows"]
     assert not rows.passed and rows.severity == dg.AssetCheckSeverity.WARN
-    assert rows.metadata["rows"].value == 0
+    assert rows.metadata["dagster/row_count"].value == 0
     assert checks["final_objects_present"].passed and checks["staging_cleaned"].passed
 
 

@@ -107,8 +107,8 @@ def test_every_final_object_part_and_manifest_carries_its_targets_key(morning, l
     }
     # The combined object was stitched server-side: far fewer bytes passed the worker than it holds.
     combined = delivered["kms_combine"]
-    assert str(combined["finalized_as"].value).startswith("combine")
-    assert combined["rename_client_bytes"].value < heads["exports/kms/combined.csv"]["ContentLength"] / 2
+    assert str(combined["delivered_as"].value).startswith("combine")
+    assert combined["client_bytes"].value < heads["exports/kms/combined.csv"]["ContentLength"] / 2
     assert heads["exports/kms/empty.csv"]["ContentLength"] == 0  # the empty day: a PutObject
 
 

@@ -143,7 +143,7 @@ def test_split_output_with_header_is_one_object_equal_to_a_single_file_unload(
     options = {"fmt": fmt, "compression": compression, "delimiter": delimiter, "addquotes": addquotes}
     result = materialise(_catalogue(tmp_path, name, sql=sql, **options), name)
     meta = materialisation_metadata(result, name)
-    assert meta["staged_files"] == 4 and meta["finalized_as"] == "combine"  # PARALLEL ON over 4 slices
+    assert meta["staged_files"] == 4 and meta["delivered_as"] == "combine"  # PARALLEL ON over 4 slices
     assert "HEADER" not in meta["statement"]  # the rename writes the header, once
     final_key = f"exports/onefile/{name}/out.{fmt}{SUFFIX[compression]}"
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"exports/onefile/{name}/")["Contents"]
@@ -164,7 +164,7 @@ def test_split_output_with_header_is_one_object_equal_to_a_single_file_unload(
     names = ["id", "note, with comma", 'say "hi"'] if fmt == "csv" else ["id", "plain", 'say "hi"']
     assert records[0] == names
     assert sorted(records[1:]) == sorted(query_as_text(local_stack.postgres.dsn(), sql))
-    assert meta["rows"] == 3000
+    assert meta["dagster/row_count"] == 3000
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip"])
@@ -179,7 +179,7 @@ def test_serial_split_is_byte_for_byte_the_single_file(local_stack, stack_env, w
         tmp_path, name, sql=sql, fmt="csv", compression=compression, parallel=False, max_mb=6
     )
     meta = materialisation_metadata(materialise(catalogue, name), name)
-    assert meta["staged_files"] >= 2 and meta["finalized_as"] == "combine"
+    assert meta["staged_files"] >= 2 and meta["delivered_as"] == "combine"
     final_key = f"exports/onefile/{name}/out.csv{SUFFIX[compression]}"
     combined = decompress(get_bytes(s3, BUCKET, final_key), compression)
     reference = _single_file_unload(
@@ -195,7 +195,7 @@ def test_zero_rows_deliver_the_header_line_alone(local_stack, stack_env, onefile
     sql = "select id, plain from public.onefile where id < 0"
     result = materialise(_catalogue(tmp_path, "empty_gz", sql=sql, fmt="csv", compression="gzip"), "empty_gz")
     meta = materialisation_metadata(result, "empty_gz")
-    assert meta["rows"] == 0
+    assert meta["dagster/row_count"] == 0
     assert decompress(get_bytes(s3, BUCKET, "exports/onefile/empty_gz/out.csv.gz"), "gzip") == b"id,plain\n"
 
 
@@ -216,8 +216,8 @@ def test_parquet_falls_back_to_parts_and_says_so(local_stack, stack_env, wide_ta
     """
     result = materialise(write_catalogue(tmp_path, body, name="pq.yaml"), "pq_split")
     meta = materialisation_metadata(result, "pq_split")
-    assert meta["finalized_as"].startswith("parts (fell back: parquet cannot be combined")
-    assert meta["s3_uri"] == f"s3://{BUCKET}/exports/onefile/pq_split/out.parquet.manifest"
+    assert meta["delivered_as"].startswith("parts (fell back: parquet cannot be combined")
+    assert meta["dagster/uri"] == f"s3://{BUCKET}/exports/onefile/pq_split/out.parquet.manifest"
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["one_object"].passed is False
     assert checks["one_object"].severity.value == "WARN"
@@ -253,7 +253,7 @@ targets:
     )
     result = materialise(catalogue, name)
     meta = materialisation_metadata(result, name)
-    assert meta["rows"] == 0 and meta["s3_uri"] == f"s3://{BUCKET}/{key}"
+    assert meta["dagster/row_count"] == 0 and meta["dagster/uri"] == f"s3://{BUCKET}/{key}"
     data = get_bytes(local_stack.s3.client(), BUCKET, key)
     if fmt == "parquet":
         pq = pytest.importorskip("pyarrow.parquet")

@@ -79,13 +79,15 @@ def test_sales_data_for_one_day_equals_the_query(local_stack, stack_env, s3):
         "note",
     ]
     assert rows == expected and len(rows) > 100
-    assert meta["rows"] == len(expected)
-    assert meta["s3_uri"] == f"s3://unload-local/{key}"
+    assert meta["dagster/row_count"] == len(expected)
+    assert meta["dagster/uri"] == f"s3://unload-local/{key}"
     assert meta["bytes"] == s3.head_object(Bucket="unload-local", Key=key)["ContentLength"]
     assert meta["partition"] == day
     # Dagster's standard keys, which its catalog shows: rows, the URI, the columns as Redshift types them.
     assert meta["dagster/row_count"] == meta["dagster/partition_row_count"] == len(expected)
-    assert meta["dagster/uri"] == meta["s3_uri"]
+    assert meta["final_key"] == key
+    # One key per fact: none of Dagster's standard keys repeated under a name of ours.
+    assert not {"rows", "s3_uri", "finalized_as", "staging_prefix", "rename_client_bytes"} & set(meta)
     columns = {c.name: c.type for c in meta["dagster/column_schema"].columns}
     assert (
         list(columns) == header
@@ -113,7 +115,7 @@ def test_unpartitioned_snapshot(local_stack, stack_env, s3):
         "select customer_id, name, email, country, created_at from public.customers order by customer_id",
     )
     assert rows == expected
-    assert meta["partition"] == "unpartitioned" and meta["rows"] == len(expected)
+    assert meta["partition"] == "unpartitioned" and meta["dagster/row_count"] == len(expected)
     assert meta["dagster/row_count"] == len(expected) and "dagster/partition_row_count" not in meta
 
 
@@ -169,7 +171,7 @@ def test_combine_combines_every_part_into_one_object(
         f"wide_{name}",
     )
     meta = materialisation_metadata(result, f"wide_{name}")
-    assert meta["staged_files"] >= 2 and meta["finalized_as"] == "combine"
+    assert meta["staged_files"] >= 2 and meta["delivered_as"] == "combine"
     objects = list_final(s3, "unload-local", f"exports/wide/{name}/")
     assert len(objects) == 1
     (key,) = objects
@@ -179,7 +181,7 @@ def test_combine_combines_every_part_into_one_object(
     assert sorted(rows) == wide_expected(local_stack)
     if header:
         assert got_header == ["id", "payload", "maybe"]
-    assert meta["rows"] == WIDE_ROWS
+    assert meta["dagster/row_count"] == WIDE_ROWS
 
 
 def test_parts_with_manifest_and_rerun_with_fewer_parts(local_stack, stack_env, wide_table, s3, tmp_path):
@@ -204,7 +206,7 @@ def test_header_with_compression_is_one_object(local_stack, stack_env, wide_tabl
     # rename writes the one header line on top (test_one_file covers every format and compression).
     result = materialise(split_catalogue(tmp_path, "onegz", compression="gzip", header=True), "wide_onegz")
     meta = materialisation_metadata(result, "wide_onegz")
-    assert meta["staged_files"] >= 2 and meta["finalized_as"] == "combine"
+    assert meta["staged_files"] >= 2 and meta["delivered_as"] == "combine"
     assert list(list_final(s3, "unload-local", "exports/wide/onegz/")) == ["exports/wide/onegz/wide.csv.gz"]
     got_header, rows = csv_rows(
         decompress(get_bytes(s3, "unload-local", "exports/wide/onegz/wide.csv.gz"), "gzip").decode(),

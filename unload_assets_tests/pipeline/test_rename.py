@@ -12,7 +12,7 @@ import uuid
 import pytest
 import zstandard
 
-from unload_assets.rename.step import RenameError, SplitRefused, rename_unload
+from unload_assets.rename.step import RenameError, RenameRequest, SplitRefused, rename_unload
 from unload_assets_tests.support.rename_helpers import (
     CallWatch,
     MiB,
@@ -293,15 +293,17 @@ def test_missing_manifest_without_output_is_an_error(s3, bucket, out):
     with pytest.raises(RenameError, match="no UNLOAD manifest"):
         rename_unload(
             s3,
-            bucket=bucket,
-            staging_prefix="_staging/none/",
-            manifest_key="_staging/none/manifest",
-            final_key=out + "n.csv",
-            lock_key=f"_staging/_locks/{out}n.csv.lock",
-            on_split="combine",
-            fmt="csv",
-            compression=None,
-            header=False,
+            RenameRequest(
+                bucket=bucket,
+                staging_prefix="_staging/none/",
+                manifest_key="_staging/none/manifest",
+                final_key=out + "n.csv",
+                lock_key=f"_staging/_locks/{out}n.csv.lock",
+                on_split="combine",
+                fmt="csv",
+                compression=None,
+                header=False,
+            ),
         )
 
 

@@ -72,9 +72,9 @@ def test_the_morning_run_is_announced_once_with_what_landed_in_s3(
     s3 = local_stack.s3.client()
     for event in materializations:
         meta: dict[str, Any] = {k: v.value for k, v in event.materialization.metadata.items()}
-        assert meta["s3_uri"] in message["text"] and f"{meta['rows']:,} rows" in message["text"]
+        assert meta["dagster/uri"] in message["text"] and f"{meta['rows']:,} rows" in message["text"]
         assert meta["partition"] == request.partition_key and request.partition_key in message["text"]
-        bucket = meta["s3_uri"][len("s3://") :].split("/", 1)[0]
+        bucket = meta["dagster/uri"][len("s3://") :].split("/", 1)[0]
         for obj in meta["final_objects"]:  # what the message promises is really there, with that size
             assert s3.head_object(Bucket=bucket, Key=obj["key"])["ContentLength"] == obj["size"]
     assert ANNOUNCED_TAG in instance.get_run_by_id(result.run_id).tags  # type: ignore[union-attr]

@@ -9,11 +9,11 @@ import json
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from unload_assets.rename.lock import lock_key_for
-from unload_assets.rename.step import RenameResult, rename_unload
+from unload_assets.rename.step import RenameRequest, RenameResult, rename_unload
 
 MiB = 1024 * 1024
 SUFFIX = {None: "", "gzip": ".gz", "bzip2": ".bz2", "zstd": ".zst"}
@@ -76,18 +76,24 @@ def stage(
     return Staged(prefix, manifest_key, keys)
 
 
+REQUEST_FIELDS = {f.name for f in fields(RenameRequest)}
+
+
 def run(s3: Any, bucket: str, staged: Staged, final_key: str, **kw: Any) -> RenameResult:
-    options: dict[str, Any] = {"on_split": "combine", "fmt": "csv", "compression": None, "header": False}
-    options.update(kw)
-    return rename_unload(
-        s3,
+    """Rename `staged` to `final_key`: `kw` holds RenameRequest fields (format, header, ...; csv,
+    combine, uncompressed, no header by default) and rename_unload's knobs (sizes, workers, lease, pause)."""
+    asked = {"on_split": "combine", "fmt": "csv", "compression": None, "header": False}
+    asked.update({k: v for k, v in kw.items() if k in REQUEST_FIELDS})
+    knobs = {k: v for k, v in kw.items() if k not in REQUEST_FIELDS}
+    request = RenameRequest(
         bucket=bucket,
         staging_prefix=staged.prefix,
         manifest_key=staged.manifest_key,
         final_key=final_key,
         lock_key=lock_key_for("_staging", final_key),
-        **options,
+        **asked,
     )
+    return rename_unload(s3, request, **knobs)
 
 
 def keys_under(s3: Any, bucket: str, prefix: str) -> list[str]:

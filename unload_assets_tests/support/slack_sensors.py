@@ -15,9 +15,10 @@ import dagster as dg
 import pytest
 from unload_assets_local.slack_standin import SlackStandIn
 
-from unload_assets.delivery import FAILED_TARGETS
+from unload_assets.delivery import FAILED_TARGETS, Delivery
 from unload_assets.notify import run_sensors as sensors
 from unload_assets.notify.slack import UnloadSlackResource
+from unload_assets.rename import FinalObject
 from unload_assets_tests.support.sensor_daemon import SensorDaemon
 from unload_assets_tests.support.this_project import configuration
 
@@ -34,17 +35,21 @@ DAY = dg.DailyPartitionsDefinition(start_date="2020-01-01", timezone="America/Lo
 
 
 def metadata(target: str, partition: str, rows: int) -> dict[str, Any]:
+    """What the real rename op records for a delivery of one 1000-byte object."""
     key = f"exports/{target}/{partition}/{target}.csv.gz"
-    return {
-        "s3_uri": dg.MetadataValue.url(f"s3://{BUCKET}/{key}"),
-        "final_objects": dg.MetadataValue.json([{"key": key, "size": 1000}]),
-        "partition": partition,
-        "rows": dg.MetadataValue.int(rows),
-        "bytes": dg.MetadataValue.int(1000),
-        "staged_files": dg.MetadataValue.int(1),
-        "finalized_as": "single",
-        "target": target,
-    }
+    delivery = Delivery(
+        target=target,
+        partition=partition,
+        bucket=BUCKET,
+        primary_key=key,
+        final_key=key,
+        objects=(FinalObject(key, 1000),),
+        rows=rows,
+        bytes=1000,
+        delivered_as="single",
+        staged_files=1,
+    )
+    return dict(delivery.to_metadata())
 
 
 def daily(target: str, rows: int = 10, *, error: str | None = None) -> dg.AssetsDefinition:

@@ -21,7 +21,6 @@ import yaml
 from unload_assets_local.emulator.unload.parser import parse_unload
 
 from unload_assets.catalogue import CatalogueError, load_catalogue
-from unload_assets.rename.header import header_by_rename
 from unload_assets.statement.auth import UnloadAuth
 from unload_assets.statement.build import build_unload, render_select
 from unload_assets_tests.support.catalogue_samples import DAILY, ROLE, SNAPSHOT
@@ -180,7 +179,7 @@ def test_hostile_values_that_load_reach_redshift_exactly_as_written(tmp_path, do
     assert command.select == render_select(target, day)
     assert (command.to, command.delimiter, command.null_as) == (location, target.delimiter, target.null_as)
     # With combine (the default) the rename writes the header line, so UNLOAD carries no HEADER.
-    by_rename = header_by_rename(fmt=target.format, header=target.header, on_split=target.on_split)
+    by_rename = target.header_by_rename
     assert command.header is (target.header and not by_rename)
     assert "drop table" not in statement.sql  # the description is metadata, never statement text
 

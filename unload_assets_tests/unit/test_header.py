@@ -9,11 +9,11 @@ import io
 import pytest
 import zstandard
 
+from unload_assets.catalogue import UnloadTarget
 from unload_assets.rename.header import (
     HeaderStyle,
     column_names,
     compressed_member,
-    header_by_rename,
     zstd_raw_frame,
 )
 
@@ -84,4 +84,8 @@ def test_zstd_raw_frame_is_read_by_the_reference_library(size):
     ],
 )
 def test_who_writes_the_header(fmt, header, on_split, expected):
-    assert header_by_rename(fmt=fmt, header=header, on_split=on_split) is expected
+    target = UnloadTarget.model_validate(
+        {"name": "t", "description": "d", "sql": "select 1", "key_template": f"x/t.{fmt}"}
+        | {"format": fmt, "header": header, "on_split": on_split}
+    )
+    assert target.header_by_rename is expected
