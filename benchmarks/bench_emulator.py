@@ -103,9 +103,13 @@ def peak_rss_mb(pid: int) -> float:
 
 def run_copy(cluster: PostgresCluster, port: int, prefix: str) -> float:
     conn = psycopg2.connect(
-        host="127.0.0.1", port=port, user=cluster.user, password=cluster.password, dbname=cluster.database,
+        host="127.0.0.1",
+        port=port,
+        user=cluster.user,
+        password=cluster.password,
+        dbname=cluster.database,
         sslmode="disable",
-    )  # fmt: skip
+    )
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("drop table if exists public.sales_back")

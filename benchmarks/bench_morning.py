@@ -197,26 +197,57 @@ def celery_measure(
     loopback Redis, started (and warm) before the run is timed."""
     redis_port = free_port()
     redis = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     catalogue = write_catalogue(workdir / f"catalogue-{label}.yaml", size)
     home = fresh_home(workdir, label)
-    env = {**os.environ, **stack_env, "UNLOAD_TARGETS_FILE": str(catalogue), "DAGSTER_HOME": str(home),
-           "UNLOAD_CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    env = {
+        **os.environ,
+        **stack_env,
+        "UNLOAD_TARGETS_FILE": str(catalogue),
+        "DAGSTER_HOME": str(home),
+        "UNLOAD_CELERY_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     with dg.DagsterInstance.from_config(str(home)):
         pass  # create the SQLite storage once: two workers creating it at the same time collide
     procs, logs = [], []
     for n in range(workers):
         logs.append(workdir / f"{label}-worker{n}.log")
         with logs[-1].open("wb") as out:
-            procs.append(subprocess.Popen(
-                [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-                 "-y", str(ROOT / "deploy" / "celery.yaml"), "-n", f"w{n}", "--", "--concurrency=2"],
-                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            ))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [
+                        str(BIN / "dagster-celery"),
+                        "worker",
+                        "start",
+                        "-A",
+                        "dagster_celery.app",
+                        "-y",
+                        str(ROOT / "deploy" / "celery.yaml"),
+                        "-n",
+                        f"w{n}",
+                        "--",
+                        "--concurrency=2",
+                    ],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
     try:
         while not all("ready." in log.read_text(errors="replace") for log in logs):
             time.sleep(0.2)

@@ -70,7 +70,8 @@ def run_ours(workdir: Path) -> tuple[float, float, int, int]:
     from unload_assets_tests.support.this_project import asset_key_for
 
     catalogue = workdir / "big.yaml"
-    catalogue.write_text(textwrap.dedent(f"""
+    catalogue.write_text(
+        textwrap.dedent(f"""
         targets:
           - name: big
             description: 1M rows, csv + gzip + header, PARALLEL ON
@@ -80,7 +81,8 @@ def run_ours(workdir: Path) -> tuple[float, float, int, int]:
             compression: gzip
             header: true
             parallel: true
-        """))  # fmt: skip
+        """)
+    )
     cpu0, wall0 = time.process_time(), time.perf_counter()
     defs = build_definitions(catalogue)
     key = asset_key_for("big")
@@ -94,25 +96,57 @@ def run_ours(workdir: Path) -> tuple[float, float, int, int]:
 
 
 def run_sling(sling: str, env: dict[str, str], workdir: Path) -> tuple[float, float, int]:
-    source = {"type": "redshift", "host": env["REDSHIFT_HOST"], "port": int(env["REDSHIFT_PORT"]),
-              "user": env["REDSHIFT_USER"], "password": env["REDSHIFT_PASSWORD"],
-              "database": env["REDSHIFT_DATABASE"], "sslmode": "disable", "aws_bucket": BUCKET,
-              "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
-              "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"], "aws_region": env["AWS_DEFAULT_REGION"],
-              "aws_endpoint": env["AWS_ENDPOINT_URL_S3"]}  # fmt: skip
-    target = {"type": "s3", "bucket": BUCKET, "access_key_id": env["AWS_ACCESS_KEY_ID"],
-              "secret_access_key": env["AWS_SECRET_ACCESS_KEY"], "endpoint": env["AWS_ENDPOINT_URL_S3"],
-              "region": env["AWS_DEFAULT_REGION"]}  # fmt: skip
-    run_env = {**os.environ, "RS": json.dumps(source), "S3T": json.dumps(target),
-               "SLING_HOME_DIR": str(workdir / "sling"), "SLING_DISABLE_TELEMETRY": "true"}  # fmt: skip
+    source = {
+        "type": "redshift",
+        "host": env["REDSHIFT_HOST"],
+        "port": int(env["REDSHIFT_PORT"]),
+        "user": env["REDSHIFT_USER"],
+        "password": env["REDSHIFT_PASSWORD"],
+        "database": env["REDSHIFT_DATABASE"],
+        "sslmode": "disable",
+        "aws_bucket": BUCKET,
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "aws_region": env["AWS_DEFAULT_REGION"],
+        "aws_endpoint": env["AWS_ENDPOINT_URL_S3"],
+    }
+    target = {
+        "type": "s3",
+        "bucket": BUCKET,
+        "access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "endpoint": env["AWS_ENDPOINT_URL_S3"],
+        "region": env["AWS_DEFAULT_REGION"],
+    }
+    run_env = {
+        **os.environ,
+        "RS": json.dumps(source),
+        "S3T": json.dumps(target),
+        "SLING_HOME_DIR": str(workdir / "sling"),
+        "SLING_DISABLE_TELEMETRY": "true",
+    }
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall0 = time.perf_counter()
     subprocess.run(
-        [sling, "run", "--src-conn", "RS", "--src-stream", SQL, "--tgt-conn", "S3T",
-         "--tgt-object", f"s3://{BUCKET}/exports/sling/big.csv.gz",
-         "--tgt-options", '{"format": "csv", "compression": "gzip", "header": true}'],
-        env=run_env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sling,
+            "run",
+            "--src-conn",
+            "RS",
+            "--src-stream",
+            SQL,
+            "--tgt-conn",
+            "S3T",
+            "--tgt-object",
+            f"s3://{BUCKET}/exports/sling/big.csv.gz",
+            "--tgt-options",
+            '{"format": "csv", "compression": "gzip", "header": true}',
+        ],
+        env=run_env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - wall0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

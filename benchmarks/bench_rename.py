@@ -40,8 +40,12 @@ from unload_assets.rename.step import RenameRequest, rename_unload  # noqa: E402
 MiB = 1024 * 1024
 BUCKET = "bench-rename"
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "AWS_ACCESS_KEY_ID": LOCAL_KEY_ID, "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET,
-       "AWS_DEFAULT_REGION": REGION}  # fmt: skip
+ENV = {
+    **os.environ,
+    "AWS_ACCESS_KEY_ID": LOCAL_KEY_ID,
+    "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET,
+    "AWS_DEFAULT_REGION": REGION,
+}
 
 
 def start_server() -> tuple[subprocess.Popen[bytes], str]:
@@ -64,8 +68,13 @@ def start_server() -> tuple[subprocess.Popen[bytes], str]:
 
 
 def client(url: str) -> Any:
-    return boto3.client("s3", endpoint_url=url, aws_access_key_id=LOCAL_KEY_ID,
-                        aws_secret_access_key=LOCAL_SECRET, region_name=REGION)  # fmt: skip
+    return boto3.client(
+        "s3",
+        endpoint_url=url,
+        aws_access_key_id=LOCAL_KEY_ID,
+        aws_secret_access_key=LOCAL_SECRET,
+        region_name=REGION,
+    )
 
 
 def stage(s3: Any, count: int, size: int) -> tuple[str, list[str]]:
@@ -103,8 +112,11 @@ def run_old_way(url: str, prefix: str, keys: list[str]) -> int:
     for i, key in enumerate(keys):
         final = f"s3://{BUCKET}/exports/{prefix[-9:]}sales_{i:03d}.txt"
         for args in (["cp", f"s3://{BUCKET}/{key}", final], ["rm", f"s3://{BUCKET}/{key}"]):
-            subprocess.run([str(BIN / "aws"), "s3", *args, "--endpoint-url", url, "--only-show-errors"],
-                           env=ENV, check=True)  # fmt: skip
+            subprocess.run(
+                [str(BIN / "aws"), "s3", *args, "--endpoint-url", url, "--only-show-errors"],
+                env=ENV,
+                check=True,
+            )
     return 0  # s3-to-s3 `aws s3 cp` is a server-side copy
 
 
@@ -113,8 +125,9 @@ def run_floor(s3: Any, prefix: str, keys: list[str]) -> int:
     upload = s3.create_multipart_upload(Bucket=BUCKET, Key=final)["UploadId"]
     parts = []
     for n, key in enumerate(keys, start=1):
-        copy = s3.upload_part_copy(Bucket=BUCKET, Key=final, UploadId=upload, PartNumber=n,
-                                   CopySource={"Bucket": BUCKET, "Key": key})  # fmt: skip
+        copy = s3.upload_part_copy(
+            Bucket=BUCKET, Key=final, UploadId=upload, PartNumber=n, CopySource={"Bucket": BUCKET, "Key": key}
+        )
         parts.append({"PartNumber": n, "ETag": copy["CopyPartResult"]["ETag"]})
     s3.complete_multipart_upload(Bucket=BUCKET, Key=final, UploadId=upload, MultipartUpload={"Parts": parts})
     s3.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in [*keys, prefix + "manifest"]]})

@@ -17,10 +17,22 @@ def start_stack(workdir: Path, rows: int) -> tuple[subprocess.Popen[bytes], dict
     """`unload-assets-local up` under `workdir`, seeded with `rows` sales; returns it and its variables."""
     env_file = workdir / ".env"
     proc = subprocess.Popen(
-        [str(BIN / "unload-assets-local"), "up", "--dir", str(workdir / "stack"), "--env-file", str(env_file),
-         "--rows", str(rows), "--redshift-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            str(BIN / "unload-assets-local"),
+            "up",
+            "--dir",
+            str(workdir / "stack"),
+            "--env-file",
+            str(env_file),
+            "--rows",
+            str(rows),
+            "--redshift-port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith(b"Ready."):

@@ -52,8 +52,11 @@ class Request:
         if self.method == "PUT":
             return "CopyObject" if copy else ("PutObject" if self.path.count("/") > 1 else "CreateBucket")
         if self.method == "POST":
-            return "DeleteObjects" if "delete" in q else ("CreateMultipartUpload" if "uploads" in q else
-                                                          "CompleteMultipartUpload")  # fmt: skip
+            return (
+                "DeleteObjects"
+                if "delete" in q
+                else ("CreateMultipartUpload" if "uploads" in q else "CompleteMultipartUpload")
+            )
         if self.method == "DELETE":
             return "AbortMultipartUpload" if "uploadId" in q else "DeleteObject"
         if self.method == "HEAD":

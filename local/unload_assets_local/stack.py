@@ -148,17 +148,23 @@ class LocalStack:
         from unload_assets_local.s3server import LOCAL_KEY_ID, LOCAL_SECRET, REGION
 
         redshift = boto3.client(
-            "redshift", endpoint_url=self.aws.endpoint_url, region_name=REGION,
-            aws_access_key_id=LOCAL_KEY_ID, aws_secret_access_key=LOCAL_SECRET,
-        )  # fmt: skip
+            "redshift",
+            endpoint_url=self.aws.endpoint_url,
+            region_name=REGION,
+            aws_access_key_id=LOCAL_KEY_ID,
+            aws_secret_access_key=LOCAL_SECRET,
+        )
         # moto keeps its state per process, not per server: in a process that has run another moto
         # (a test module's, an earlier stack's) the cluster may exist already, which is as good.
         with suppress(redshift.exceptions.ClusterAlreadyExistsFault):
             redshift.create_cluster(
-                ClusterIdentifier=LOCAL_CLUSTER, NodeType="ra3.xlplus", ClusterType="single-node",
-                MasterUsername=self.postgres.user, MasterUserPassword="Local-Redshift-1",
+                ClusterIdentifier=LOCAL_CLUSTER,
+                NodeType="ra3.xlplus",
+                ClusterType="single-node",
+                MasterUsername=self.postgres.user,
+                MasterUserPassword="Local-Redshift-1",
                 DBName=self.postgres.database,
-            )  # fmt: skip
+            )
 
     def write_env_file(self, path: Path) -> None:
         lines = [

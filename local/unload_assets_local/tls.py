@@ -62,7 +62,7 @@ def local_tls_files(folder: Path, *, common_name: str = "unload_assets local CA"
                 decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -79,9 +79,13 @@ def local_tls_files(folder: Path, *, common_name: str = "unload_assets local CA"
         )
         .sign(ca_key, hashes.SHA256())
     )
-    _write(files.server_key, server_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ), private=True)  # fmt: skip
+    _write(
+        files.server_key,
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        private=True,
+    )
     _write(files.server_cert, server_cert.public_bytes(serialization.Encoding.PEM))
     _write(files.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
     return files

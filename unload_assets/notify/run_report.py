@@ -122,7 +122,7 @@ def message_for(
     )
     facts = messages.RunFacts(
         run_id=run.run_id,
-        job_name=run.job_name,
+        job_name=job_label(run.job_name),
         link=run_link(run.run_id),
         trigger=trigger(tags),
         partition=tags.get("dagster/partition") or (f"{first}…{last}" if first and last else None),
@@ -166,6 +166,12 @@ def _untouched(
     return messages.Untouched(target, partition, uri or None, when, rename_failed)
 
 
+def job_label(job_name: str) -> str:
+    """The run's job as a person knows it: Dagster names the job behind the asset page's Materialize
+    button `__ASSET_JOB` (a run of a selection of assets, not of one of our jobs)."""
+    return "materialised from the asset page" if job_name.startswith("__ASSET_JOB") else job_name
+
+
 def trigger(tags: dict[str, str] | Any) -> str:
     for tag, label in (
         ("dagster/backfill", "backfill"),
@@ -207,9 +213,13 @@ def catch_up_message(
         after = _after(instance, run)
         lines.append(
             messages.BacklogLine(
-                run_id=run.run_id, job_name=run.job_name, status=run.status.value, partition=partition,
-                what=what + (f" ({after})" if after else ""), link=run_link(run.run_id),
+                run_id=run.run_id,
+                job_name=job_label(run.job_name),
+                status=run.status.value,
+                partition=partition,
+                what=what + (f" ({after})" if after else ""),
+                link=run_link(run.run_id),
                 ended=record.end_time,
             )
-        )  # fmt: skip
+        )
     return messages.backlog_message(lines, secrets)

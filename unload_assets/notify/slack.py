@@ -97,9 +97,13 @@ class UnloadSlackResource(SlackResource):
         try:
             try:
                 response = client.chat_postMessage(
-                    channel=self.channel, text=text, blocks=blocks, metadata=marker,
-                    unfurl_links=False, unfurl_media=False,
-                )  # fmt: skip
+                    channel=self.channel,
+                    text=text,
+                    blocks=blocks,
+                    metadata=marker,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
             except SlackApiError as exc:
                 if _classify(exc, self.channel)[1] is False:
                     raise
@@ -125,9 +129,12 @@ class UnloadSlackResource(SlackResource):
             cursor = None
             for _ in range(HISTORY_PAGES):
                 page = client.conversations_history(
-                    channel=channel_id, oldest=f"{oldest:.6f}", limit=200, include_all_metadata=True,
+                    channel=channel_id,
+                    oldest=f"{oldest:.6f}",
+                    limit=200,
+                    include_all_metadata=True,
                     cursor=cursor,
-                )  # fmt: skip
+                )
                 for message in page.get("messages") or []:
                     for run_id in _told(message.get("metadata") or {}):
                         if run_id in run_ids:

@@ -7,6 +7,7 @@ from typing import Any
 import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
+from unload_assets.delivery import FAILED_TARGETS
 from unload_assets.orchestration.names import Names
 from unload_assets.orchestration.retries import describe
 from unload_assets.secrets import scrub
@@ -27,3 +28,14 @@ def selected(
     """The targets this run materialises (a subset when one target is materialised from the UI)."""
     keys = context.selected_asset_keys
     return [t for t in targets if names.asset_key(t.name) in keys]
+
+
+def not_delivered(failed: dict[str, dict[str, str]]) -> dg.Failure:
+    """The step's failure naming every target not delivered, with its stage and error (the
+    `failed_targets` metadata is what the Slack sensors read)."""
+    lines = [f"{t} ({f['stage']}): {f['error']}" for t, f in sorted(failed.items())]
+    return dg.Failure(
+        description=f"{len(failed)} target(s) not delivered: " + "; ".join(lines),
+        metadata={FAILED_TARGETS: dg.MetadataValue.json(failed)},
+        allow_retries=False,
+    )

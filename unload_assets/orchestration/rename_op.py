@@ -14,17 +14,18 @@ import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.configuration import Configuration
-from unload_assets.delivery import FAILED_TARGETS, UNPARTITIONED, Delivery
+from unload_assets.delivery import UNPARTITIONED, Delivery
 from unload_assets.orchestration.checks import evaluate_checks, evaluate_latest, failed_checks
 from unload_assets.orchestration.handoff import StagedUnload, UnloadFailed
 from unload_assets.orchestration.names import Names
-from unload_assets.orchestration.op_support import STEP_RETRY, error_line, selected
+from unload_assets.orchestration.op_support import STEP_RETRY, error_line, not_delivered, selected
 from unload_assets.orchestration.retries import RENAME_BACKOFF, concurrently, with_retries
 from unload_assets.orchestration.schema_protection import SchemaChangeRefused, check_schema
 from unload_assets.rename import HeaderStyle, RenameRequest, RenameResult, SplitRefused, rename_unload
 from unload_assets.s3_naming import manifest_key_for, s3_url
 from unload_assets.schema_change import manifest_columns
 
+FROM_ASSET_FAILURE = "re-execute from asset failure to run it"
 RENAME_WORKERS = 8  # S3 copies and deletes: I/O bound, no cap but S3's
 # Built once and shared by every output: Dagster resolves an Out's type each time one is made.
 _OPTIONAL_NOTHING = dg.Out(dg.Nothing, is_required=False)
@@ -114,9 +115,9 @@ def rename_op(
             if isinstance(handed, StagedUnload):
                 ready.append((target, handed))
             elif isinstance(handed, UnloadFailed):
-                again = "" if handed.run_id == context.run_id else (
-                    f" (in run {handed.run_id[:8]}, not run again: re-execute from asset failure to run it)"
-                )  # fmt: skip
+                again = ""
+                if handed.run_id != context.run_id:
+                    again = f" (in run {handed.run_id[:8]}, not run again: {FROM_ASSET_FAILURE})"
                 failed[target.name] = {"stage": "unload", "error": handed.error + again}
             else:
                 failed[target.name] = {"stage": "unload", "error": "the unload step handed nothing on"}
@@ -164,12 +165,7 @@ def rename_op(
             if names.asset_key(target.name) in checked_alone:
                 yield from evaluate_latest(context, names, target, client, settings)
         if failed:
-            lines = [f"{t} ({f['stage']}): {f['error']}" for t, f in sorted(failed.items())]
-            raise dg.Failure(
-                description=f"{len(failed)} target(s) not delivered: " + "; ".join(lines),
-                metadata={FAILED_TARGETS: dg.MetadataValue.json(failed)},
-                allow_retries=False,
-            )
+            raise not_delivered(failed)
 
     outs = {names.output_name(t.name): _OPTIONAL_NOTHING for t in targets}
     outs.update({spec.get_python_identifier(): _OPTIONAL_CHECK for spec in specs})

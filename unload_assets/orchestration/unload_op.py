@@ -2,7 +2,8 @@
 
 At most `max_concurrent_unloads` run at once (the instance's pool, `redshift`, caps the steps), concurrently
 retried on its own; a target that fails for good is handed on as `UnloadFailed`, so the rename op names
-it while the others are delivered.
+it while the others are delivered. When every target of the step failed, the step itself fails naming
+them (nothing is left to rename), and "re-execute from failure" runs their UNLOADs again.
 """
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,7 +15,7 @@ from botocore.exceptions import ClientError
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.configuration import Configuration
 from unload_assets.orchestration.handoff import StagedUnload, UnloadFailed, partition_day, run_folder
-from unload_assets.orchestration.op_support import STEP_RETRY, error_line, selected
+from unload_assets.orchestration.op_support import STEP_RETRY, error_line, not_delivered, selected
 from unload_assets.orchestration.retries import UNLOAD_BACKOFF, concurrently, with_retries
 from unload_assets.rename import delete_keys, list_keys, lock_key_for
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
@@ -131,6 +132,11 @@ def unload_op(
                 staged[target] = UnloadFailed(run_id=context.run_id, error=outcome.error)
             else:
                 staged[target] = outcome.result  # type: ignore[assignment]
+        failed = {
+            t: {"stage": "unload", "error": f.error} for t, f in staged.items() if isinstance(f, UnloadFailed)
+        }
+        if staged and len(failed) == len(staged):  # nothing to rename: the failure is this step's
+            raise not_delivered(failed)
         yield dg.Output(staged, "staged")
 
     return dg.OpDefinition(

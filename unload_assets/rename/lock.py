@@ -122,9 +122,13 @@ class FinalKeyLock:
         self._body = lease_body(self.owner, acquired, now + self.lease, self._token)
         try:
             resp = self.s3.put_object(
-                Bucket=self.bucket, Key=self.key, Body=self._body, ContentType="application/json",
-                **self.write_args, **condition,
-            )  # fmt: skip
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=self._body,
+                ContentType="application/json",
+                **self.write_args,
+                **condition,
+            )
         except ClientError as exc:
             if _code(exc) in CONFLICT + GONE:
                 return False
@@ -268,9 +272,16 @@ def final_key_lock(
     `write_args`: the encryption of the lock object's writes (the final key's, `Encryption.write_args`).
     """
     lock = FinalKeyLock(
-        s3, bucket=bucket, lock_key=lock_key, final_key=final_key, owner=owner, log=log,
-        lease_seconds=lease_seconds, clock=clock, write_args=write_args,
-    )  # fmt: skip
+        s3,
+        bucket=bucket,
+        lock_key=lock_key,
+        final_key=final_key,
+        owner=owner,
+        log=log,
+        lease_seconds=lease_seconds,
+        clock=clock,
+        write_args=write_args,
+    )
     lock.acquire(max_wait=max_wait, poll=poll, sleep=sleep)
     if heartbeat:
         lock.start_heartbeat()

@@ -49,9 +49,14 @@ def write_multipart(
     if not plan:
         before()
         s3.put_object(
-            Bucket=bucket, Key=dest_key, Body=b"", Metadata=dict(metadata), ContentType=content_type,
-            **extra, **cond,
-        )  # fmt: skip
+            Bucket=bucket,
+            Key=dest_key,
+            Body=b"",
+            Metadata=dict(metadata),
+            ContentType=content_type,
+            **extra,
+            **cond,
+        )
         return
     upload_id = s3.create_multipart_upload(
         Bucket=bucket, Key=dest_key, Metadata=dict(metadata), ContentType=content_type, **extra

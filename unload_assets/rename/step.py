@@ -134,15 +134,30 @@ def rename_unload(
     r = request
     bucket, final_key, staging_prefix, encryption = r.bucket, r.final_key, r.staging_prefix, r.encryption
     with final_key_lock(
-        s3, bucket=bucket, lock_key=r.lock_key, final_key=final_key, owner=staging_prefix, log=log,
-        lease_seconds=lease_seconds, write_args=encryption.write_args(),
-    ) as lock:  # fmt: skip
+        s3,
+        bucket=bucket,
+        lock_key=r.lock_key,
+        final_key=final_key,
+        owner=staging_prefix,
+        log=log,
+        lease_seconds=lease_seconds,
+        write_args=encryption.write_args(),
+    ) as lock:
         job = RenameJob(
-            s3=s3, bucket=bucket, final_key=final_key, staging_prefix=staging_prefix,
-            ctype=content_type(r.fmt, r.compression), traffic=Traffic(), log=log, max_copy=max_copy_size,
-            min_part=min_part_size, max_part=max_part_size, workers=workers, fence=Fence(lock, pause),
+            s3=s3,
+            bucket=bucket,
+            final_key=final_key,
+            staging_prefix=staging_prefix,
+            ctype=content_type(r.fmt, r.compression),
+            traffic=Traffic(),
+            log=log,
+            max_copy=max_copy_size,
+            min_part=min_part_size,
+            max_part=max_part_size,
+            workers=workers,
+            fence=Fence(lock, pause),
             encryption=encryption,
-        )  # fmt: skip
+        )
         return _rename_locked(job, r.manifest_key, r.on_split, r.fmt, r.compression, r.header, r.header_style)
 
 
@@ -187,9 +202,15 @@ def _rename_locked(
                 raise RenameError(f"{s3_url(bucket, manifest_key)}: {exc}") from None
             opening = compressed_member(header_style.line(names), compression)
         done = produce(
-            job, entries, on_split=on_split, fmt=fmt, compression=compression, header=header,
-            opening=opening, schema=manifest.schema,
-        )  # fmt: skip
+            job,
+            entries,
+            on_split=on_split,
+            fmt=fmt,
+            compression=compression,
+            header=header,
+            opening=opening,
+            schema=manifest.schema,
+        )
     else:
         job.log(f"an earlier attempt already committed {s3_url(bucket, final_key)}; resuming at cleanup")
     delete_stale(job, done)
@@ -200,9 +221,14 @@ def _rename_locked(
 def _result(done: Written, job: RenameJob, *, staging_cleaned: bool, schema: dict | None) -> RenameResult:
     objects = [FinalObject(k, s) for k, s in done.objects]
     return RenameResult(
-        objects, done.mode, done.staged_files, done.fallback_reason, staging_cleaned, job.traffic.bytes,
+        objects,
+        done.mode,
+        done.staged_files,
+        done.fallback_reason,
+        staging_cleaned,
+        job.traffic.bytes,
         schema,
-    )  # fmt: skip
+    )
 
 
 def _delete_staging(job: RenameJob, manifest: UnloadManifest, manifest_key: str) -> bool:

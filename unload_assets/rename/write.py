@@ -159,10 +159,19 @@ def _write_final(
     seen = seen_etag(head(job.s3, job.bucket, key))
     with job.fence.refusal("write object", key, seen, lambda: wrote(job, key, size)):
         write_multipart(
-            job.s3, bucket=job.bucket, dest_key=key, sources=sources, plan=plan, metadata=meta,
-            content_type=job.ctype, traffic=job.traffic, workers=job.workers, condition=condition(seen),
-            before=job.fence.before("write object"), write_args=job.encryption.write_args(),
-        )  # fmt: skip
+            job.s3,
+            bucket=job.bucket,
+            dest_key=key,
+            sources=sources,
+            plan=plan,
+            metadata=meta,
+            content_type=job.ctype,
+            traffic=job.traffic,
+            workers=job.workers,
+            condition=condition(seen),
+            before=job.fence.before("write object"),
+            write_args=job.encryption.write_args(),
+        )
     verify(job, key, size)
 
 

@@ -159,8 +159,13 @@ class RedshiftUnloadResource(RedshiftClientResource):
 # Refusals that another attempt cannot fix: wrong credentials, unknown user or database, a certificate
 # that does not verify (libpq's wording for each).
 _PERMANENT_CONNECT_ERRORS = ("authentication failed", "no pg_hba.conf entry", "does not exist")
-_TLS_ERRORS = ("certificate verify failed", "root certificate file", "server certificate for",
-               "does not match host name", "server does not support SSL")  # fmt: skip
+_TLS_ERRORS = (
+    "certificate verify failed",
+    "root certificate file",
+    "server certificate for",
+    "does not match host name",
+    "server does not support SSL",
+)
 _LOGIN_HINTS = {
     "password": "Check redshift.user, redshift.password and redshift.database.",
     "iam": "The temporary credentials were refused: check redshift.db_user (or redshift.user), "

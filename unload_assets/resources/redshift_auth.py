@@ -30,10 +30,17 @@ MIN_DURATION, MAX_DURATION = 900, 3600  # what both APIs accept
 _REFRESH_MARGIN_SECONDS = 300.0
 # AWS error codes that another attempt cannot fix.
 _PERMANENT_AWS_ERRORS = (
-    "ClusterNotFound", "ResourceNotFoundException", "AccessDenied", "AccessDeniedException",
-    "UnauthorizedOperation", "ValidationException", "InvalidParameterValue", "InvalidClientTokenId",
-    "UnrecognizedClientException", "InvalidSignatureException",
-)  # fmt: skip
+    "ClusterNotFound",
+    "ResourceNotFoundException",
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "ValidationException",
+    "InvalidParameterValue",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+)
 
 
 class TransientCredentialsError(Exception):

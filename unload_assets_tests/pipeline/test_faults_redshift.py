@@ -109,7 +109,10 @@ def test_the_retry_limit_third_wait_included_then_the_run_fails_and_loses_nothin
     assert not result.success
     retries = target_retries(harness.instance, result.run_id)
     assert [r.attempt for r in retries] == [1, 2, 3] and step_retries(result) == []
-    # The rename step names the target that was not delivered, and why: the fourth attempt's error.
+    # Its only target failed: the unload step fails itself (nothing to rename), naming the target and
+    # why: the fourth attempt's error.
+    [failed_step] = [e.step_key for e in result.all_events if e.is_step_failure]
+    assert failed_step is not None and ".unload_unloads_" in failed_step, failed_step
     [(name, failed)] = failed_targets(result).items()
     assert name == target and failed["stage"] == "unload"
     # Seen once under load: the fault fired three times, the fourth attempt stopping before its UNLOAD;

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from unload_assets.delivery import Delivery
 from unload_assets.notify import messages
 from unload_assets.notify.messages import RunFacts, StepFailure, Untouched
+from unload_assets.notify.run_report import job_label
 from unload_assets.rename import FinalObject
 from unload_assets.secrets import scrub
 
@@ -186,3 +187,9 @@ def test_any_number_of_targets_fits_block_kit_limits(count: int, name_len: int) 
     assert all(len(b["text"]["text"]) <= 3000 for b in message.blocks if b["type"] == "section")
     assert len(message.text) <= 4000
     assert RUN.link in message.text
+
+
+def test_a_run_from_the_asset_page_is_named_as_a_person_knows_it() -> None:
+    assert job_label("__ASSET_JOB") == "materialised from the asset page"
+    assert job_label("__ASSET_JOB_0") == "materialised from the asset page"
+    assert job_label("daily_unloads") == "daily_unloads"

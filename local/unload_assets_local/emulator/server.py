@@ -28,10 +28,14 @@ _STOP_TIMEOUT = 30.0
 # What Redshift reports when the role it assumed may not write (AWS's wording since 2023 names the action
 # and the resource; S3 servers that answer a bare "Access Denied", moto among them, get it added here).
 _IAM_ACTIONS = {
-    "PutObject": "s3:PutObject", "CreateMultipartUpload": "s3:PutObject", "UploadPart": "s3:PutObject",
-    "CompleteMultipartUpload": "s3:PutObject", "AbortMultipartUpload": "s3:AbortMultipartUpload",
-    "ListObjectsV2": "s3:ListBucket", "DeleteObject": "s3:DeleteObject",
-}  # fmt: skip
+    "PutObject": "s3:PutObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "ListObjectsV2": "s3:ListBucket",
+    "DeleteObject": "s3:DeleteObject",
+}
 
 
 def _name_refusals(client: Any) -> None:
