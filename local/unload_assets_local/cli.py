@@ -19,6 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--dir", type=Path, default=Path(".local-stack"), help="state directory")
     up.add_argument("--env-file", type=Path, default=Path(".env"), help="where to write the variables")
     up.add_argument("--rows", type=int, default=100_000, help="demo rows in public.sales")
+    up.add_argument("--days", type=int, default=30, help="days of demo sales, ending yesterday")
     up.add_argument("--no-seed", action="store_true", help="keep the tables as they are")
     up.add_argument("--slices", type=int, default=4, help="emulated slices for PARALLEL ON")
     up.add_argument("--redshift-port", type=int, default=5439, help="0 picks a free port")
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         slack_port=args.slack_port,
         bucket=args.bucket,
         rows=args.rows,
+        days=args.days,
         seed=not args.no_seed,
         slices=args.slices,
         webserver_url=args.webserver_url,

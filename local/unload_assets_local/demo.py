@@ -19,6 +19,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import unload_assets
+from unload_assets.catalogue.load import read_catalogue
 from unload_assets.orchestration.names import Names
 from unload_assets_local.devserver import DagsterDev, stop_process_group
 from unload_assets_local.postgres import free_port
@@ -73,6 +75,15 @@ def _print_catalogue(log: Path) -> None:
         print(f"  {line}", flush=True)
 
 
+def _days_of_the_catalogue() -> int:
+    """Sales from the first day of the demo catalogue's daily partitions to yesterday: the partitions the
+    UI shows are the days there is data for, and a backfill of the missing days unloads no empty day."""
+    catalogue = read_catalogue(Path(unload_assets.__file__).with_name("unload_targets.yaml"))
+    starts = [t.partitioning.start_date for t in catalogue.targets if t.partitioning.type == "daily"]
+    first = min(starts, default=datetime.now().date() - timedelta(days=30))
+    return max(1, (datetime.now().date() - first).days)
+
+
 def _start_stack(rows: int, webserver_url: str) -> subprocess.Popen[bytes]:
     print("Starting the local stack (logs: .local-stack/stack.log) ...", flush=True)
     (STATE / "ready").unlink(missing_ok=True)
@@ -82,6 +93,8 @@ def _start_stack(rows: int, webserver_url: str) -> subprocess.Popen[bytes]:
         "up",
         "--rows",
         str(rows),
+        "--days",
+        str(_days_of_the_catalogue()),
         "--redshift-port",
         "0",
         "--webserver-url",

@@ -32,6 +32,7 @@ class StackConfig:
     bucket: str = "unload-local"
     staging_prefix: str = "_staging"
     rows: int = 100_000
+    days: int = 30  # of demo sales, ending yesterday
     slices: int = 4
     seed: bool = True
     timezone: str = "America/Los_Angeles"
@@ -60,7 +61,7 @@ class LocalStack:
             self.postgres = PostgresCluster(cfg.workdir / "pgdata", port=cfg.pg_port).start()
             self._exit.callback(self.postgres.stop)
             if cfg.seed:
-                self.seed_summary = str(seed_demo_data(self.postgres.dsn(), rows=cfg.rows))
+                self.seed_summary = str(seed_demo_data(self.postgres.dsn(), rows=cfg.rows, days=cfg.days))
             self.s3 = S3Server(port=cfg.s3_port, bucket=cfg.bucket).start()
             self._exit.callback(self.s3.stop)
             self.tls = local_tls_files(cfg.workdir / "tls")
