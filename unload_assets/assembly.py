@@ -3,7 +3,7 @@
 The flow it wires, in order: the catalogue (`catalogue/`), the unload and rename ops of each group of
 targets (`orchestration/assets.py`), their checks, the morning schedules, the Slack sensors and the
 deadline sensor (`orchestration/`), and the resources (`resources/`), every one named after the instance
-(`orchestration/names.py`). Used by the `UnloadTargets` component (`component.py`), which is how
+(`names.py`). Used by the `UnloadTargets` component (`component.py`), which is how
 `definitions.py` loads this project and how any other project uses it.
 """
 

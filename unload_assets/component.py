@@ -23,7 +23,7 @@ variable's name and read when a run or a sensor needs them, never when the defin
 
 The instance builds the assets `<asset_key_prefix>/<target>` (default `s3/<target>`) and their checks, the
 Redshift tables upstream, the morning jobs and schedules, the Slack sensors and the resources they use,
-each named after the instance (orchestration/names.py). The SQL keeps its `{{ partition_date }}`
+each named after the instance (names.py). The SQL keeps its `{{ partition_date }}`
 placeholders: an inline catalogue is passed through untouched, not rendered as a component template.
 """
 
@@ -55,10 +55,10 @@ from unload_assets.configuration import (
 )
 from unload_assets.deadline import RUN_AT, parse_time_of_day
 from unload_assets.encryption import check_kms_key_id
-from unload_assets.notify.slack import UnloadSlackResource
-from unload_assets.orchestration.names import DEFAULT_KEY_PREFIX, DEFAULT_POOL, DEFAULT_UPSTREAM_PREFIX, Names
+from unload_assets.names import DEFAULT_KEY_PREFIX, DEFAULT_POOL, DEFAULT_UPSTREAM_PREFIX, Names
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
 from unload_assets.resources.s3 import UnloadS3Resource
+from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets.scaffold import UnloadTargetsScaffolder
 
 # --- resolvers: what a YAML value becomes -------------------------------------------------------------

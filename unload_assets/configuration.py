@@ -19,10 +19,10 @@ from typing import Any
 import dagster as dg
 
 from unload_assets import environment
-from unload_assets.notify.slack import UnloadSlackResource
-from unload_assets.orchestration.names import Names
+from unload_assets.names import Names
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
 from unload_assets.resources.s3 import UnloadS3Resource
+from unload_assets.resources.slack import UnloadSlackResource
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 DEFAULT_TIMEZONE = "America/Los_Angeles"  # what the old `00 16 * * *` UTC cron meant, in summer

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 import unload_assets
 from unload_assets.catalogue.load import read_catalogue
-from unload_assets.orchestration.names import Names
+from unload_assets.names import Names
 from unload_assets_local.devserver import DagsterDev, stop_process_group
 from unload_assets_local.postgres import free_port
 from unload_assets_local.webserver_client import DagsterDevError

@@ -1,7 +1,6 @@
-"""Slack: every message the project posts, and the sensors that post them exactly once.
+"""Slack: every message the project posts, and the sensors that post them exactly once, through the
+Slack resource (`resources/slack.py`: ids in the message metadata, history lookups, `NotDelivered`).
 
-- `slack.py`: the Slack resource (posts with ids in the message metadata, finds them in the history,
-  bounded retries) and `NotDelivered`, the one error a post raises;
 - `messages.py`: the messages, pure (run delivered or failed, catch-up summary, catalogue problem, late,
   now delivered), Block Kit limits and secrets scrubbed;
 - `tick.py`: what every sensor tick shares: the clock, the limits, one cursor, one exactly-once poster;

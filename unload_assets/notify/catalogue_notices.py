@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 from unload_assets.catalogue import Problem
 from unload_assets.notify import messages
-from unload_assets.notify.slack import NotDelivered, UnloadSlackResource
 from unload_assets.notify.tick import SensorCursor
+from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
 
 HISTORY_LOOKBACK_SECONDS = 7 * 86_400  # how far back the channel is searched for a problem told already
 

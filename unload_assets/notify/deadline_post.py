@@ -16,8 +16,8 @@ from typing import TypeVar
 
 from unload_assets.deadline import TargetDay
 from unload_assets.notify import messages
-from unload_assets.notify.slack import NotDelivered, UnloadSlackResource
 from unload_assets.notify.tick import LateNotice, SensorCursor, SlackTick
+from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
 
 PER_MESSAGE = 20  # notices per Slack message (their ids ride in its metadata); more make more messages
 _Item = TypeVar("_Item")

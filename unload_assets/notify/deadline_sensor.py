@@ -24,8 +24,8 @@ from unload_assets.deadline import TargetDay, Watched, due_between, parse_delive
 from unload_assets.notify import tick
 from unload_assets.notify.deadline_post import DeadlineNotifier
 from unload_assets.notify.lateness import DeliveryLookup
-from unload_assets.notify.slack import UnloadSlackResource
 from unload_assets.notify.tick import BACKLOG, LOOKBACK, SensorCursor
+from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets.secrets import scrub
 
 

@@ -15,10 +15,10 @@ import dagster as dg
 
 from unload_assets.deadline import TargetDay
 from unload_assets.delivery import Delivery
+from unload_assets.names import Names
 from unload_assets.notify import messages
 from unload_assets.notify.run_report import RunOutcome, TargetOf, read_run
 from unload_assets.notify.tick import WILL_RETRY_TAG
-from unload_assets.orchestration.names import Names
 
 RUNS_LOOKED_AT = 50  # the newest runs of a day searched for the one that planned a target
 _QUEUED = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING}

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from unload_assets.names import Names
 from unload_assets.notify import messages
 from unload_assets.notify.run_report import RunOutcome, catch_up_message, message_for
-from unload_assets.notify.slack import NotDelivered, UnloadSlackResource
 from unload_assets.notify.tick import SensorCursor, SlackTick
-from unload_assets.orchestration.names import Names
+from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
 
 # The tags written before runs were announced per instance: a run carrying them was announced already.
 LEGACY_ANNOUNCED_TAG = "unload_assets/slack_announced"

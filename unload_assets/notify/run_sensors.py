@@ -41,8 +41,8 @@ from unload_assets.notify.run_post import (
     retag,
 )
 from unload_assets.notify.run_report import RunOutcome, read_run
-from unload_assets.notify.slack import NotDelivered, UnloadSlackResource
 from unload_assets.notify.tick import AUTO_RETRY_RUN_TAG, LOOKBACK, WILL_RETRY_TAG, SensorCursor
+from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
 from unload_assets.secrets import scrub
 
 MARGIN_SECONDS = 300.0  # the watermark trails the clock: a run's end is committed a moment after it ends

@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 from unload_assets.notify.messages import SlackMessage
-from unload_assets.notify.slack import NotDelivered, UnloadSlackResource
+from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
 
 LOOKBACK = timedelta(hours=24)  # how far back a sensor's very first tick looks (no watermark yet)
 BACKLOG = timedelta(days=7)  # the furthest back the deadline sensor looks, and how long a late day waits

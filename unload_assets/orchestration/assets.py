@@ -27,8 +27,8 @@ import dagster as dg
 from unload_assets.catalogue import Catalogue, NotLoaded, UnloadTarget
 from unload_assets.configuration import Configuration
 from unload_assets.deadline import freshness_window, parse_deliver_by
+from unload_assets.names import Names
 from unload_assets.orchestration.checks import check_specs
-from unload_assets.orchestration.names import Names
 from unload_assets.orchestration.rename_op import rename_op
 from unload_assets.orchestration.unload_op import unload_op
 from unload_assets.statement.lineage import upstream_tables

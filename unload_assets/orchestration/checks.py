@@ -15,7 +15,7 @@ import dagster as dg
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.delivery import DELIVERED_AS, PARTITION, ROWS, STAGING_URI, Delivery
 from unload_assets.encryption import Encryption
-from unload_assets.orchestration.names import Names
+from unload_assets.names import Names
 from unload_assets.rename import STAGING_TAG, final_key_lock, lock_key_for
 from unload_assets.resources import UnloadSettings
 from unload_assets.s3_naming import parse_s3_uri

@@ -8,7 +8,7 @@ import dagster as dg
 
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.delivery import FAILED_TARGETS
-from unload_assets.orchestration.names import Names
+from unload_assets.names import Names
 from unload_assets.orchestration.retries import describe
 from unload_assets.secrets import scrub
 

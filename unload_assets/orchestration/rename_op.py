@@ -15,9 +15,9 @@ import dagster as dg
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.configuration import Configuration
 from unload_assets.delivery import UNPARTITIONED, Delivery
+from unload_assets.names import Names
 from unload_assets.orchestration.checks import evaluate_checks, evaluate_latest, failed_checks
 from unload_assets.orchestration.handoff import StagedUnload, UnloadFailed
-from unload_assets.orchestration.names import Names
 from unload_assets.orchestration.op_support import STEP_RETRY, error_line, not_delivered, selected
 from unload_assets.orchestration.retries import RENAME_BACKOFF, concurrently, with_retries
 from unload_assets.orchestration.schema_protection import SchemaChangeRefused, check_schema

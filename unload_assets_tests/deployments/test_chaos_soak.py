@@ -34,7 +34,7 @@ import pytest
 from unload_assets_local.s3_fault_proxy import FaultProxy
 
 from unload_assets.notify.run_report import read_run
-from unload_assets.notify.slack import MARKER_EVENT
+from unload_assets.resources.slack import MARKER_EVENT
 from unload_assets_tests.support.fault_harness import target_retries
 from unload_assets_tests.support.pipeline_helpers import (
     csv_rows,

@@ -97,7 +97,7 @@ def test_one_failing_target_leaves_the_others_delivered_and_reexecution_runs_onl
     catalogue: Path, local_stack: LocalStack, tmp_path: Path
 ) -> None:
     from unload_assets.notify import run_sensors as sensors
-    from unload_assets.notify.slack import UnloadSlackResource
+    from unload_assets.resources.slack import UnloadSlackResource
 
     dsn, s3 = local_stack.postgres.dsn(), local_stack.s3.client()
     expected = _expected(dsn)

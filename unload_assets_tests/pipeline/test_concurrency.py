@@ -21,8 +21,8 @@ import psycopg2
 import pytest
 
 from unload_assets.notify import run_sensors as sensors
-from unload_assets.notify.slack import UnloadSlackResource
 from unload_assets.rename.lock import final_key_lock
+from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets_tests.support import concurrency_jobs
 from unload_assets_tests.support.fault_harness import wait_for_child
 from unload_assets_tests.support.pipeline_helpers import get_bytes, job_with_env

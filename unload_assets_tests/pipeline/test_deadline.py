@@ -26,7 +26,7 @@ from unload_assets_local.slack_standin import SlackStandIn
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.notify import deadline_sensor
 from unload_assets.notify import tick as sensor_tick
-from unload_assets.notify.slack import NOTICE_EVENT, UnloadSlackResource
+from unload_assets.resources.slack import NOTICE_EVENT, UnloadSlackResource
 from unload_assets_tests.support.sensor_daemon import SensorDaemon
 from unload_assets_tests.support.this_project import configuration
 
@@ -198,7 +198,7 @@ import dagster as dg
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.notify import deadline_sensor
 from unload_assets.notify import tick as sensor_tick
-from unload_assets.notify.slack import UnloadSlackResource
+from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets_tests.support.this_project import configuration
 sensor_tick.now = lambda: {at!r}
 target = UnloadTarget.model_validate(json.loads(sys.argv[1]))

@@ -14,7 +14,7 @@ from unload_assets_local.slack_standin import SlackApiError as SlackApiErrorStan
 from unload_assets_local.slack_standin import SlackStandIn
 
 from unload_assets.notify import tick
-from unload_assets.notify.slack import UnloadSlackResource
+from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets_tests.support.slack_sensors import (
     CHANNEL,
     TOKEN,

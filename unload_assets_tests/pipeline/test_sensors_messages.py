@@ -13,8 +13,8 @@ from unload_assets_local.slack_standin import SlackStandIn
 
 from unload_assets.notify import run_sensors as sensors
 from unload_assets.notify import tick
-from unload_assets.notify.slack import UnloadSlackResource
 from unload_assets.orchestration.schedules import build_morning_runs
+from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets_tests.support.slack_sensors import (
     BUCKET,
     CHANNEL,

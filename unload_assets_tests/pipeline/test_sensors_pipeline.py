@@ -72,7 +72,10 @@ def test_the_morning_run_is_announced_once_with_what_landed_in_s3(
     s3 = local_stack.s3.client()
     for event in materializations:
         meta: dict[str, Any] = {k: v.value for k, v in event.materialization.metadata.items()}
-        assert meta["dagster/uri"] in message["text"] and f"{meta['dagster/row_count']:,} rows" in message["text"]
+        assert (
+            meta["dagster/uri"] in message["text"]
+            and f"{meta['dagster/row_count']:,} rows" in message["text"]
+        )
         assert meta["partition"] == request.partition_key and request.partition_key in message["text"]
         bucket = meta["dagster/uri"][len("s3://") :].split("/", 1)[0]
         for obj in meta["final_objects"]:  # what the message promises is really there, with that size

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from unload_assets.notify.slack import UnloadSlackResource
+from unload_assets.resources.slack import UnloadSlackResource
 
 
 class SensorDaemon:

@@ -17,8 +17,8 @@ from unload_assets_local.slack_standin import SlackStandIn
 
 from unload_assets.delivery import FAILED_TARGETS, Delivery
 from unload_assets.notify import run_sensors as sensors
-from unload_assets.notify.slack import UnloadSlackResource
 from unload_assets.rename import FinalObject
+from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets_tests.support.sensor_daemon import SensorDaemon
 from unload_assets_tests.support.this_project import configuration
 

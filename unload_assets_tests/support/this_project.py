@@ -11,8 +11,8 @@ import dagster as dg
 
 from unload_assets.component import THIS_PROJECT_DEFS_YAML, this_project
 from unload_assets.configuration import Configuration
+from unload_assets.names import DEFAULT_POOL, Names
 from unload_assets.notify.run_post import RunTags
-from unload_assets.orchestration.names import DEFAULT_POOL, Names
 from unload_assets.resources import RedshiftUnloadResource
 
 NAMES = Names("unloads")
