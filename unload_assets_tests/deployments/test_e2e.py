@@ -192,16 +192,14 @@ def test_the_ui_shows_lineage_the_row_count_and_the_latest_materialisation(dagst
         overview = page.inner_text("body")
         page.screenshot(path=str(ARTIFACTS / "asset-sales_data.png"), full_page=True)
         assert "redshift / public / sales" in overview  # the upstream table
-        row = page.locator("tr", has=page.locator("td", has_text=re.compile(r"^rows$"))).first
-        shown_rows = int(row.locator("td").last.inner_text().replace(",", ""))
         with psycopg2.connect(local_stack.postgres.dsn()) as conn, conn.cursor() as cur:
             cur.execute("select count(*) from public.sales where sale_date = %s", (day,))
             expected_rows = cur.fetchone()[0]
-        assert shown_rows == expected_rows > 0
-        # Dagster's own "Row count" (from the standard key dagster/row_count), as the catalog shows it.
+        # Dagster's own "Row count" (from the standard key dagster/row_count, which we no longer repeat as
+        # a key of ours), as the catalog shows it.
         standard = re.search(r"Row count\s*\n\s*([\d,]+)", overview)
         assert standard is not None, "the asset page shows no Row count"
-        assert int(standard.group(1).replace(",", "")) == expected_rows
+        assert int(standard.group(1).replace(",", "")) == expected_rows > 0
 
         _open(
             page, f"{dagster_dev.url}/assets/s3/sales_data?view=lineage&lineageScope=upstream", "sales_data"
