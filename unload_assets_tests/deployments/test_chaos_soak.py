@@ -185,7 +185,7 @@ def _restart_daemon(shape: ProductionShape, instance: dg.DagsterInstance, deadli
     Not while a run is between its creation and its launch (NOT_STARTED, STARTING): a daemon killed there
     strands the run until run monitoring fails it, `start_timeout_seconds` (300 s) later, and the day
     then waits for a re-execution (deploy/dagster.yaml has no run retries). That is Dagster's, and the
-    failure is announced (test_sensors.py); the soak kills the daemon anywhere else."""
+    failure is announced (test_sensors_messages.py); the soak kills the daemon anywhere else."""
     _until("a moment with no run being launched", lambda: not _launching(instance), deadline, shape)
     shape.daemon.kill()
     shape.daemon.start()

@@ -1,6 +1,6 @@
 """The deadline sensor against the real Slack stand-in and a real DagsterInstance with real runs.
 
-Runs come from small stand-in assets keyed `s3/<target>` (as in test_sensors.py). Ticks are evaluated
+Runs come from small stand-in assets keyed `s3/<target>` (as in support/slack_sensors.py). Ticks are evaluated
 as the daemon does, one after the other, each with the cursor the previous one returned; the sensor's
 clock (`notify.tick.now`) is set to the moment each tick stands for, so deadlines pass without waiting.
 """
