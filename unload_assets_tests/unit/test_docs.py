@@ -62,3 +62,24 @@ def test_the_link_checker_sees_a_broken_link(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text("# Title\n\n[ok](#title) [gone](missing.md) [no heading](#nowhere)\n")
     assert _broken_links(page) == ["missing.md: no such file", "#nowhere: no heading #nowhere in page.md"]
+
+
+# A file of the repository named by its path (a run tag like unload_assets/accept_schema_change has no
+# extension; s3://unload-local/... is not a path of ours).
+PATH_NAMED = re.compile(
+    r"(?<![\w/-])((?:unload_assets_tests|unload_assets|benchmarks|deploy|local|scripts)/[\w./-]*"
+    r"\.(?:py|yaml|yml|json|md|toml|sh|txt|cfg))\b"
+)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_path_a_page_names_exists(page: Path) -> None:
+    """A stale reference (a module renamed, a test split) is caught where a reader would follow it."""
+    named = set(PATH_NAMED.findall(page.read_text()))
+    missing = sorted(p for p in named if "<" not in p and "*" not in p and not (REPO / p).exists())
+    assert not missing, f"{page.relative_to(REPO)} names {missing}"
+
+
+def test_the_path_finder_takes_files_not_tags_or_s3_keys() -> None:
+    text = "see `unload_assets/gone.py`, tag `unload_assets/accept_schema_change`, s3://unload-local/exports/x.csv"
+    assert PATH_NAMED.findall(text) == ["unload_assets/gone.py"]
