@@ -31,7 +31,11 @@ CELERY_RECOVERY: dict[str, object] = {
     "task_acks_late": True,
     "task_reject_on_worker_lost": True,
     "worker_prefetch_multiplier": 1,
-    "broker_transport_options": {"visibility_timeout": 1800},
+    "broker_transport_options": {
+        "visibility_timeout": 1800,
+        "unacked_restore_interval": 30,
+        "unacked_restore_throttle": 1,
+    },
 }
 
 

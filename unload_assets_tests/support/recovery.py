@@ -1,0 +1,140 @@
+"""What the recovery tests (issue 28) share: faults at chosen moments, and the count of what a person did.
+
+- `PausableProxy`: a loopback TCP proxy the daemon reaches the code server through. Paused, it holds
+  whatever the daemon sends; `drop()` then closes every connection without delivering it: a daemon
+  killed while its StartRun request is in flight, deterministically (the run stays STARTING).
+- `run_worker_pid` / `step_started`: the run worker's pid (Dagster's own "Started process for run (pid:
+  N)" event) and whether a step has started, read from the instance, for a SIGKILL mid-step.
+- `ManualActions`: the webserver client with every operator action (terminate, re-execute) counted. A
+  recovery test does everything through it and asserts the count is 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import threading
+from typing import Any
+
+import dagster as dg
+
+_PID = re.compile(r"Started process for run \(pid: (\d+)\)")
+
+
+class PausableProxy:
+    """Forwards loopback TCP connections to `target_port`; `pause()` holds what clients send, `drop()`
+    closes every open connection without delivering what was held, `resume()` lets traffic flow."""
+
+    def __init__(self) -> None:
+        self.target_port = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self.held = 0  # bytes received while paused and never delivered
+        self._stopped = False
+
+    def start(self, target_port: int) -> PausableProxy:
+        self.target_port = target_port
+        threading.Thread(target=self._accept, daemon=True, name="pausable-proxy").start()
+        return self
+
+    def pause(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    def drop(self) -> None:
+        """Close every connection open now; what they were holding is never delivered."""
+        with self._lock:
+            doomed, self._open = self._open, []
+        for conn in doomed:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._listener.close()
+        self.drop()
+        self._flowing.set()
+
+    def _accept(self) -> None:
+        while not self._stopped:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                while not self._flowing.wait(0.1):
+                    if src not in self._open:  # dropped while holding: never delivered
+                        self.held += len(data)
+                        return
+                if src not in self._open:
+                    self.held += len(data)
+                    return
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for conn in (src, dst):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
+
+def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the run's worker process, from Dagster's engine event (the last one: a resumed run
+    has several)."""
+    found = None
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records:
+        match = _PID.search(record.event_log_entry.message or "")
+        if match:
+            found = int(match.group(1))
+    return found
+
+
+def step_started(instance: dg.DagsterInstance, run_id: str, step_contains: str) -> bool:
+    """Whether a step of the run whose key contains `step_contains` has started."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START).records
+    return any(step_contains in (r.event_log_entry.step_key or "") for r in records)
+
+
+class ManualActions:
+    """The webserver client, with every action an operator would take counted (`count`, `taken`)."""
+
+    COUNTED = ("terminate", "reexecute")
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.taken: list[str] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.taken)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name not in self.COUNTED:
+            return attribute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.taken.append(f"{name}{args}")
+            return attribute(*args, **kwargs)
+
+        return counted
