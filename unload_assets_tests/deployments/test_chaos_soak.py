@@ -9,8 +9,15 @@ while the daemon works through it:
   CreateMultipartUpload's answer is lost for sure (S3 made the upload; boto3 makes another);
 - two UNLOADs lose their connection mid-statement (their data files written, the manifest not);
 - Slack is down over several sensor ticks, and when it comes back the answer to one post is lost;
-- the daemon is SIGKILLed twice (once with the backfill's runs queued, once right after the post whose
-  answer was lost) and started again.
+- the daemon is SIGKILLed three times: once while it launches a run (its StartRun request held by a
+  proxy in front of the code server and never delivered: the run stays STARTING until run monitoring
+  fails it and run retries retry it), once with the backfill's runs queued, once right after the post
+  whose answer was lost; each time it is started again;
+- a run worker (the run's process and its step processes) is SIGKILLed while its rename step runs: the
+  code server fails the run, and run retries re-execute it from asset failure (issue 28).
+
+Nobody terminates, re-executes or edits anything: the test counts such manual actions (`ManualActions`)
+and the figure must be 0.
 
 Then every day is delivered complete at its final keys (rows equal to the same query run directly on
 PostgreSQL), each day is announced in Slack exactly once (no message lost, none doubled), no staged file
@@ -43,7 +50,8 @@ from unload_assets_tests.support.pipeline_helpers import (
     query_as_text,
     write_catalogue,
 )
-from unload_assets_tests.support.production import REPO, ProductionShape, keep_logs, production_env
+from unload_assets_tests.support.production import REPO, ProductionShape, keep_logs, kill_tree, production_env
+from unload_assets_tests.support.recovery import ManualActions, PausableProxy, run_worker_pid, step_started
 from unload_assets_tests.support.this_project import ANNOUNCED_TAG, NAMES, REDSHIFT_POOL
 
 pytestmark = [
@@ -67,7 +75,11 @@ MAX_WAITING = 7  # ...or this many runs wait: below the catch-up threshold (10) 
 REDSHIFT_POOL_LIMIT = 3
 RUN_SENSORS = (NAMES.success_sensor, NAMES.failure_sensor)
 LAUNCHING = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING)
-DEADLINE = 420  # seconds for the whole backfill to be delivered and announced
+DEADLINE = 540  # seconds for the whole backfill to be delivered and announced
+# The soak instance's run monitoring (deploy/dagster.yaml's 300 s start timeout is for real launches):
+# a run stranded by the daemon's death mid-launch is failed after 30 s, checked every 5 s.
+INSTANCE = {"run_monitoring": {"start_timeout_seconds": 30, "poll_interval_seconds": 5}}
+RENAME_STEP = "rename_" + NAMES.instance
 
 
 @dataclass(frozen=True)
@@ -140,6 +152,8 @@ class Soak:
     proxy: FaultProxy
     instance: dg.DagsterInstance
     started: float  # time.monotonic() when the test's fixture began
+    daemon_link: PausableProxy  # between the daemon and the code server
+    actions: ManualActions  # the webserver client, every operator action counted
 
 
 @pytest.fixture(scope="module")
@@ -152,43 +166,83 @@ def soak(local_stack, stack_env, tmp_path_factory) -> Iterator[Soak]:
     env = production_env(local_stack, stack_env, database="dagster_soak", catalogue=catalogue)
     proxy = FaultProxy(local_stack.s3.endpoint_url).start()
     env["AWS_ENDPOINT_URL_S3"] = proxy.endpoint_url  # every S3 call of every Dagster process
-    shape = ProductionShape(root / "services", env)
+    daemon_link = PausableProxy()
+    shape = ProductionShape(
+        root / "services", env, instance=INSTANCE, daemon_code_server_port=daemon_link.port
+    )
+    daemon_link.start(shape.grpc_port)
     instance = None
     try:
         shape.start()
         instance = shape.instance()
         instance.event_log_storage.set_concurrency_slots(REDSHIFT_POOL, REDSHIFT_POOL_LIMIT)
-        yield Soak(shape, proxy, instance, started)
+        yield Soak(shape, proxy, instance, started, daemon_link, ManualActions(shape.client))
     finally:
         if instance is not None:
             instance.dispose()
         shape.stop()
         proxy.stop()
+        daemon_link.stop()
         local_stack.slack.fail_next(0)
         local_stack.slack.lose_answers(0)
         local_stack.emulator.faults.clear()
         keep_logs(root / "services", "soak")
 
 
-def _until(what: str, check: Callable[[], bool], deadline: float, shape: ProductionShape) -> None:
-    """Poll `check` until it holds; past `deadline` (monotonic) fail naming `what` is late."""
-    while not check():
+def _until(what: str, check: Callable[[], Any], deadline: float, shape: ProductionShape) -> Any:
+    """Poll `check` until it holds (returns its value); past `deadline` (monotonic) fail naming `what`
+    is late."""
+    while not (value := check()):
         assert time.monotonic() < deadline, (
             f"not within the soak's {DEADLINE} s: {what}\n{shape.daemon.tail()}"
         )
-        time.sleep(0.5)
+        time.sleep(0.25)
+    return value
 
 
 def _restart_daemon(shape: ProductionShape, instance: dg.DagsterInstance, deadline: float) -> None:
-    """SIGKILL the daemon (its whole process group: no tick, write or heartbeat finishes) and start it again.
-
-    Not while a run is between its creation and its launch (NOT_STARTED, STARTING): a daemon killed there
-    strands the run until run monitoring fails it, `start_timeout_seconds` (300 s) later, and the day
-    then waits for a re-execution (deploy/dagster.yaml has no run retries). That is Dagster's, and the
-    failure is announced (test_sensors.py); the soak kills the daemon anywhere else."""
+    """SIGKILL the daemon (its whole process group: no tick, write or heartbeat finishes) and start it again,
+    at a moment when no run is being launched (the kill mid-launch is `_kill_daemon_mid_launch`)."""
     _until("a moment with no run being launched", lambda: not _launching(instance), deadline, shape)
     shape.daemon.kill()
     shape.daemon.start()
+
+
+def _kill_daemon_mid_launch(soak: Soak, deadline: float) -> str:
+    """SIGKILL the daemon while it launches a run: what it sends the code server is held from now on,
+    and dropped once it is dead, so the run it was launching stays STARTING. Returns that run's id."""
+    soak.daemon_link.pause()
+    starting = _until(
+        "a run being launched",
+        lambda: next(
+            (r.run_id for r in _runs(soak.instance) if r.status == dg.DagsterRunStatus.STARTING), None
+        ),
+        deadline,
+        soak.shape,
+    )
+    soak.shape.daemon.kill()
+    soak.daemon_link.drop()
+    soak.daemon_link.resume()
+    soak.shape.daemon.start()
+    return starting
+
+
+def _kill_run_worker_mid_rename(soak: Soak, deadline: float) -> str:
+    """SIGKILL a run's worker (its process and its step processes) while its rename step runs. Returns
+    the run's id."""
+    instance = soak.instance
+
+    def renaming() -> tuple[str, int] | None:
+        for run in _runs(instance):
+            if run.status == dg.DagsterRunStatus.STARTED and step_started(instance, run.run_id, RENAME_STEP):
+                pid = run_worker_pid(instance, run.run_id)
+                if pid is not None:
+                    return run.run_id, pid
+        return None
+
+    run_id, pid = _until("a run renaming", renaming, deadline, soak.shape)
+    kill_tree(pid)
+    return run_id
 
 
 def _launching(instance: dg.DagsterInstance) -> bool:
@@ -317,13 +371,20 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     def mark(moment: str) -> None:
         timeline[moment] = round(time.monotonic() - started, 1)
 
-    backfill = shape.client.launch_backfill("daily_unloads", [d.isoformat() for d in days])
-    # The first SIGKILL: the backfill's runs submitted, most of them queued behind the `redshift` pool.
-    # Slack goes down at the same moment and stays down over several ticks of the restarted daemon.
+    actions = soak.actions
+    backfill = actions.launch_backfill("daily_unloads", [d.isoformat() for d in days])
+    # The first SIGKILL, mid-launch: the backfill's runs submitted, the daemon launching one of them.
     _until("the backfill's runs", lambda: len(_runs(instance)) >= DAYS, deadline, shape)
+    stranded = _kill_daemon_mid_launch(soak, deadline)
+    mark("SIGKILL mid-launch")
+    # A run worker SIGKILLed mid-rename.
+    orphaned = _kill_run_worker_mid_rename(soak, deadline)
+    mark("run worker SIGKILL mid-rename")
+    # The next SIGKILL, with runs queued behind the `redshift` pool.
+    # Slack goes down at the same moment and stays down over several ticks of the restarted daemon.
     slack.fail_next(1_000_000)
     _restart_daemon(shape, instance, deadline)
-    mark("first SIGKILL, Slack down")
+    mark("second SIGKILL, Slack down")
     _until(
         f"{SLACK_FAILED_CALLS} Slack calls failed with runs waiting",
         lambda: slack.failed_calls >= SLACK_FAILED_CALLS or _waiting(instance) >= MAX_WAITING,
@@ -337,7 +398,7 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     mark("Slack back")
     _until("a post whose answer is lost", lambda: slack.lost_answers >= 1, deadline, shape)
     _restart_daemon(shape, instance, deadline)
-    mark("second SIGKILL")
+    mark("third SIGKILL")
     try:
         _until("every day delivered and every run announced", lambda: _done(instance, days), deadline, shape)
     finally:
@@ -367,7 +428,9 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
             "redshift_connections_dropped": sum(d.fired for d in drops),
             "slack_calls_failed": slack.failed_calls,
             "slack_answers_lost": slack.lost_answers,
-            "daemon_sigkills": 2,
+            "daemon_sigkills": 3,
+            "daemon_sigkills_mid_launch": 1,
+            "run_worker_sigkills_mid_rename": 1,
         },
         "runs": {
             "launched": len(runs),
@@ -378,7 +441,10 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
                 Counter(r.what.split(" of ")[0] for run in runs for r in target_retries(instance, run.run_id))
             ),
             "backfill": backfill,
+            "stranded_mid_launch": _outcome(instance, stranded),
+            "orphaned_mid_rename": _outcome(instance, orphaned),
         },
+        "manual_actions": actions.count,
         "outputs_verified": f"{verified} of {DAYS * len(OUTPUTS)}",
         "rows_verified": rows,
         "data_lost": len(wrong),
@@ -406,6 +472,25 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     assert len(success_messages) == len(messages) == DAYS, [m["text"] for m in messages]
     assert announced == Counter(succeeded), announced
     assert left == {"staged_objects": [], "locks": [], "open_multipart_uploads": []}, left
+    # The run stranded mid-launch and the one whose worker died were failed and retried by Dagster, each
+    # retry delivering its day; and nobody did anything.
+    for run_id in (stranded, orphaned):
+        assert figures["runs"]["stranded_mid_launch" if run_id == stranded else "orphaned_mid_rename"] == (
+            "FAILURE, retried: SUCCESS"
+        ), _outcome(instance, run_id)
+    assert instance.get_run_by_id(stranded).tags.get("dagster/failure_reason") == "START_TIMEOUT"  # type: ignore[union-attr]
+    assert actions.count == 0, actions.taken
+
+
+def _outcome(instance: dg.DagsterInstance, run_id: str) -> str:
+    """`<status>`, and what its retries came to: "FAILURE, retried: SUCCESS"."""
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    said = run.status.value
+    while run is not None and (retry := run.tags.get("dagster/auto_retry_run_id")):
+        run = instance.get_run_by_id(retry)
+        said += f", retried: {run.status.value if run else '?'}"
+    return said
 
 
 def _step_retries(instance: dg.DagsterInstance, run_id: str) -> int:
@@ -427,7 +512,10 @@ def _report(figures: dict[str, Any]) -> None:
         f"  Redshift drops         {faults['redshift_connections_dropped']} connections dropped mid-UNLOAD",
         f"  Slack outage           {faults['slack_calls_failed']} calls failed, "
         f"{faults['slack_answers_lost']} answer lost",
-        f"  daemon SIGKILLs        {faults['daemon_sigkills']}",
+        f"  daemon SIGKILLs        {faults['daemon_sigkills']} "
+        f"({faults['daemon_sigkills_mid_launch']} mid-launch: {runs['stranded_mid_launch']})",
+        f"  run worker SIGKILLs    {faults['run_worker_sigkills_mid_rename']} mid-rename: "
+        f"{runs['orphaned_mid_rename']}",
         f"  runs launched          {runs['launched']} {runs['by_status']}",
         f"  retries                run {runs['run_retries']}, step {runs['step_retries']}, "
         f"target {runs['target_retries']}",
@@ -436,6 +524,7 @@ def _report(figures: dict[str, Any]) -> None:
         f"  Slack messages         {slack['messages']} ({slack['success_messages']} success); "
         f"lost {slack['lost']}, doubled {slack['doubled']}",
         f"  left over              {figures['left_over']}",
+        f"  manual actions         {figures['manual_actions']}",
         f"  timeline               {timeline}",
         f"  wall time              {figures['wall_seconds']['soak']} s soak, "
         f"{figures['wall_seconds']['with_startup']} s with start-up",

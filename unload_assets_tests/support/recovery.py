@@ -34,6 +34,7 @@ class PausableProxy:
         self._flowing.set()
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
+        self._pending: dict[socket.socket, bytes] = {}  # what a connection received while paused
         self.held = 0  # bytes received while paused and never delivered
         self._stopped = False
 
@@ -52,6 +53,7 @@ class PausableProxy:
         """Close every connection open now; what they were holding is never delivered."""
         with self._lock:
             doomed, self._open = self._open, []
+            self.held += sum(len(self._pending.pop(conn, b"")) for conn in doomed)
         for conn in doomed:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
@@ -82,13 +84,15 @@ class PausableProxy:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                with self._lock:
+                    self._pending[src] = data
                 while not self._flowing.wait(0.1):
                     if src not in self._open:  # dropped while holding: never delivered
-                        self.held += len(data)
                         return
-                if src not in self._open:
-                    self.held += len(data)
-                    return
+                with self._lock:
+                    if src not in self._open:
+                        return
+                    del self._pending[src]
                 dst.sendall(data)
         except OSError:
             pass
