@@ -27,7 +27,13 @@ import pytest
 from unload_assets.resources.slack import MARKER_EVENT
 from unload_assets_tests.support.pipeline_helpers import csv_rows, get_bytes, query_as_text, write_catalogue
 from unload_assets_tests.support.production import ProductionShape, keep_logs, kill_tree, production_env
-from unload_assets_tests.support.recovery import ManualActions, PausableProxy, run_worker_pid, step_started
+from unload_assets_tests.support.recovery import (
+    ManualActions,
+    PausableProxy,
+    daemon_evaluated_sensors,
+    run_worker_pid,
+    step_started,
+)
 from unload_assets_tests.support.this_project import ANNOUNCED_TAG, NAMES
 
 pytestmark = [
@@ -74,8 +80,15 @@ def recovery(local_stack, stack_env, tmp_path_factory) -> Iterator[Recovery]:
     proxy.start(shape.grpc_port)
     instance = None
     try:
+        started = time.time()
         shape.start()
         instance = shape.instance()
+        sensors = (NAMES.success_sensor, NAMES.failure_sensor)
+        _until(
+            "the daemon's first sensor ticks",
+            lambda: daemon_evaluated_sensors(instance, sensors, started),
+            shape,
+        )
         yield Recovery(shape, proxy, instance, ManualActions(shape.client))
     finally:
         if instance is not None:
@@ -160,7 +173,9 @@ def test_a_daemon_killed_mid_launch_strands_a_run_that_monitoring_fails_and_a_re
 ) -> None:
     shape, proxy, instance, actions = recovery.shape, recovery.proxy, recovery.instance, recovery.actions
     earlier = len(local_stack.slack.messages())
-    proxy.pause()  # whatever the daemon sends the code server from now on is held
+    # Whatever the daemon sends the code server from now on is held: its next dequeue marks the run
+    # STARTING and sends StartRun, which never arrives.
+    proxy.pause()
     run_id = actions.launch(NAMES.unpartitioned_job)
     _until(
         "the daemon launching the run",

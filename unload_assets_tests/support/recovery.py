@@ -102,6 +102,15 @@ class PausableProxy:
                     conn.shutdown(socket.SHUT_RDWR)
 
 
+def daemon_evaluated_sensors(instance: dg.DagsterInstance, names: tuple[str, ...], since: float) -> bool:
+    """Whether the daemon has ticked each of these sensors since `since` (a unix time): it has loaded
+    the code location and asked the code server something, so a pause of its link now finds it working."""
+    states = [s for s in instance.all_instigator_state() if s.name in names]
+    return len(states) == len(names) and all(
+        instance.get_ticks(s.instigator_origin_id, s.selector_id, after=since) for s in states
+    )
+
+
 def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     """The pid of the run's worker process, from Dagster's engine event (the last one: a resumed run
     has several)."""
