@@ -350,8 +350,8 @@ class UnloadTargets(dg.Component, dg.Model, dg.Resolvable):
     asset_key_prefix: list[str] | None = Field(default=None, description='The assets\' key prefix (["s3"]).')
     upstream_key_prefix: list[str] | None = Field(
         default=None,
-        description='The key prefix of the Redshift tables the SQL reads (["redshift"]): a prefix per cluster '
-        "keeps two clusters' tables apart.",
+        description='The key prefix of the Redshift tables the SQL reads (["redshift"]): a prefix per '
+        "cluster keeps two clusters' tables apart.",
     )
     declare_upstream_tables: bool = Field(
         default=True,

@@ -88,7 +88,6 @@ class Watch:
 def build_notification_sensors(config: Configuration, catalogue: Catalogue) -> list[dg.SensorDefinition]:
     """The instance's two Slack sensors; each looks for finished runs every `sensor_interval_seconds` at most,
     and the failure sensor tells each of the catalogue's problems once."""
-    names = config.names
     kept: dict[str, list[str]] = {}
     for entry in catalogue.not_loaded:
         for problem in entry.problems:
