@@ -111,9 +111,7 @@ class WebserverClient:
                 "jobName": job_name,
             },
             "runConfigData": {},
-            "executionMetadata": {
-                "tags": [{"key": key, "value": value} for key, value in run_tags.items()]
-            },
+            "executionMetadata": {"tags": [{"key": key, "value": value} for key, value in run_tags.items()]},
         }
         result = self.graphql(_LAUNCH, {"params": params})["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":
