@@ -12,28 +12,26 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import time
 from collections.abc import Iterator
 
 import dagster as dg
 import psycopg2
 import pytest
-import yaml
 
 from unload_assets.orchestration.execution import CELERY_BROKER_ENV
 from unload_assets.resources.slack import MARKER_EVENT
 from unload_assets_tests.support.pipeline_helpers import get_bytes, write_catalogue
 from unload_assets_tests.support.production import (
-    BIN,
-    REPO,
     ProductionShape,
     RedisServer,
     Service,
+    celery_workers,
     keep_logs,
     production_env,
+    wait_until_ready,
 )
-from unload_assets_tests.support.recovery import ManualActions
+from unload_assets_tests.support.recovery import ManualActions, celery_executions, celery_unload_in_flight
 from unload_assets_tests.support.this_project import ANNOUNCED_TAG, NAMES
 
 pytestmark = [
@@ -51,9 +49,8 @@ CAP = 1 * PER_STEP  # deploy/dagster.yaml's `redshift` pool (1 unload step at a 
 STALL = 2.0  # seconds each UNLOAD is held: an unload step is mostly UNLOADs in flight
 # The test workers' Redis visibility timeout (deploy/celery.yaml's, 1800 s, is for real steps): above the
 # longest step here (5 UNLOADs, 2 at a time, STALL s each, plus the step's start), so that no living
-# worker's task is handed out twice; a lost worker's task is handed out again after it. Swept every 5 s.
+# worker's task is handed out twice; a lost worker's task is handed out again after it.
 VISIBILITY_TIMEOUT = 60
-RESTORE = {"unacked_restore_interval": 5, "unacked_restore_throttle": 1}
 TARGET = """
   - name: cel_{n:02d}
     description: one of {total} slices of the sales table
@@ -75,37 +72,13 @@ def celery_shape(local_stack, stack_env, tmp_path_factory) -> Iterator[tuple[Pro
     # unload step, one unload step at a time across workers (the `redshift` pool of deploy/dagster.yaml).
     env["UNLOAD_BATCH_SIZE"], env["UNLOAD_MAX_CONCURRENT"] = str(BATCH), str(PER_STEP)
     shape = ProductionShape(root / "services", env)
-    celery_yaml = yaml.safe_load((REPO / "deploy" / "celery.yaml").read_text())
-    transport = celery_yaml["execution"]["config"]["config_source"]["broker_transport_options"]
-    transport.update(visibility_timeout=VISIBILITY_TIMEOUT, **RESTORE)
-    (root / "celery.yaml").write_text(yaml.safe_dump(celery_yaml))
-    workers = [
-        Service(
-            f"celery-worker-{n}",
-            shape.root,
-            [
-                str(BIN / "dagster-celery"),
-                "worker",
-                "start",
-                "-A",
-                "dagster_celery.app",
-                "-y",
-                str(root / "celery.yaml"),
-                "-n",
-                f"worker{n}",
-                "--",
-                "--concurrency=3",
-            ],
-            shape.env,
-        )  # fmt: skip
-        for n in (1, 2)
-    ]
+    workers = celery_workers(shape, root, visibility_timeout=VISIBILITY_TIMEOUT)
     try:
         shape.start()
         for worker in workers:
             worker.start()
         for worker in workers:
-            _wait_for(lambda w=worker: "ready." in w.log_file.read_text(errors="replace"), f"{worker.name}")
+            wait_until_ready(worker)
         yield shape, workers
     finally:
         for worker in workers:
@@ -129,43 +102,6 @@ def _tasks_done(worker: Service) -> int:
     return worker.log_file.read_text(errors="replace").count("succeeded in")
 
 
-def _unload_in_flight(instance: dg.DagsterInstance, run_id: str) -> tuple[str, str] | None:
-    """(step key, Celery worker) of an unload step a worker is executing now with an UNLOAD in flight,
-    from the celery executor's "Executing steps ... in celery worker" events."""
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
-    finished = {
-        r.event_log_entry.step_key
-        for kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE)
-        for r in instance.get_records_for_run(run_id, of_type=kind).records
-    }
-    for record in reversed(records):
-        entry = record.event_log_entry
-        step = entry.step_key or ""
-        if (
-            entry.message.startswith("Executing steps")
-            and "unload" in step.split(".")[-1]
-            and step not in finished
-        ):
-            event = entry.dagster_event
-            metadata = event.engine_event_data.metadata if event and event.engine_event_data else {}
-            worker = metadata.get("Celery worker")
-            return (step, str(worker.value)) if worker is not None else None
-    return None
-
-
-def _executions(instance: dg.DagsterInstance, run_id: str, step: str) -> list[str]:
-    """The Celery workers that started executing `step`, in order."""
-    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
-    workers = []
-    for record in records:
-        entry = record.event_log_entry
-        if entry.step_key == step and entry.message.startswith("Executing steps"):
-            workers.append(
-                re.sub(r"@.*", "", str(entry.dagster_event.engine_event_data.metadata["Celery worker"].value))
-            )  # type: ignore[union-attr]
-    return workers
-
-
 def test_twenty_targets_on_two_celery_workers_survive_losing_one_mid_unload(celery_shape, local_stack):
     shape, workers = celery_shape
     by_name = {f"worker{n}": w for n, w in zip((1, 2), workers, strict=True)}
@@ -181,7 +117,7 @@ def test_twenty_targets_on_two_celery_workers_survive_losing_one_mid_unload(cele
         # Mid-run and mid-UNLOAD: a worker has finished a step, and an unload step is running elsewhere.
         _wait_for(lambda: sum(_tasks_done(w) for w in workers) >= 1, "a step done")
         doomed_step, doomed_host = _wait_for_value(
-            lambda: emulator.unloads_in_flight > 0 and _unload_in_flight(instance, run_id),
+            lambda: emulator.unloads_in_flight > 0 and celery_unload_in_flight(instance, run_id),
             "an UNLOAD in flight",
         )
         doomed_name = doomed_host.split("@")[0]
@@ -194,7 +130,7 @@ def test_twenty_targets_on_two_celery_workers_survive_losing_one_mid_unload(cele
         status = client.wait_for_run(run_id, timeout=VISIBILITY_TIMEOUT + 600)
         finished_at = time.monotonic()
         _wait_for(lambda: ANNOUNCED_TAG in (instance.get_run_by_id(run_id).tags), "the run announced")  # type: ignore[union-attr]
-        executions = _executions(instance, run_id, doomed_step)
+        executions = celery_executions(instance, run_id, doomed_step)
     finally:
         emulator.faults.clear()
         instance.dispose()
@@ -272,7 +208,7 @@ def test_a_step_that_outlasts_the_visibility_timeout_runs_twice_and_still_delive
             for r in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
             if r.event_log_entry.message.startswith("Executing steps")
         }
-        ran = {step: _executions(instance, run_id, step) for step in steps if step}
+        ran = {step: celery_executions(instance, run_id, step) for step in steps if step}
     finally:
         emulator.faults.clear()
         instance.dispose()

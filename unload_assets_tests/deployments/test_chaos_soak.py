@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -40,6 +41,7 @@ import psycopg2
 import pytest
 from unload_assets_local.s3_fault_proxy import FaultProxy
 
+from unload_assets.orchestration.execution import CELERY_BROKER_ENV
 from unload_assets.orchestration.run_report import read_run
 from unload_assets.resources.slack import MARKER_EVENT
 from unload_assets_tests.support.fault_harness import target_retries
@@ -50,8 +52,26 @@ from unload_assets_tests.support.pipeline_helpers import (
     query_as_text,
     write_catalogue,
 )
-from unload_assets_tests.support.production import REPO, ProductionShape, keep_logs, kill_tree, production_env
-from unload_assets_tests.support.recovery import ManualActions, PausableProxy, run_worker_pid, step_started
+from unload_assets_tests.support.production import (
+    REPO,
+    ProductionShape,
+    RedisServer,
+    Service,
+    celery_worker,
+    celery_workers,
+    keep_logs,
+    kill_tree,
+    production_env,
+    wait_until_ready,
+)
+from unload_assets_tests.support.recovery import (
+    ManualActions,
+    PausableProxy,
+    celery_executions,
+    celery_unload_in_flight,
+    run_worker_pid,
+    step_started,
+)
 from unload_assets_tests.support.this_project import ANNOUNCED_TAG, NAMES, REDSHIFT_POOL
 
 pytestmark = [
@@ -154,16 +174,27 @@ class Soak:
     started: float  # time.monotonic() when the test's fixture began
     daemon_link: PausableProxy  # between the daemon and the code server
     actions: ManualActions  # the webserver client, every operator action counted
+    executor: str  # "multiprocess" (steps forked in the run's worker) or "celery" (two Celery workers)
+    workers: list[Service]  # the Celery workers (none for multiprocess)
 
 
-@pytest.fixture(scope="module")
-def soak(local_stack, stack_env, tmp_path_factory) -> Iterator[Soak]:
+# The soak runs twice: on the default executor, and on Celery (where a worker is lost mid-UNLOAD too).
+EXECUTORS = ("multiprocess", "celery")
+CELERY_VISIBILITY_TIMEOUT = 60  # the soak workers' (deploy/celery.yaml: 1800 s): above any soak step
+
+
+@pytest.fixture(scope="module", params=EXECUTORS)
+def soak(request, local_stack, stack_env, tmp_path_factory) -> Iterator[Soak]:
+    executor = request.param
     started = time.monotonic()
-    root = tmp_path_factory.mktemp("soak")
+    root = tmp_path_factory.mktemp(f"soak-{executor}")
     start = datetime.now(timezone.utc).date() - timedelta(days=30)
     body = f'defaults:\n  partitioning: {{type: daily, start_date: "{start}"}}\ntargets:\n'
     catalogue = write_catalogue(root, body + "".join(o.entry() for o in OUTPUTS), name="unload_targets.yaml")
-    env = production_env(local_stack, stack_env, database="dagster_soak", catalogue=catalogue)
+    env = production_env(local_stack, stack_env, database=f"dagster_soak_{executor}", catalogue=catalogue)
+    redis = RedisServer(root / "redis").start() if executor == "celery" else None
+    if redis is not None:
+        env[CELERY_BROKER_ENV] = redis.url
     proxy = FaultProxy(local_stack.s3.endpoint_url).start()
     env["AWS_ENDPOINT_URL_S3"] = proxy.endpoint_url  # every S3 call of every Dagster process
     daemon_link = PausableProxy()
@@ -171,22 +202,37 @@ def soak(local_stack, stack_env, tmp_path_factory) -> Iterator[Soak]:
         root / "services", env, instance=INSTANCE, daemon_code_server_port=daemon_link.port
     )
     daemon_link.start(shape.grpc_port)
+    workers = (
+        celery_workers(shape, root, visibility_timeout=CELERY_VISIBILITY_TIMEOUT)
+        if executor == "celery"
+        else []
+    )
     instance = None
     try:
         shape.start()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            wait_until_ready(worker)
         instance = shape.instance()
         instance.event_log_storage.set_concurrency_slots(REDSHIFT_POOL, REDSHIFT_POOL_LIMIT)
-        yield Soak(shape, proxy, instance, started, daemon_link, ManualActions(shape.client))
+        yield Soak(
+            shape, proxy, instance, started, daemon_link, ManualActions(shape.client), executor, workers
+        )
     finally:
         if instance is not None:
             instance.dispose()
+        for worker in workers:
+            worker.stop()
         shape.stop()
         proxy.stop()
         daemon_link.stop()
+        if redis is not None:
+            redis.stop()
         local_stack.slack.fail_next(0)
         local_stack.slack.lose_answers(0)
         local_stack.emulator.faults.clear()
-        keep_logs(root / "services", "soak")
+        keep_logs(root / "services", f"soak-{executor}")
 
 
 def _until(what: str, check: Callable[[], Any], deadline: float, shape: ProductionShape) -> Any:
@@ -243,6 +289,31 @@ def _kill_run_worker_mid_rename(soak: Soak, deadline: float) -> str:
     run_id, pid = _until("a run renaming", renaming, deadline, soak.shape)
     kill_tree(pid)
     return run_id
+
+
+def _kill_celery_worker_mid_unload(soak: Soak, emulator: Any, deadline: float) -> tuple[str, str]:
+    """SIGKILL the Celery worker running an unload step while an UNLOAD is in flight (a node lost), and
+    start a new worker of the same name in a folder of its own (what an autoscaler does). Returns the
+    run and the step it lost."""
+    instance = soak.instance
+
+    def unloading() -> tuple[str, str, str] | None:
+        if emulator.unloads_in_flight == 0:
+            return None
+        for run in _runs(instance):
+            if run.status == dg.DagsterRunStatus.STARTED and (
+                found := celery_unload_in_flight(instance, run.run_id)
+            ):
+                return run.run_id, *found
+        return None
+
+    run_id, step, host = _until("an UNLOAD in flight on a Celery worker", unloading, deadline, soak.shape)
+    name = host.split("@")[0]
+    [doomed] = [w for w in soak.workers if f" {name} " in f" {' '.join(w.args)} "]
+    doomed.kill()
+    replacement = celery_worker(soak.shape, Path(doomed.args[doomed.args.index("-y") + 1]), name, suffix="-2")
+    soak.workers[soak.workers.index(doomed)] = replacement.start()
+    return run_id, step
 
 
 def _launching(instance: dg.DagsterInstance) -> bool:
@@ -380,6 +451,14 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     # A run worker SIGKILLed mid-rename.
     orphaned = _kill_run_worker_mid_rename(soak, deadline)
     mark("run worker SIGKILL mid-rename")
+    lost: tuple[str, str] | None = None
+    if soak.executor == "celery":
+        # A Celery worker SIGKILLed mid-UNLOAD: another one runs its step after the visibility timeout.
+        long_unload = local_stack.emulator.faults.inject(
+            "stall", seconds=5.0, to_contains="/_staging/soak_", times=1
+        )
+        lost = _kill_celery_worker_mid_unload(soak, local_stack.emulator, deadline)
+        mark("Celery worker SIGKILL mid-UNLOAD")
     # The next SIGKILL, with runs queued behind the `redshift` pool.
     # Slack goes down at the same moment and stays down over several ticks of the restarted daemon.
     slack.fail_next(1_000_000)
@@ -418,6 +497,7 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     announced = Counter(run_id for ids in _announcements(messages) for run_id in ids)
     success_messages = [ids for ids in _announcements(messages) if set(ids) <= succeeded]
     figures = {
+        "executor": soak.executor,
         "days": DAYS,
         "targets": len(OUTPUTS),
         "faults": {
@@ -431,6 +511,7 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
             "daemon_sigkills": 3,
             "daemon_sigkills_mid_launch": 1,
             "run_worker_sigkills_mid_rename": 1,
+            "celery_worker_sigkills_mid_unload": 1 if lost else 0,
         },
         "runs": {
             "launched": len(runs),
@@ -443,6 +524,7 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
             "backfill": backfill,
             "stranded_mid_launch": _outcome(instance, stranded),
             "orphaned_mid_rename": _outcome(instance, orphaned),
+            "lost_step_ran_on": celery_executions(instance, *lost) if lost else None,
         },
         "manual_actions": actions.count,
         "outputs_verified": f"{verified} of {DAYS * len(OUTPUTS)}",
@@ -480,6 +562,10 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
         ), _outcome(instance, run_id)
     assert instance.get_run_by_id(stranded).tags.get("dagster/failure_reason") == "START_TIMEOUT"  # type: ignore[union-attr]
     assert actions.count == 0, actions.taken
+    if lost:
+        # The lost step ran again on another worker (a new one of the same name counts as another).
+        assert len(figures["runs"]["lost_step_ran_on"]) == 2, figures["runs"]["lost_step_ran_on"]
+        assert long_unload.fired == 1
 
 
 def _outcome(instance: dg.DagsterInstance, run_id: str) -> str:
@@ -501,13 +587,18 @@ def _step_retries(instance: dg.DagsterInstance, run_id: str) -> int:
 def _report(figures: dict[str, Any]) -> None:
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    (artifacts / "chaos_soak.json").write_text(json.dumps(figures, indent=2) + "\n")
+    name = (
+        "chaos_soak.json"
+        if figures["executor"] == "multiprocess"
+        else f"chaos_soak_{figures['executor']}.json"
+    )
+    (artifacts / name).write_text(json.dumps(figures, indent=2) + "\n")
     faults, runs, slack = figures["faults"], figures["runs"], figures["slack"]
     kinds = ", ".join(f"{k} {v}" for k, v in faults["s3_by_kind"].items())
     timeline = ", ".join(f"{what} {at} s" for what, at in figures["timeline_seconds"].items())
     lines = [
         "",
-        f"chaos soak: {figures['days']}-day backfill of {figures['targets']} targets",
+        f"chaos soak ({figures['executor']}): {figures['days']}-day backfill of {figures['targets']} targets",
         f"  S3 faults injected     {faults['s3_injected']} of {faults['s3_requests']} requests ({kinds})",
         f"  Redshift drops         {faults['redshift_connections_dropped']} connections dropped mid-UNLOAD",
         f"  Slack outage           {faults['slack_calls_failed']} calls failed, "
@@ -516,6 +607,8 @@ def _report(figures: dict[str, Any]) -> None:
         f"({faults['daemon_sigkills_mid_launch']} mid-launch: {runs['stranded_mid_launch']})",
         f"  run worker SIGKILLs    {faults['run_worker_sigkills_mid_rename']} mid-rename: "
         f"{runs['orphaned_mid_rename']}",
+        f"  Celery worker SIGKILLs {faults['celery_worker_sigkills_mid_unload']} mid-UNLOAD"
+        + (f": the step ran on {runs['lost_step_ran_on']}" if runs["lost_step_ran_on"] else ""),
         f"  runs launched          {runs['launched']} {runs['by_status']}",
         f"  retries                run {runs['run_retries']}, step {runs['step_retries']}, "
         f"target {runs['target_retries']}",

@@ -298,6 +298,40 @@ class RedisServer:
             self.proc = None
 
 
+def celery_workers(
+    shape: ProductionShape,
+    folder: Path,
+    *,
+    visibility_timeout: int,
+    names: tuple[str, ...] = ("worker1", "worker2"),
+) -> list[Service]:
+    """`dagster-celery worker start` services (not started), one per name, reading deploy/celery.yaml
+    with a test's own visibility timeout (deploy/'s 1800 s is for real steps), swept every 5 s."""
+    config = yaml.safe_load((REPO / "deploy" / "celery.yaml").read_text())
+    transport = config["execution"]["config"]["config_source"]["broker_transport_options"]
+    transport.update(
+        visibility_timeout=visibility_timeout, unacked_restore_interval=5, unacked_restore_throttle=1
+    )
+    path = folder / "celery.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return [celery_worker(shape, path, name) for name in names]
+
+
+def celery_worker(shape: ProductionShape, config: Path, name: str, suffix: str = "") -> Service:
+    """One Celery worker service named `name` (its folder `celery-<name><suffix>`), 3 processes."""
+    args = [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y", str(config),
+            "-n", name, "--", "--concurrency=3"]  # fmt: skip
+    return Service(f"celery-{name}{suffix}", shape.root, args, shape.env, shape.overrides)
+
+
+def wait_until_ready(worker: Service, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while "ready." not in worker.log_file.read_text(errors="replace"):
+        if time.monotonic() > deadline or not worker.alive():
+            raise DagsterDevError(f"{worker.name} not ready within {timeout:.0f}s:\n{worker.tail()}")
+        time.sleep(0.5)
+
+
 def descendants_of(pid: int) -> list[int]:
     """Every process below `pid` (children, theirs...), read from /proc's parent links."""
     children: dict[int, list[int]] = {}

@@ -128,6 +128,43 @@ def step_started(instance: dg.DagsterInstance, run_id: str, step_contains: str) 
     return any(step_contains in (r.event_log_entry.step_key or "") for r in records)
 
 
+def celery_unload_in_flight(instance: dg.DagsterInstance, run_id: str) -> tuple[str, str] | None:
+    """(step key, Celery worker) of an unload step a worker is executing now with an UNLOAD in flight,
+    from the celery executor's "Executing steps ... in celery worker" events."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    finished = {
+        r.event_log_entry.step_key
+        for kind in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE)
+        for r in instance.get_records_for_run(run_id, of_type=kind).records
+    }
+    for record in reversed(records):
+        entry = record.event_log_entry
+        step = entry.step_key or ""
+        if (
+            entry.message.startswith("Executing steps")
+            and "unload" in step.split(".")[-1]
+            and step not in finished
+        ):
+            event = entry.dagster_event
+            metadata = event.engine_event_data.metadata if event and event.engine_event_data else {}
+            worker = metadata.get("Celery worker")
+            return (step, str(worker.value)) if worker is not None else None
+    return None
+
+
+def celery_executions(instance: dg.DagsterInstance, run_id: str, step: str) -> list[str]:
+    """The Celery workers that started executing `step`, in order."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    workers = []
+    for record in records:
+        entry = record.event_log_entry
+        if entry.step_key == step and entry.message.startswith("Executing steps"):
+            workers.append(
+                re.sub(r"@.*", "", str(entry.dagster_event.engine_event_data.metadata["Celery worker"].value))
+            )  # type: ignore[union-attr]
+    return workers
+
+
 class ManualActions:
     """The webserver client, with every action an operator would take counted (`count`, `taken`)."""
 
