@@ -158,7 +158,7 @@ def celery_executions(instance: dg.DagsterInstance, run_id: str, step: str) -> l
     workers = []
     for record in records:
         entry = record.event_log_entry
-        if entry.step_key == step and entry.message.startswith("Executing steps"):
+        if entry.step_key == step and "Executing steps" in entry.message:
             workers.append(
                 re.sub(r"@.*", "", str(entry.dagster_event.engine_event_data.metadata["Celery worker"].value))
             )  # type: ignore[union-attr]
