@@ -141,8 +141,8 @@ def celery_unload_in_flight(instance: dg.DagsterInstance, run_id: str) -> tuple[
         entry = record.event_log_entry
         step = entry.step_key or ""
         if (
-            entry.message.startswith("Executing steps")
-            and "unload" in step.split(".")[-1]
+            "Executing steps" in entry.message
+            and step.split(".")[-1].startswith("unload_")
             and step not in finished
         ):
             event = entry.dagster_event
