@@ -125,6 +125,16 @@ def _retried_and_announced(instance: dg.DagsterInstance, run_id: str) -> str | N
     return retry if done and announced else None
 
 
+def _report(what: str, instance: dg.DagsterInstance, fault_at: float, run_id: str, retry: str) -> None:
+    """What the fault cost, printed (`pytest -s`): until the run was failed, and until its retry delivered."""
+    failed, retried = instance.get_run_record_by_id(run_id), instance.get_run_record_by_id(retry)
+    assert failed is not None and retried is not None
+    print(
+        f"\n{what}: failed {failed.end_time - fault_at:.0f} s after the fault, "  # type: ignore[operator]
+        f"the retry delivered {retried.end_time - fault_at:.0f} s after it"  # type: ignore[operator]
+    )
+
+
 def _assert_delivered_once(local_stack) -> None:
     """Every output equals its query run directly; nothing else under the exports, nothing left in
     staging, no multipart upload open."""
@@ -183,6 +193,7 @@ def test_a_daemon_killed_mid_launch_strands_a_run_that_monitoring_fails_and_a_re
         shape,
     )
     shape.daemon.kill()  # its StartRun request never reaches the code server
+    fault_at = time.time()
     proxy.drop()
     proxy.resume()
     shape.daemon.start()
@@ -198,6 +209,7 @@ def test_a_daemon_killed_mid_launch_strands_a_run_that_monitoring_fails_and_a_re
     _assert_delivered_once(local_stack)
     _assert_one_message_naming_the_retry(local_stack, earlier, run_id, retry)
     assert actions.count == 0, actions.taken
+    _report("daemon killed mid-launch (start timeout 30 s)", instance, fault_at, run_id, retry)
     # Compute logs are staged on the worker's disk only while a step runs: each is uploaded and the
     # staged file deleted when its step ends.
     for service in (*shape.code_servers, shape.daemon, shape.webserver):
@@ -216,6 +228,7 @@ def test_a_run_worker_killed_mid_rename_is_failed_and_a_retry_delivers(
     pid = run_worker_pid(instance, run_id)
     assert pid is not None
     kill_tree(pid)  # the run's process and its step processes, at once: a pod gone
+    fault_at = time.time()
 
     retry = _until("the run failed, retried, delivered, announced",
                    lambda: _retried_and_announced(instance, run_id), shape)  # fmt: skip
@@ -224,3 +237,4 @@ def test_a_run_worker_killed_mid_rename_is_failed_and_a_retry_delivers(
     _assert_delivered_once(local_stack)
     _assert_one_message_naming_the_retry(local_stack, earlier, run_id, retry)
     assert actions.count == 0, actions.taken
+    _report("run worker killed mid-rename", instance, fault_at, run_id, retry)
