@@ -274,9 +274,12 @@ def _kill_daemon_mid_launch(soak: Soak, deadline: float) -> str:
 
 
 def _kill_run_worker_mid_rename(soak: Soak, deadline: float) -> str:
-    """SIGKILL a run's worker (its process and its step processes) while its rename step runs. Returns
-    the run's id."""
+    """SIGKILL a run's worker (its process and its step processes) while its rename step runs: the next
+    S3 request of a rename to the exports is answered 10 s late (a rule ahead of the random ones), and
+    the worker of a run renaming is killed meanwhile. Returns the run's id."""
     instance = soak.instance
+    slow = soak.proxy.inject_first("slow", path_contains="/exports/soak/", times=1, delay=10.0)
+    _until("a rename's S3 request held", lambda: slow.fired >= 1, deadline, soak.shape)
 
     def renaming() -> tuple[str, int] | None:
         for run in _runs(instance):
