@@ -451,9 +451,11 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     _until("the backfill's runs", lambda: len(_runs(instance)) >= DAYS, deadline, shape)
     stranded = _kill_daemon_mid_launch(soak, deadline)
     mark("SIGKILL mid-launch")
-    # A run worker SIGKILLed mid-rename.
-    orphaned = _kill_run_worker_mid_rename(soak, deadline)
-    mark("run worker SIGKILL mid-rename")
+    # A run worker SIGKILLed mid-rename. (Not on Celery: there the run worker only orchestrates, the
+    # rename goes on in its Celery worker and delivers, and Dagster then has nothing to retry.)
+    orphaned = _kill_run_worker_mid_rename(soak, deadline) if soak.executor == "multiprocess" else None
+    if orphaned:
+        mark("run worker SIGKILL mid-rename")
     lost: tuple[str, str] | None = None
     if soak.executor == "celery":
         # A Celery worker SIGKILLed mid-UNLOAD: another one runs its step after the visibility timeout.
@@ -513,7 +515,7 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
             "slack_answers_lost": slack.lost_answers,
             "daemon_sigkills": 3,
             "daemon_sigkills_mid_launch": 1,
-            "run_worker_sigkills_mid_rename": 1,
+            "run_worker_sigkills_mid_rename": 1 if orphaned else 0,
             "celery_worker_sigkills_mid_unload": 1 if lost else 0,
         },
         "runs": {
@@ -526,7 +528,7 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
             ),
             "backfill": backfill,
             "stranded_mid_launch": _outcome(instance, stranded),
-            "orphaned_mid_rename": _outcome(instance, orphaned),
+            "orphaned_mid_rename": _outcome(instance, orphaned) if orphaned else None,
             "lost_step_ran_on": celery_executions(instance, *lost) if lost else None,
         },
         "manual_actions": actions.count,
@@ -560,9 +562,11 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     # The run stranded mid-launch and the one whose worker died were failed and retried by Dagster, each
     # retry delivering its day; and nobody did anything.
     for run_id in (stranded, orphaned):
-        assert figures["runs"]["stranded_mid_launch" if run_id == stranded else "orphaned_mid_rename"] == (
-            "FAILURE, retried: SUCCESS"
-        ), _outcome(instance, run_id)
+        if run_id:
+            assert _outcome(instance, run_id) == "FAILURE, retried: SUCCESS", (
+                run_id,
+                _outcome(instance, run_id),
+            )
     assert instance.get_run_by_id(stranded).tags.get("dagster/failure_reason") == "START_TIMEOUT"  # type: ignore[union-attr]
     assert actions.count == 0, actions.taken
     if lost:
