@@ -637,7 +637,7 @@ def _dump_runs(instance: dg.DagsterInstance) -> None:
     rows = []
     for record in instance.get_run_records():
         run = record.dagster_run
-        reading = read_run(instance, run.run_id)
+        reading = read_run(instance, run.run_id, NAMES.target_of)
         rows.append(
             {
                 "run_id": run.run_id,
