@@ -257,15 +257,19 @@ def _restart_daemon(shape: ProductionShape, instance: dg.DagsterInstance, deadli
 def _kill_daemon_mid_launch(soak: Soak, deadline: float) -> str:
     """SIGKILL the daemon while it launches a run: what it sends the code server is held from now on,
     and dropped once it is dead, so the run it was launching stays STARTING. Returns that run's id."""
+    # A run already STARTING may have had its StartRun delivered (it stays STARTING until its worker
+    # begins): the one to watch becomes STARTING after the pause.
+    before = {r.run_id for r in _runs(soak.instance) if r.status != dg.DagsterRunStatus.QUEUED}
     soak.daemon_link.pause()
-    starting = _until(
-        "a run being launched",
-        lambda: next(
-            (r.run_id for r in _runs(soak.instance) if r.status == dg.DagsterRunStatus.STARTING), None
-        ),
-        deadline,
-        soak.shape,
-    )
+
+    def newly_starting() -> str | None:
+        runs = _runs(soak.instance)
+        return next(
+            (r.run_id for r in runs if r.status == dg.DagsterRunStatus.STARTING and r.run_id not in before),
+            None,
+        )
+
+    starting = _until("a run being launched", newly_starting, deadline, soak.shape)
     soak.shape.daemon.kill()
     soak.daemon_link.drop()
     soak.daemon_link.resume()
