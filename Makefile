@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 DBT_VENV  := .venv-dbt
 DBT_STAMP := $(DBT_VENV)/.installed-stamp
 
-.PHONY: setup system-deps test-deps run test test-unit lint typecheck clean
+.PHONY: setup system-deps test-deps run test soak test-unit lint typecheck clean
 
 setup: $(STAMP) $(DBT_STAMP)
 
@@ -39,8 +39,14 @@ typecheck: setup
 	$(BIN)/mypy unload_assets local/unload_assets_local
 
 # Two workers, each with its own servers; a module stays on one worker (unload_assets_tests/conftest.py).
+# The chaos soak (marker `soak`) has a target of its own: `make soak`, which CI runs after this.
 test: setup test-deps lint typecheck
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not soak"
+
+# The chaos soak: a 14-day backfill through the production shape with every fault (test_chaos_soak.py);
+# its figures are printed and written to test-artifacts/chaos_soak.json.
+soak: setup
+	$(BIN)/pytest -m soak -s -q
 
 # The quick tier: every test that needs no server (no PostgreSQL, S3 or network), in well under a minute.
 test-unit: setup

@@ -139,6 +139,13 @@ class FaultProxy(LoopbackService):
             self.rules.append(rule)
         return rule
 
+    def inject_first(self, kind: Kind, **selection: object) -> Rule:
+        """As `inject`, but ahead of the rules already there (which would otherwise take the request)."""
+        rule = Rule(kind, **selection)  # type: ignore[arg-type]
+        with self._lock:
+            self.rules.insert(0, rule)
+        return rule
+
     def clear(self) -> None:
         """Drop every rule (counts are kept: they are the test's report)."""
         with self._lock:

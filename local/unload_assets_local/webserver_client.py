@@ -92,9 +92,18 @@ class WebserverClient:
             raise DagsterDevError(f"GraphQL error: {payload['errors']}")
         return payload["data"]
 
-    def launch(self, job_name: str, *, partition: str | None = None, location: str | None = None) -> str:
-        """Launch `job_name` exactly as the UI's Materialize/Launch button does; returns the run id."""
+    def launch(
+        self,
+        job_name: str,
+        *,
+        partition: str | None = None,
+        location: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> str:
+        """Launch `job_name` exactly as the UI's Materialize/Launch button does (with the launchpad's
+        extra `tags`, if any); returns the run id."""
         location = location or self.location_name()
+        run_tags = {**({"dagster/partition": partition} if partition else {}), **(tags or {})}
         params: dict[str, Any] = {
             "selector": {
                 "repositoryLocationName": location,
@@ -102,9 +111,7 @@ class WebserverClient:
                 "jobName": job_name,
             },
             "runConfigData": {},
-            "executionMetadata": {
-                "tags": [{"key": "dagster/partition", "value": partition}] if partition else []
-            },
+            "executionMetadata": {"tags": [{"key": key, "value": value} for key, value in run_tags.items()]},
         }
         result = self.graphql(_LAUNCH, {"params": params})["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":

@@ -49,6 +49,10 @@ MARGIN_SECONDS = 300.0  # the watermark trails the clock: a run's end is committ
 CATCH_UP_THRESHOLD = 10  # more runs than this waiting at once (an outage): one summary message
 CATCH_UP_MAX = 50  # runs in one summary (their ids ride in its Slack metadata); more take more ticks
 RETRY_WAIT = timedelta(hours=1)  # a retry Dagster said it would start, but has not: announce the failure
+# With run retries on, Dagster tags a failed run `dagster/will_retry` right after writing its failure: a
+# tick in between would announce a failure its retry is about to contradict (seen in test_recovery.py,
+# a run failed by run monitoring). Such a run waits for the tag, this long at most.
+DECISION_WAIT = timedelta(seconds=30)
 __all__ = [
     "SensorCursor",
     "RunTags",
@@ -233,6 +237,9 @@ def _pending(
         run, ended = record.dagster_run, _ended(record)
         if _announced(run, watch.tags) or run.run_id in cursor.untagged or ended < since:
             continue
+        if _retry_undecided(instance, run, ended, now):
+            held.append(ended)
+            continue  # Dagster is about to say whether it retries the run
         if run.status == dg.DagsterRunStatus.FAILURE and run.tags.get(WILL_RETRY_TAG) == "true":
             if _superseded_by_retry(instance, run, watch.tags):
                 continue  # its retry is announced, with the final outcome
@@ -249,6 +256,17 @@ def _pending(
             # leaves it NOT_STARTED or STARTING, and run monitoring fails it once the start times out.
             found.append((ended, record, reading))
     return [(record, reading) for _, record, reading in sorted(found, key=lambda f: f[0])], held
+
+
+def _retry_undecided(instance: dg.DagsterInstance, run: dg.DagsterRun, ended: float, now: float) -> bool:
+    """A failed run whose retry Dagster has not decided yet: run retries are on, the run is not tagged
+    `dagster/will_retry` yet, and it failed less than DECISION_WAIT ago."""
+    return (
+        run.status == dg.DagsterRunStatus.FAILURE
+        and WILL_RETRY_TAG not in run.tags
+        and ended > now - DECISION_WAIT.total_seconds()
+        and bool(getattr(instance, "run_retries_enabled", False))
+    )
 
 
 def _superseded_by_retry(instance: dg.DagsterInstance, run: dg.DagsterRun, tags: RunTags) -> bool:

@@ -22,6 +22,23 @@ from unload_assets import environment
 CELERY_BROKER_ENV = environment.CELERY_BROKER
 
 
+# Late acknowledgement: a step's task is acknowledged when the step ends, so a task whose worker died
+# is handed to another worker (at once when a pool process died under a living worker; after Redis's
+# visibility timeout when the whole worker vanished) instead of lost with it. The workers read the
+# same settings from deploy/celery.yaml; the visibility timeout must exceed the longest step, or Redis
+# hands a long step's task to a second worker while the first still runs it (README, "Celery").
+CELERY_RECOVERY: dict[str, object] = {
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_prefetch_multiplier": 1,
+    "broker_transport_options": {
+        "visibility_timeout": 1800,
+        "unacked_restore_interval": 30,
+        "unacked_restore_throttle": 1,
+    },
+}
+
+
 PRELOAD_MODULE = "unload_assets.orchestration.preload"
 WARM_MULTIPROCESS = dg.multiprocess_executor.configured(
     {"start_method": {"forkserver": {"preload_modules": [PRELOAD_MODULE]}}}, name="warm_multiprocess"
@@ -41,4 +58,6 @@ def executor_from_env() -> dg.ExecutorDefinition:
         ) from None
     # The broker doubles as the result backend: one Redis is all a Celery deployment needs.
     broker = {"env": CELERY_BROKER_ENV}
-    return celery_executor.configured({"broker": broker, "backend": broker}, name="celery")
+    return celery_executor.configured(
+        {"broker": broker, "backend": broker, "config_source": CELERY_RECOVERY}, name="celery"
+    )

@@ -21,12 +21,21 @@ from unload_assets.orchestration.handoff import StagedUnload, UnloadFailed
 from unload_assets.orchestration.op_support import STEP_RETRY, error_line, not_delivered, selected
 from unload_assets.orchestration.retries import RENAME_BACKOFF, concurrently, with_retries
 from unload_assets.orchestration.schema_protection import SchemaChangeRefused, check_schema
-from unload_assets.rename import HeaderStyle, RenameRequest, RenameResult, SplitRefused, rename_unload
+from unload_assets.rename import (
+    HeaderStyle,
+    RenameRequest,
+    RenameResult,
+    SplitRefused,
+    delete_keys,
+    list_keys,
+    rename_unload,
+)
 from unload_assets.s3_naming import manifest_key_for, s3_url
 from unload_assets.schema_change import manifest_columns
 
 FROM_ASSET_FAILURE = "re-execute from asset failure to run it"
 RENAME_WORKERS = 8  # S3 copies and deletes: I/O bound, no cap but S3's
+MAX_ANCESTORS = 20  # earlier runs of a run group whose staging a delivery tidies (retries, re-executions)
 # Built once and shared by every output: Dagster resolves an Out's type each time one is made.
 _OPTIONAL_NOTHING = dg.Out(dg.Nothing, is_required=False)
 _OPTIONAL_CHECK = dg.Out(is_required=False)
@@ -59,6 +68,7 @@ def rename_staged(
     except SplitRefused as exc:
         raise dg.Failure(description=f"Target '{target.name}': {exc}", allow_retries=False) from None
     seconds = time.monotonic() - started
+    tidy_earlier_attempts(context, target, staged, s3=s3)
     return replace(_delivery(target, staged, result, seconds), schema_change=change)
 
 
@@ -98,6 +108,38 @@ def column_schema(schema: dict | None) -> dg.TableSchema | None:
     if columns is None:
         return None
     return dg.TableSchema(columns=[dg.TableColumn(name=name, type=kind) for name, kind in columns])
+
+
+def tidy_earlier_attempts(
+    context: dg.OpExecutionContext, target: UnloadTarget, staged: StagedUnload, *, s3: Any
+) -> None:
+    """Once `target` is delivered, delete what the earlier runs of this run's group (the failed runs this
+    one re-executes: a run retry, a re-execution) staged for the same target and day and never renamed,
+    e.g. a run whose worker died after its UNLOAD. Each run stages under `.../<partition>/<run id>/`; an
+    earlier run is finished before its re-execution starts, so nothing of its is still needed. A
+    failure here is logged, not raised: the delivery stands, and `staging_cleaned` names any leftover."""
+    here = staged.run_folder
+    day_folder = here.rstrip("/").rsplit("/", 1)[0] + "/"
+    earlier: list[str] = []
+    run: dg.DagsterRun = context.run
+    while run.parent_run_id and len(earlier) < MAX_ANCESTORS:
+        earlier.append(run.parent_run_id)
+        parent = context.instance.get_run_by_id(run.parent_run_id)
+        if parent is None:
+            break
+        run = parent
+    for run_id in earlier:
+        folder = f"{day_folder}{run_id}/"
+        if folder == here:
+            continue  # the handoff came from there: the rename just cleaned it
+        try:
+            keys = list_keys(s3, staged.bucket, folder)
+            if keys:
+                delete_keys(s3, staged.bucket, keys)
+                left = f"{len(keys)} staged file(s) that run {run_id[:8]} left (never renamed)"
+                context.log.info(f"'{target.name}': removed {left}")
+        except Exception as exc:  # the delivery stands; the staging_cleaned check names what is left
+            context.log.warning(f"'{target.name}': could not remove what run {run_id[:8]} staged: {exc}")
 
 
 def rename_op(

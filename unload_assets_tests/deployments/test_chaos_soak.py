@@ -9,8 +9,15 @@ while the daemon works through it:
   CreateMultipartUpload's answer is lost for sure (S3 made the upload; boto3 makes another);
 - two UNLOADs lose their connection mid-statement (their data files written, the manifest not);
 - Slack is down over several sensor ticks, and when it comes back the answer to one post is lost;
-- the daemon is SIGKILLed twice (once with the backfill's runs queued, once right after the post whose
-  answer was lost) and started again.
+- the daemon is SIGKILLed three times: once while it launches a run (its StartRun request held by a
+  proxy in front of the code server and never delivered: the run stays STARTING until run monitoring
+  fails it and run retries retry it), once with the backfill's runs queued, once right after the post
+  whose answer was lost; each time it is started again;
+- a run worker (the run's process and its step processes) is SIGKILLed while its rename step runs: the
+  code server fails the run, and run retries re-execute it from asset failure (issue 28).
+
+Nobody terminates, re-executes or edits anything: the test counts such manual actions (`ManualActions`)
+and the figure must be 0.
 
 Then every day is delivered complete at its final keys (rows equal to the same query run directly on
 PostgreSQL), each day is announced in Slack exactly once (no message lost, none doubled), no staged file
@@ -26,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -34,6 +42,7 @@ import pytest
 from unload_assets_local.s3_fault_proxy import FaultProxy
 
 from unload_assets.notify.run_report import read_run
+from unload_assets.orchestration.execution import CELERY_BROKER_ENV
 from unload_assets.resources.slack import MARKER_EVENT
 from unload_assets_tests.support.fault_harness import target_retries
 from unload_assets_tests.support.pipeline_helpers import (
@@ -43,7 +52,26 @@ from unload_assets_tests.support.pipeline_helpers import (
     query_as_text,
     write_catalogue,
 )
-from unload_assets_tests.support.production import REPO, ProductionShape, keep_logs, production_env
+from unload_assets_tests.support.production import (
+    REPO,
+    ProductionShape,
+    RedisServer,
+    Service,
+    celery_worker,
+    celery_workers,
+    keep_logs,
+    kill_tree,
+    production_env,
+    wait_until_ready,
+)
+from unload_assets_tests.support.recovery import (
+    ManualActions,
+    PausableProxy,
+    celery_executions,
+    celery_unload_in_flight,
+    run_worker_pid,
+    step_started,
+)
 from unload_assets_tests.support.this_project import ANNOUNCED_TAG, NAMES, REDSHIFT_POOL
 
 pytestmark = [
@@ -67,7 +95,11 @@ MAX_WAITING = 7  # ...or this many runs wait: below the catch-up threshold (10) 
 REDSHIFT_POOL_LIMIT = 3
 RUN_SENSORS = (NAMES.success_sensor, NAMES.failure_sensor)
 LAUNCHING = (dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING)
-DEADLINE = 420  # seconds for the whole backfill to be delivered and announced
+DEADLINE = 540  # seconds for the whole backfill to be delivered and announced
+# The soak instance's run monitoring (deploy/dagster.yaml's 300 s start timeout is for real launches):
+# a run stranded by the daemon's death mid-launch is failed after 30 s, checked every 5 s.
+INSTANCE = {"run_monitoring": {"start_timeout_seconds": 30, "poll_interval_seconds": 5}}
+RENAME_STEP = "rename_" + NAMES.instance
 
 
 @dataclass(frozen=True)
@@ -140,55 +172,155 @@ class Soak:
     proxy: FaultProxy
     instance: dg.DagsterInstance
     started: float  # time.monotonic() when the test's fixture began
+    daemon_link: PausableProxy  # between the daemon and the code server
+    actions: ManualActions  # the webserver client, every operator action counted
+    executor: str  # "multiprocess" (steps forked in the run's worker) or "celery" (two Celery workers)
+    workers: list[Service]  # the Celery workers (none for multiprocess)
 
 
-@pytest.fixture(scope="module")
-def soak(local_stack, stack_env, tmp_path_factory) -> Iterator[Soak]:
+# The soak runs twice: on the default executor, and on Celery (where a worker is lost mid-UNLOAD too).
+EXECUTORS = ("multiprocess", "celery")
+CELERY_VISIBILITY_TIMEOUT = 60  # the soak workers' (deploy/celery.yaml: 1800 s): above any soak step
+
+
+@pytest.fixture(scope="module", params=EXECUTORS)
+def soak(request, local_stack, stack_env, tmp_path_factory) -> Iterator[Soak]:
+    executor = request.param
     started = time.monotonic()
-    root = tmp_path_factory.mktemp("soak")
+    root = tmp_path_factory.mktemp(f"soak-{executor}")
     start = datetime.now(timezone.utc).date() - timedelta(days=30)
     body = f'defaults:\n  partitioning: {{type: daily, start_date: "{start}"}}\ntargets:\n'
     catalogue = write_catalogue(root, body + "".join(o.entry() for o in OUTPUTS), name="unload_targets.yaml")
-    env = production_env(local_stack, stack_env, database="dagster_soak", catalogue=catalogue)
+    env = production_env(local_stack, stack_env, database=f"dagster_soak_{executor}", catalogue=catalogue)
+    redis = RedisServer(root / "redis").start() if executor == "celery" else None
+    if redis is not None:
+        env[CELERY_BROKER_ENV] = redis.url
     proxy = FaultProxy(local_stack.s3.endpoint_url).start()
     env["AWS_ENDPOINT_URL_S3"] = proxy.endpoint_url  # every S3 call of every Dagster process
-    shape = ProductionShape(root / "services", env)
+    daemon_link = PausableProxy()
+    shape = ProductionShape(
+        root / "services", env, instance=INSTANCE, daemon_code_server_port=daemon_link.port
+    )
+    daemon_link.start(shape.grpc_port)
+    workers = (
+        celery_workers(shape, root, visibility_timeout=CELERY_VISIBILITY_TIMEOUT)
+        if executor == "celery"
+        else []
+    )
     instance = None
     try:
         shape.start()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            wait_until_ready(worker)
         instance = shape.instance()
         instance.event_log_storage.set_concurrency_slots(REDSHIFT_POOL, REDSHIFT_POOL_LIMIT)
-        yield Soak(shape, proxy, instance, started)
+        yield Soak(
+            shape, proxy, instance, started, daemon_link, ManualActions(shape.client), executor, workers
+        )
     finally:
         if instance is not None:
             instance.dispose()
+        for worker in workers:
+            worker.stop()
         shape.stop()
         proxy.stop()
+        daemon_link.stop()
+        if redis is not None:
+            redis.stop()
         local_stack.slack.fail_next(0)
         local_stack.slack.lose_answers(0)
         local_stack.emulator.faults.clear()
-        keep_logs(root / "services", "soak")
+        keep_logs(root / "services", f"soak-{executor}")
 
 
-def _until(what: str, check: Callable[[], bool], deadline: float, shape: ProductionShape) -> None:
-    """Poll `check` until it holds; past `deadline` (monotonic) fail naming `what` is late."""
-    while not check():
+def _until(what: str, check: Callable[[], Any], deadline: float, shape: ProductionShape) -> Any:
+    """Poll `check` until it holds (returns its value); past `deadline` (monotonic) fail naming `what`
+    is late."""
+    while not (value := check()):
         assert time.monotonic() < deadline, (
             f"not within the soak's {DEADLINE} s: {what}\n{shape.daemon.tail()}"
         )
-        time.sleep(0.5)
+        time.sleep(0.25)
+    return value
 
 
 def _restart_daemon(shape: ProductionShape, instance: dg.DagsterInstance, deadline: float) -> None:
-    """SIGKILL the daemon (its whole process group: no tick, write or heartbeat finishes) and start it again.
-
-    Not while a run is between its creation and its launch (NOT_STARTED, STARTING): a daemon killed there
-    strands the run until run monitoring fails it, `start_timeout_seconds` (300 s) later, and the day
-    then waits for a re-execution (deploy/dagster.yaml has no run retries). That is Dagster's, and the
-    failure is announced (test_sensors_messages.py); the soak kills the daemon anywhere else."""
+    """SIGKILL the daemon (its whole process group: no tick, write or heartbeat finishes) and start it again,
+    at a moment when no run is being launched (the kill mid-launch is `_kill_daemon_mid_launch`)."""
     _until("a moment with no run being launched", lambda: not _launching(instance), deadline, shape)
     shape.daemon.kill()
     shape.daemon.start()
+
+
+def _kill_daemon_mid_launch(soak: Soak, deadline: float) -> str:
+    """SIGKILL the daemon while it launches a run: what it sends the code server is held from now on,
+    and dropped once it is dead, so the run it was launching stays STARTING. Returns that run's id."""
+    # A run already STARTING may have had its StartRun delivered (it stays STARTING until its worker
+    # begins): the one to watch becomes STARTING after the pause.
+    before = {r.run_id for r in _runs(soak.instance) if r.status != dg.DagsterRunStatus.QUEUED}
+    soak.daemon_link.pause()
+
+    def newly_starting() -> str | None:
+        runs = _runs(soak.instance)
+        return next(
+            (r.run_id for r in runs if r.status == dg.DagsterRunStatus.STARTING and r.run_id not in before),
+            None,
+        )
+
+    starting = _until("a run being launched", newly_starting, deadline, soak.shape)
+    soak.shape.daemon.kill()
+    soak.daemon_link.drop()
+    soak.daemon_link.resume()
+    soak.shape.daemon.start()
+    return starting
+
+
+def _kill_run_worker_mid_rename(soak: Soak, deadline: float) -> str:
+    """SIGKILL a run's worker (its process and its step processes) while its rename step runs: the next
+    S3 request of a rename to the exports is answered 10 s late (a rule ahead of the random ones), and
+    the worker of a run renaming is killed meanwhile. Returns the run's id."""
+    instance = soak.instance
+    slow = soak.proxy.inject_first("slow", path_contains="/exports/soak/", times=1, delay=10.0)
+    _until("a rename's S3 request held", lambda: slow.fired >= 1, deadline, soak.shape)
+
+    def renaming() -> tuple[str, int] | None:
+        for run in _runs(instance):
+            if run.status == dg.DagsterRunStatus.STARTED and step_started(instance, run.run_id, RENAME_STEP):
+                pid = run_worker_pid(instance, run.run_id)
+                if pid is not None:
+                    return run.run_id, pid
+        return None
+
+    run_id, pid = _until("a run renaming", renaming, deadline, soak.shape)
+    kill_tree(pid)
+    return run_id
+
+
+def _kill_celery_worker_mid_unload(soak: Soak, emulator: Any, deadline: float) -> tuple[str, str]:
+    """SIGKILL the Celery worker running an unload step while an UNLOAD is in flight (a node lost), and
+    start a new worker of the same name in a folder of its own (what an autoscaler does). Returns the
+    run and the step it lost."""
+    instance = soak.instance
+
+    def unloading() -> tuple[str, str, str] | None:
+        if emulator.unloads_in_flight == 0:
+            return None
+        for run in _runs(instance):
+            if run.status == dg.DagsterRunStatus.STARTED and (
+                found := celery_unload_in_flight(instance, run.run_id)
+            ):
+                return run.run_id, *found
+        return None
+
+    run_id, step, host = _until("an UNLOAD in flight on a Celery worker", unloading, deadline, soak.shape)
+    name = host.split("@")[0]
+    [doomed] = [w for w in soak.workers if f" {name} " in f" {' '.join(w.args)} "]
+    doomed.kill()
+    replacement = celery_worker(soak.shape, Path(doomed.args[doomed.args.index("-y") + 1]), name, suffix="-2")
+    soak.workers[soak.workers.index(doomed)] = replacement.start()
+    return run_id, step
 
 
 def _launching(instance: dg.DagsterInstance) -> bool:
@@ -302,6 +434,8 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     shape, proxy, instance, slack = soak.shape, soak.proxy, soak.instance, local_stack.slack
     s3, dsn, days = local_stack.s3.client(), local_stack.postgres.dsn(), backfill_days()
     earlier_messages = len(slack.messages())  # the session's stand-in is shared with other modules
+    # ...and its counts with the other soak (one per executor) and other modules
+    failed_before, lost_before = slack.failed_calls, slack.lost_answers
     faults = [proxy.inject(kind, fraction=share, seed=SEED + n) for n, (kind, share) in enumerate(S3_FAULTS)]
     # And once for sure, whatever the draws: S3 creates a multipart upload and its answer is lost.
     proxy.inject("reset_after", operation="CreateMultipartUpload", times=1)
@@ -317,16 +451,33 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     def mark(moment: str) -> None:
         timeline[moment] = round(time.monotonic() - started, 1)
 
-    backfill = shape.client.launch_backfill("daily_unloads", [d.isoformat() for d in days])
-    # The first SIGKILL: the backfill's runs submitted, most of them queued behind the `redshift` pool.
-    # Slack goes down at the same moment and stays down over several ticks of the restarted daemon.
+    actions = soak.actions
+    backfill = actions.launch_backfill("daily_unloads", [d.isoformat() for d in days])
+    # The first SIGKILL, mid-launch: the backfill's runs submitted, the daemon launching one of them.
     _until("the backfill's runs", lambda: len(_runs(instance)) >= DAYS, deadline, shape)
+    stranded = _kill_daemon_mid_launch(soak, deadline)
+    mark("SIGKILL mid-launch")
+    # A run worker SIGKILLed mid-rename. (Not on Celery: there the run worker only orchestrates, the
+    # rename goes on in its Celery worker and delivers, and Dagster then has nothing to retry.)
+    orphaned = _kill_run_worker_mid_rename(soak, deadline) if soak.executor == "multiprocess" else None
+    if orphaned:
+        mark("run worker SIGKILL mid-rename")
+    lost: tuple[str, str] | None = None
+    if soak.executor == "celery":
+        # A Celery worker SIGKILLed mid-UNLOAD: another one runs its step after the visibility timeout.
+        long_unload = local_stack.emulator.faults.inject(
+            "stall", seconds=5.0, to_contains="/_staging/soak_", times=1
+        )
+        lost = _kill_celery_worker_mid_unload(soak, local_stack.emulator, deadline)
+        mark("Celery worker SIGKILL mid-UNLOAD")
+    # The next SIGKILL, with runs queued behind the `redshift` pool.
+    # Slack goes down at the same moment and stays down over several ticks of the restarted daemon.
     slack.fail_next(1_000_000)
     _restart_daemon(shape, instance, deadline)
-    mark("first SIGKILL, Slack down")
+    mark("second SIGKILL, Slack down")
     _until(
         f"{SLACK_FAILED_CALLS} Slack calls failed with runs waiting",
-        lambda: slack.failed_calls >= SLACK_FAILED_CALLS or _waiting(instance) >= MAX_WAITING,
+        lambda: slack.failed_calls - failed_before >= SLACK_FAILED_CALLS or _waiting(instance) >= MAX_WAITING,
         deadline,
         shape,
     )
@@ -335,9 +486,9 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     slack.lose_answers(1, method="chat.postMessage")
     slack.fail_next(0)
     mark("Slack back")
-    _until("a post whose answer is lost", lambda: slack.lost_answers >= 1, deadline, shape)
+    _until("a post whose answer is lost", lambda: slack.lost_answers - lost_before >= 1, deadline, shape)
     _restart_daemon(shape, instance, deadline)
-    mark("second SIGKILL")
+    mark("third SIGKILL")
     try:
         _until("every day delivered and every run announced", lambda: _done(instance, days), deadline, shape)
     finally:
@@ -357,6 +508,7 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     announced = Counter(run_id for ids in _announcements(messages) for run_id in ids)
     success_messages = [ids for ids in _announcements(messages) if set(ids) <= succeeded]
     figures = {
+        "executor": soak.executor,
         "days": DAYS,
         "targets": len(OUTPUTS),
         "faults": {
@@ -365,9 +517,12 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
             "s3_by_kind": dict(sorted(Counter(k.split()[0] for k in proxy.injected.elements()).items())),
             "s3_by_operation": dict(sorted(proxy.injected.items())),
             "redshift_connections_dropped": sum(d.fired for d in drops),
-            "slack_calls_failed": slack.failed_calls,
-            "slack_answers_lost": slack.lost_answers,
-            "daemon_sigkills": 2,
+            "slack_calls_failed": slack.failed_calls - failed_before,
+            "slack_answers_lost": slack.lost_answers - lost_before,
+            "daemon_sigkills": 3,
+            "daemon_sigkills_mid_launch": 1,
+            "run_worker_sigkills_mid_rename": 1 if orphaned else 0,
+            "celery_worker_sigkills_mid_unload": 1 if lost else 0,
         },
         "runs": {
             "launched": len(runs),
@@ -378,7 +533,11 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
                 Counter(r.what.split(" of ")[0] for run in runs for r in target_retries(instance, run.run_id))
             ),
             "backfill": backfill,
+            "stranded_mid_launch": _outcome(instance, stranded),
+            "orphaned_mid_rename": _outcome(instance, orphaned) if orphaned else None,
+            "lost_step_ran_on": celery_executions(instance, *lost) if lost else None,
         },
+        "manual_actions": actions.count,
         "outputs_verified": f"{verified} of {DAYS * len(OUTPUTS)}",
         "rows_verified": rows,
         "data_lost": len(wrong),
@@ -398,7 +557,7 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     _report(figures)
 
     assert [d.fired for d in drops] == [1] * DROPPED_UNLOADS
-    assert slack.failed_calls >= 1 and slack.lost_answers == 1
+    assert slack.failed_calls - failed_before >= 1 and slack.lost_answers - lost_before == 1
     assert not wrong and verified == DAYS * len(OUTPUTS), wrong  # 14 of 14 days, complete
     # One message per day, about the day's successful run; none lost, none doubled, no other message
     # (no run failed, so none says so).
@@ -406,6 +565,31 @@ def test_a_14_day_backfill_under_chaos_is_delivered_and_announced_exactly_once(
     assert len(success_messages) == len(messages) == DAYS, [m["text"] for m in messages]
     assert announced == Counter(succeeded), announced
     assert left == {"staged_objects": [], "locks": [], "open_multipart_uploads": []}, left
+    # The run stranded mid-launch and the one whose worker died were failed and retried by Dagster, each
+    # retry delivering its day; and nobody did anything.
+    for run_id in (stranded, orphaned):
+        if run_id:
+            assert _outcome(instance, run_id) == "FAILURE, retried: SUCCESS", (
+                run_id,
+                _outcome(instance, run_id),
+            )
+    assert instance.get_run_by_id(stranded).tags.get("dagster/failure_reason") == "START_TIMEOUT"  # type: ignore[union-attr]
+    assert actions.count == 0, actions.taken
+    if lost:
+        # The lost step ran again on another worker (a new one of the same name counts as another).
+        assert len(figures["runs"]["lost_step_ran_on"]) == 2, figures["runs"]["lost_step_ran_on"]
+        assert long_unload.fired == 1
+
+
+def _outcome(instance: dg.DagsterInstance, run_id: str) -> str:
+    """`<status>`, and what its retries came to: "FAILURE, retried: SUCCESS"."""
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    said = run.status.value
+    while run is not None and (retry := run.tags.get("dagster/auto_retry_run_id")):
+        run = instance.get_run_by_id(retry)
+        said += f", retried: {run.status.value if run else '?'}"
+    return said
 
 
 def _step_retries(instance: dg.DagsterInstance, run_id: str) -> int:
@@ -416,18 +600,28 @@ def _step_retries(instance: dg.DagsterInstance, run_id: str) -> int:
 def _report(figures: dict[str, Any]) -> None:
     artifacts = REPO / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
-    (artifacts / "chaos_soak.json").write_text(json.dumps(figures, indent=2) + "\n")
+    name = (
+        "chaos_soak.json"
+        if figures["executor"] == "multiprocess"
+        else f"chaos_soak_{figures['executor']}.json"
+    )
+    (artifacts / name).write_text(json.dumps(figures, indent=2) + "\n")
     faults, runs, slack = figures["faults"], figures["runs"], figures["slack"]
     kinds = ", ".join(f"{k} {v}" for k, v in faults["s3_by_kind"].items())
     timeline = ", ".join(f"{what} {at} s" for what, at in figures["timeline_seconds"].items())
     lines = [
         "",
-        f"chaos soak: {figures['days']}-day backfill of {figures['targets']} targets",
+        f"chaos soak ({figures['executor']}): {figures['days']}-day backfill of {figures['targets']} targets",
         f"  S3 faults injected     {faults['s3_injected']} of {faults['s3_requests']} requests ({kinds})",
         f"  Redshift drops         {faults['redshift_connections_dropped']} connections dropped mid-UNLOAD",
         f"  Slack outage           {faults['slack_calls_failed']} calls failed, "
         f"{faults['slack_answers_lost']} answer lost",
-        f"  daemon SIGKILLs        {faults['daemon_sigkills']}",
+        f"  daemon SIGKILLs        {faults['daemon_sigkills']} "
+        f"({faults['daemon_sigkills_mid_launch']} mid-launch: {runs['stranded_mid_launch']})",
+        f"  run worker SIGKILLs    {faults['run_worker_sigkills_mid_rename']} mid-rename: "
+        f"{runs['orphaned_mid_rename']}",
+        f"  Celery worker SIGKILLs {faults['celery_worker_sigkills_mid_unload']} mid-UNLOAD"
+        + (f": the step ran on {runs['lost_step_ran_on']}" if runs["lost_step_ran_on"] else ""),
         f"  runs launched          {runs['launched']} {runs['by_status']}",
         f"  retries                run {runs['run_retries']}, step {runs['step_retries']}, "
         f"target {runs['target_retries']}",
@@ -436,6 +630,7 @@ def _report(figures: dict[str, Any]) -> None:
         f"  Slack messages         {slack['messages']} ({slack['success_messages']} success); "
         f"lost {slack['lost']}, doubled {slack['doubled']}",
         f"  left over              {figures['left_over']}",
+        f"  manual actions         {figures['manual_actions']}",
         f"  timeline               {timeline}",
         f"  wall time              {figures['wall_seconds']['soak']} s soak, "
         f"{figures['wall_seconds']['with_startup']} s with start-up",

@@ -144,6 +144,39 @@ def test_a_run_dagster_retries_is_announced_once_with_its_final_outcome(
     assert message["text"].startswith(":white_check_mark: Delivered: sales (2025-11-22) after 1 retry")
 
 
+def test_a_failed_run_waits_for_dagsters_decision_to_retry_it(
+    instance: dg.DagsterInstance,
+    standin: SlackStandIn,
+    slack: UnloadSlackResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With run retries on, Dagster writes a run's failure, then tags it `dagster/will_retry`: a tick in
+    # between must not announce a failure the retry is about to contradict.
+    failed = materialize(instance, [daily("sales", error="connection reset")], "2025-11-22")
+    monkeypatch.setattr(type(instance), "run_retries_enabled", property(lambda _: True))
+    daemon = Daemon(instance, "failure")
+    assert "1 failed run(s) wait for Dagster's retry" in daemon.tick(slack)
+    assert standin.messages() == []
+    # Dagster decided not to retry it: announced at once.
+    instance.add_run_tags(failed, {"dagster/will_retry": "false"})
+    assert daemon.tick(slack) == f"Announced 1 of 1 run(s) ({failed[:8]})."
+
+
+def test_a_failed_run_never_tagged_is_announced_after_the_decision_wait(
+    instance: dg.DagsterInstance,
+    standin: SlackStandIn,
+    slack: UnloadSlackResource,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    failed = materialize(instance, [daily("sales", error="connection reset")], "2025-11-22")
+    monkeypatch.setattr(type(instance), "run_retries_enabled", property(lambda _: True))
+    daemon = Daemon(instance, "failure")
+    assert "wait for Dagster's retry" in daemon.tick(slack)
+    later = tick.now() + sensors.DECISION_WAIT.total_seconds() + 5
+    monkeypatch.setattr(tick, "now", lambda: later)
+    assert daemon.tick(slack) == f"Announced 1 of 1 run(s) ({failed[:8]})."
+
+
 def test_a_retry_that_never_comes_is_announced_as_the_failure_it_is(
     instance: dg.DagsterInstance,
     standin: SlackStandIn,

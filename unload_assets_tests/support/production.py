@@ -18,9 +18,11 @@ import time
 import zoneinfo
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import psycopg2
+import yaml
 from unload_assets_local.devserver import stop_process_group
 from unload_assets_local.postgres import free_port
 from unload_assets_local.webserver_client import DagsterDevError, WebserverClient
@@ -39,16 +41,37 @@ def create_database(superuser_dsn: str, name: str, owner: str) -> None:
     conn.close()
 
 
+def instance_yaml(home: Path, overrides: dict[str, Any] | None = None) -> str:
+    """deploy/dagster.yaml with a test's `overrides` merged in (small timeouts: the test instance's, never
+    deploy/'s); a string value's `{home}` is the service's DAGSTER_HOME."""
+
+    def merge(base: Any, extra: Any) -> Any:
+        if isinstance(base, dict) and isinstance(extra, dict):
+            return {**base, **{k: merge(base.get(k), v) for k, v in extra.items()}}
+        return extra.replace("{home}", str(home)) if isinstance(extra, str) else extra
+
+    if not overrides:
+        return DEPLOY_YAML.read_text()
+    return yaml.safe_dump(merge(yaml.safe_load(DEPLOY_YAML.read_text()), overrides), sort_keys=False)
+
+
 class Service:
     """One long-running process in its own empty folder and process group."""
 
-    def __init__(self, name: str, root: Path, args: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        root: Path,
+        args: list[str],
+        env: dict[str, str],
+        instance: dict[str, Any] | None = None,
+    ) -> None:
         self.name, self.args = name, args
         self.dir = root / name
         self.dir.mkdir(parents=True)
         self.home = self.dir / ".dagster_home"  # inside the folder, so deleting the folder deletes all
         self.home.mkdir()
-        shutil.copy(DEPLOY_YAML, self.home / "dagster.yaml")
+        (self.home / "dagster.yaml").write_text(instance_yaml(self.home, instance))
         self.log_file = root / f"{name}.log"
         self.env = {**env, "DAGSTER_HOME": str(self.home)}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -87,14 +110,31 @@ class Service:
         """Every file in the folder except the dagster.yaml it was given."""
         return [p for p in self.dir.rglob("*") if p.is_file() and p != self.home / "dagster.yaml"]
 
+    def descendants(self) -> list[int]:
+        """The pids of every process the service started, and theirs (read from /proc)."""
+        if self.proc is None:
+            return []
+        return descendants_of(self.proc.pid)
+
 
 class ProductionShape:
     """A gRPC code server, a webserver and a daemon sharing one PostgreSQL database (deploy/dagster.yaml)."""
 
     LOCATION = "unload_assets"
 
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        env: dict[str, str],
+        *,
+        instance: dict[str, Any] | None = None,
+        daemon_code_server_port: int | None = None,
+    ) -> None:
+        """`instance`: overrides of deploy/dagster.yaml for every process (see `instance_yaml`);
+        `daemon_code_server_port`: where the daemon finds the code server (a proxy in front of it), when
+        not the code server's own port."""
         self.grpc_port, self.web_port = free_port(), free_port()
+        self.overrides = instance
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.env = {**env, "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{self.web_port}"}
@@ -104,14 +144,25 @@ class ProductionShape:
             "load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
             f"      port: {self.grpc_port}\n      location_name: {self.LOCATION}\n"
         )
+        daemon_workspace = self.workspace
+        if daemon_code_server_port is not None:
+            daemon_workspace = root / "workspace-daemon.yaml"
+            daemon_workspace.write_text(
+                self.workspace.read_text().replace(
+                    f"port: {self.grpc_port}", f"port: {daemon_code_server_port}"
+                )
+            )
         self.code_servers: list[Service] = []
         self.daemon_started: datetime | None = None
         workspace = ["-w", str(self.workspace)]
         self.webserver = Service(
             "webserver", root,
             [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.web_port), *workspace], env,
+            instance,
         )  # fmt: skip
-        self.daemon = Service("daemon", root, [str(BIN / "dagster-daemon"), "run", *workspace], env)
+        self.daemon = Service(
+            "daemon", root, [str(BIN / "dagster-daemon"), "run", "-w", str(daemon_workspace)], env, instance
+        )
         self.client = WebserverClient(f"http://127.0.0.1:{self.web_port}", self.webserver.log_file)
 
     @property
@@ -124,7 +175,7 @@ class ProductionShape:
             f"code-server-{len(self.code_servers) + 1}", self.root,
             [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(self.grpc_port),
              "-m", "unload_assets.definitions", "--location-name", self.LOCATION],
-            self.env,
+            self.env, self.overrides,
         )  # fmt: skip
         self.code_servers.append(server.start())
         return server
@@ -197,7 +248,7 @@ class ProductionShape:
         deploy/dagster.yaml on the same PostgreSQL database. The caller disposes of it."""
         home = self.root / "reader"
         home.mkdir(exist_ok=True)
-        shutil.copy(DEPLOY_YAML, home / "dagster.yaml")
+        (home / "dagster.yaml").write_text(instance_yaml(home, self.overrides))
         saved = dict(os.environ)
         os.environ.update(self.env)  # the file reads DAGSTER_PG_* and UNLOAD_BUCKET when it is loaded
         try:
@@ -245,6 +296,63 @@ class RedisServer:
         if self.proc is not None:
             stop_process_group(self.proc)
             self.proc = None
+
+
+def celery_workers(
+    shape: ProductionShape,
+    folder: Path,
+    *,
+    visibility_timeout: int,
+    names: tuple[str, ...] = ("worker1", "worker2"),
+) -> list[Service]:
+    """`dagster-celery worker start` services (not started), one per name, reading deploy/celery.yaml
+    with a test's own visibility timeout (deploy/'s 1800 s is for real steps), swept every 5 s."""
+    config = yaml.safe_load((REPO / "deploy" / "celery.yaml").read_text())
+    transport = config["execution"]["config"]["config_source"]["broker_transport_options"]
+    transport.update(
+        visibility_timeout=visibility_timeout, unacked_restore_interval=5, unacked_restore_throttle=1
+    )
+    path = folder / "celery.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return [celery_worker(shape, path, name) for name in names]
+
+
+def celery_worker(shape: ProductionShape, config: Path, name: str, suffix: str = "") -> Service:
+    """One Celery worker service named `name` (its folder `celery-<name><suffix>`), 3 processes."""
+    args = [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y", str(config),
+            "-n", name, "--", "--concurrency=3"]  # fmt: skip
+    return Service(f"celery-{name}{suffix}", shape.root, args, shape.env, shape.overrides)
+
+
+def wait_until_ready(worker: Service, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while "ready." not in worker.log_file.read_text(errors="replace"):
+        if time.monotonic() > deadline or not worker.alive():
+            raise DagsterDevError(f"{worker.name} not ready within {timeout:.0f}s:\n{worker.tail()}")
+        time.sleep(0.5)
+
+
+def descendants_of(pid: int) -> list[int]:
+    """Every process below `pid` (children, theirs...), read from /proc's parent links."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and everything below it (a pod or a node gone): the tree is read first, so
+    the children are found before their parent's death hands them to init."""
+    for victim in [pid, *descendants_of(pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, 9)
 
 
 def zone_where_it_is_9_pm() -> str:

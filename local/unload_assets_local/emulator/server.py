@@ -127,6 +127,11 @@ class RedshiftEmulator:
         """The most UNLOADs this emulator has had in flight at once since it started (or was reset)."""
         return self._services.peak if self._services is not None else 0
 
+    @property
+    def unloads_in_flight(self) -> int:
+        """How many UNLOADs are running now."""
+        return self._services.active if self._services is not None else 0
+
     def reset_peak(self) -> None:
         if self._services is not None:
             self._services.peak = self._services.active
