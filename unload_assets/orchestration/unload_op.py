@@ -5,6 +5,7 @@ retried on its own; a target that fails for good is handed on as `UnloadFailed`,
 it while the others are delivered.
 """
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -59,6 +60,7 @@ def run_unload(
     settings: UnloadSettings,
     s3: Any,
     attempt: int = 0,
+    stop: threading.Event | None = None,
 ) -> StagedUnload:
     day = partition_date(context, target)
     # Each attempt gets its own folder: UNLOAD refuses a non-empty destination, and a failed attempt
@@ -86,6 +88,7 @@ def run_unload(
         redacted=statement.redacted,
         secrets=settings.secrets(),
         log=context.log,  # type: ignore[arg-type]
+        stop=stop,
     )
     context.log.info(f"UNLOAD wrote {outcome.rows} rows to {location} in {outcome.seconds:.1f}s")
     final_key = render_key(target.key_template, target=target.name, partition_date=day)
@@ -137,11 +140,12 @@ def unload_op(
     def compute(context: dg.OpExecutionContext, _: Mapping[str, Any]) -> Iterator[dg.Output[dict]]:
         res = context.resources
         settings, redshift, s3 = (getattr(res, key) for key in (names.settings, names.redshift, names.s3))
+        stop = threading.Event()  # set when Dagster interrupts the step: running statements are cancelled
 
         def unload(target: UnloadTarget) -> StagedUnload:
             return attempt(
                 lambda number: run_unload(
-                    context, target, redshift=redshift, settings=settings, s3=s3, attempt=number
+                    context, target, redshift=redshift, settings=settings, s3=s3, attempt=number, stop=stop
                 ),
                 backoff=UNLOAD_BACKOFF,
                 what=f"UNLOAD of '{target.name}'",
@@ -157,6 +161,7 @@ def unload_op(
             workers=settings.max_concurrent_unloads,
             name=lambda t: t.name,
             describe_error=lambda exc: said(exc, settings),
+            stop=stop,
         ):
             target = outcome.item.name
             if outcome.error is not None:
