@@ -57,6 +57,7 @@ from unload_assets.deadline import RUN_AT, parse_time_of_day
 from unload_assets.encryption import check_kms_key_id
 from unload_assets.names import DEFAULT_KEY_PREFIX, DEFAULT_POOL, DEFAULT_UPSTREAM_PREFIX, Names
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
+from unload_assets.resources.redshift_auth import AUTH_MODES
 from unload_assets.resources.s3 import UnloadS3Resource
 from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets.scaffold import UnloadTargetsScaffolder
@@ -201,15 +202,35 @@ class RedshiftAttributes(dg.Model, dg.Resolvable):
     auth: Annotated[
         str | None,
         _field(
-            _one_of("password", "iam", "serverless"),
+            _one_of(*AUTH_MODES),
             str | None,
-            "password (user and password), iam (temporary credentials from redshift:GetClusterCredentials) "
-            "or serverless (redshift-serverless:GetCredentials). Default: password.",
+            "password (user and password), iam (temporary credentials from redshift:GetClusterCredentials), "
+            "serverless (redshift-serverless:GetCredentials) or data_api (no connection: statements through "
+            "the Redshift Data API, to cluster_identifier with db_user or secret_arn, or to workgroup). "
+            "Default: password.",
         ),
     ] = None
-    cluster_identifier: str | None = Field(default=None, description="auth iam: the cluster's identifier.")
-    workgroup: str | None = Field(default=None, description="auth serverless: the workgroup's name.")
-    db_user: str | None = Field(default=None, description="auth iam: the database user (default: user).")
+    cluster_identifier: str | None = Field(
+        default=None,
+        description="auth iam, data_api: the cluster's identifier (for data_api it wins over workgroup).",
+    )
+    workgroup: str | None = Field(
+        default=None, description="auth serverless, data_api: the Serverless workgroup's name."
+    )
+    db_user: str | None = Field(
+        default=None, description="auth iam, data_api: the database user (default: user)."
+    )
+    secret_arn: Annotated[Any, KEPT] = Field(
+        default=None,
+        description="auth data_api: a Secrets Manager secret with the database user's name and password, "
+        "instead of db_user (read at run time when written {{ env.VAR }}).",
+    )
+    region: str | None = Field(
+        default=None, description="auth data_api: the Data API's region (boto3's default chain)."
+    )
+    endpoint_url: str | None = Field(
+        default=None, description="auth data_api: a Data API endpoint (the local stack's stand-in only)."
+    )
     db_groups: str | list[str] | None = Field(
         default=None, description="auth iam: database groups the user joins (a list, or comma-separated)."
     )
@@ -459,8 +480,9 @@ def configuration_from(component: UnloadTargets, folder: Path) -> Configuration:
     assert run_at is not None  # checked by the attribute's resolver
     auth = redshift.auth or "password"
     _check_login(component, folder / "defs.yaml", auth)
+    data_api = auth == "data_api"  # no connection: neither host nor port is needed
     resource = RedshiftUnloadResource(
-        host=_required(redshift.host, "redshift.host"),
+        host=(_optional(redshift.host) or "") if data_api else _required(redshift.host, "redshift.host"),
         port=_port(redshift.port),
         user=_optional(redshift.user),
         password=secret(redshift.password),
@@ -476,6 +498,9 @@ def configuration_from(component: UnloadTargets, folder: Path) -> Configuration:
         iam_identity=bool(redshift.iam_identity),
         workgroup=_blank_to_none(redshift.workgroup),
         credentials_duration_seconds=redshift.credentials_duration_seconds or 900,
+        secret_arn=_optional(redshift.secret_arn),
+        region=_blank_to_none(redshift.region),
+        endpoint_url=_blank_to_none(redshift.endpoint_url),
     )
     catalogue = _catalogue_choice(component, folder)
     staging = _blank_to_none(s3.staging_prefix) or DEFAULT_STAGING_PREFIX
@@ -547,6 +572,14 @@ def _check_login(component: UnloadTargets, defs_yaml: Path, auth: str) -> None:
         refuse("redshift.auth iam needs redshift.db_user (or redshift.user, or redshift.iam_identity: true)")
     if auth == "serverless" and not _blank_to_none(redshift.workgroup):
         refuse("redshift.auth serverless needs redshift.workgroup")
+    if auth == "data_api":
+        cluster, workgroup = _blank_to_none(redshift.cluster_identifier), _blank_to_none(redshift.workgroup)
+        if not (cluster or workgroup):
+            refuse("redshift.auth data_api needs redshift.cluster_identifier or redshift.workgroup")
+        who = _blank_to_none(redshift.secret_arn) or _blank_to_none(redshift.db_user) or redshift.user
+        if cluster and not who:
+            refuse("redshift.auth data_api with a cluster needs redshift.db_user (or redshift.user) or "
+                   "redshift.secret_arn")  # fmt: skip
     cert = _blank_to_none(redshift.sslrootcert)
     if cert and not Path(cert).expanduser().is_file():
         refuse(f"redshift.sslrootcert names no readable file: {cert}")

@@ -9,7 +9,9 @@ Point boto3 at `RedshiftCredentialsStandIn.endpoint_url` (`endpoint_url=...`, or
   `GetClusterCredentialsWithIAM`, which moto does not implement, is answered here for clusters moto knows
   (asked with `DescribeClusters`), as the role `IAMR:unload-local`;
 - Redshift Serverless (`redshift-serverless`, AWS JSON 1.1): `GetCredentials` is answered here for the
-  workgroups in `workgroups`, as the same role; other Serverless actions go to moto like the rest.
+  workgroups in `workgroups`, as the same role; other Serverless actions go to moto like the rest;
+- the Redshift Data API (`redshift-data`, AWS JSON 1.1, `X-Amz-Target: RedshiftData.*`), when `data_api`
+  is set: statements run on the emulator (data_api.py). `AWS_ENDPOINT_URL_REDSHIFT_DATA` points boto3 here.
 
 Every credential handed out is recorded in the `CredentialRegistry` the emulator checks logins against.
 `lifetime_seconds` shortens the life of credentials minted from then on, in the registry and in the answer
@@ -44,6 +46,7 @@ from unload_assets_local.aws_protocol import (
     with_iam_request,
     xml_fields,
 )
+from unload_assets_local.data_api import RedshiftDataStandIn
 from unload_assets_local.emulator.login.credentials import CredentialRegistry
 from unload_assets_local.loopback import LoopbackService, forward, read_body, relay
 from unload_assets_local.postgres import free_port
@@ -53,6 +56,7 @@ log = logging.getLogger(__name__)
 # The database user Redshift makes for an IAM role is `IAMR:<role name>`; the stack's role is `unload-local`.
 ROLE_DB_USER = "IAMR:unload-local"
 SERVERLESS_TARGET = "RedshiftServerless.GetCredentials"
+DATA_API_PREFIX = "RedshiftData."
 WITH_IAM_ACTION = "GetClusterCredentialsWithIAM"
 
 
@@ -82,6 +86,7 @@ class RedshiftCredentialsStandIn(LoopbackService):
         # When set, credentials minted from then on expire this many seconds after minting (both APIs).
         self.lifetime_seconds: float | None = lifetime_seconds
         self.calls: Counter[str] = Counter()  # requests per action, e.g. calls["GetClusterCredentials"]
+        self.data_api: RedshiftDataStandIn | None = None  # the Data API, when the stack has an emulator
         self._lock = threading.Lock()
 
     @property
@@ -114,6 +119,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         body = read_body(self)
         target = self.headers.get("X-Amz-Target", "")
+        if target.startswith(DATA_API_PREFIX):
+            self._data_api(target.removeprefix(DATA_API_PREFIX), body)
+            return
         if target == SERVERLESS_TARGET:
             self.standin._count(target.rpartition(".")[2])
             self._serverless_get_credentials(body)
@@ -222,6 +230,19 @@ class _Handler(BaseHTTPRequestHandler):
                 "nextRefreshTime": expiration,
             },
         )
+
+    # ---- the Redshift Data API (JSON 1.1) ---------------------------------------------------
+    def _data_api(self, action: str, body: bytes) -> None:
+        self.standin._count(action)
+        data_api = self.standin.data_api
+        try:
+            if data_api is None:
+                raise ApiError(400, "UnknownOperationException", "this stand-in serves no Data API")
+            answer = data_api.answer(action, body)
+        except ApiError as e:
+            self._send_json(e.status, {"__type": e.code, "message": e.message})
+            return
+        self._send_json(200, answer)
 
     # ---- answering ---------------------------------------------------------------------
     def _send_json(self, status: int, payload: dict[str, Any]) -> None:

@@ -10,8 +10,12 @@ import json
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from unload_assets_local.postgres import PostgresCluster
+
+if TYPE_CHECKING:
+    from unload_assets_local.data_api import RedshiftDataStandIn
 
 LOCAL_IAM_ROLE = "arn:aws:iam::123456789012:role/unload-local"
 LOCAL_SLACK_TOKEN = "xoxb-local-stand-in-token"
@@ -20,6 +24,9 @@ LOCAL_SLACK_CHANNEL = "#data-deliveries"
 # name: `REDSHIFT_AUTH=iam` or `serverless` in `.env` mints temporary credentials the emulator accepts.
 LOCAL_CLUSTER = "unload-local"
 LOCAL_WORKGROUP = "unload-local"
+# A secret the Data API stand-in knows (`REDSHIFT_SECRET_ARN` with `REDSHIFT_AUTH=data_api`): the stack's
+# own database user and password, as a Secrets Manager secret for Redshift holds them.
+LOCAL_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:unload-local-redshift-AbCdEf"
 
 
 @dataclass
@@ -82,6 +89,8 @@ class LocalStack:
             self.aws = RedshiftCredentialsStandIn(self.s3.endpoint_url, self.credentials).start()
             self._exit.callback(self.aws.stop)
             self.aws.workgroups.add(LOCAL_WORKGROUP)
+            self.aws.data_api = self._data_api()
+            self._exit.callback(self.aws.data_api.stop)
             self._create_cluster()
             self.slack = SlackStandIn(
                 token=LOCAL_SLACK_TOKEN,
@@ -126,6 +135,8 @@ class LocalStack:
             "REDSHIFT_WORKGROUP": LOCAL_WORKGROUP,
             "AWS_ENDPOINT_URL_REDSHIFT": self.aws.endpoint_url,
             "AWS_ENDPOINT_URL_REDSHIFT_SERVERLESS": self.aws.endpoint_url,
+            # REDSHIFT_AUTH=data_api runs the statements through this stand-in's Redshift Data API.
+            "AWS_ENDPOINT_URL_REDSHIFT_DATA": self.aws.endpoint_url,
             "UNLOAD_IAM_ROLE": LOCAL_IAM_ROLE,
             "UNLOAD_BUCKET": cfg.bucket,
             "UNLOAD_STAGING_PREFIX": cfg.staging_prefix,
@@ -141,6 +152,27 @@ class LocalStack:
             # Slack confirmations within seconds of a run's end, not within the production default's 30 s.
             "UNLOAD_SENSOR_INTERVAL_SECONDS": "5",
         }
+
+    def _data_api(self) -> RedshiftDataStandIn:
+        """The Data API stand-in: statements on the emulator, over TLS checked as a client checks it."""
+        import psycopg2
+
+        from unload_assets_local.data_api import RedshiftDataStandIn
+
+        def connect(user: str, password: str, database: str) -> Any:
+            return psycopg2.connect(
+                host="127.0.0.1", port=self.emulator.port, user=user, password=password, dbname=database,
+                sslmode="verify-full", sslrootcert=str(self.tls.ca_cert), connect_timeout=10,
+                application_name="redshift-data",
+            )  # fmt: skip
+
+        return RedshiftDataStandIn(
+            connect,
+            self.credentials,
+            clusters=[LOCAL_CLUSTER],
+            workgroups=[LOCAL_WORKGROUP],
+            secrets={LOCAL_SECRET_ARN: (self.postgres.user, self.postgres.password)},
+        )
 
     def _create_cluster(self) -> None:
         """The provisioned cluster `get_cluster_credentials` names, in moto (through the stand-in)."""

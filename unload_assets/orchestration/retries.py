@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -112,22 +113,33 @@ def concurrently(
     workers: int,
     name: Callable[[T], str],
     describe_error: Callable[[Exception], str],
+    stop: threading.Event | None = None,
 ) -> Iterator[Outcome[T, R]]:
     """`fn(item)` for every item, at most `workers` at once, yielding outcomes as they finish (in this
-    thread, so the caller may yield Dagster events). An exception becomes an outcome with its error."""
+    thread, so the caller may yield Dagster events). An exception becomes an outcome with its error.
+
+    Dagster interrupts a terminated run's op in this thread (KeyboardInterrupt or
+    DagsterExecutionInterruptedError, raised while it waits here): items not started are dropped, `stop` is
+    set so that the running ones cancel their work and return, and once they have the interrupt goes on."""
     items = list(items)
     if not items:
         return
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
         pending: dict[Future[R], T] = {pool.submit(fn, item): item for item in items}
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in sorted(done, key=lambda f: name(pending[f])):
-                item = pending.pop(future)
-                try:
-                    yield Outcome(item, future.result(), None)
-                except Exception as exc:
-                    yield Outcome(item, None, describe_error(exc))
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: name(pending[f])):
+                    item = pending.pop(future)
+                    try:
+                        yield Outcome(item, future.result(), None)
+                    except Exception as exc:
+                        yield Outcome(item, None, describe_error(exc))
+        except BaseException:
+            if stop is not None:
+                stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)  # the `with` then waits for the running ones
+            raise
 
 
 def describe(exc: BaseException) -> str:

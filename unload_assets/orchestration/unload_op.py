@@ -1,11 +1,12 @@
 """Op `unload_<group>`: the UNLOAD of every selected target into a fresh staging prefix of this run.
 
-At most `max_concurrent_unloads` run at once (the instance's pool, `redshift`, caps the steps), concurrently
+At most `max_concurrent_unloads` run at once (the instance's pool, `redshift`, caps the steps), each
 retried on its own; a target that fails for good is handed on as `UnloadFailed`, so the rename op names
 it while the others are delivered. When every target of the step failed, the step itself fails naming
 them (nothing is left to rename), and "re-execute from failure" runs their UNLOADs again.
 """
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ def run_unload(
     settings: UnloadSettings,
     s3: Any,
     attempt: int = 0,
+    stop: threading.Event | None = None,
 ) -> StagedUnload:
     day = partition_day(context, target)
     # Each attempt gets its own folder: UNLOAD refuses a non-empty destination, and a failed attempt
@@ -60,6 +62,7 @@ def run_unload(
         redacted=statement.redacted,
         secrets=settings.secrets(),
         log=context.log,  # type: ignore[arg-type]
+        stop=stop,
     )
     context.log.info(f"UNLOAD wrote {outcome.rows} rows to {location} in {outcome.seconds:.1f}s")
     final_key = target.final_key(day)
@@ -105,11 +108,12 @@ def unload_op(
     def compute(context: dg.OpExecutionContext, _: Mapping[str, Any]) -> Iterator[dg.Output[dict]]:
         res = context.resources
         settings, redshift, s3 = (getattr(res, key) for key in (names.settings, names.redshift, names.s3))
+        stop = threading.Event()  # set when Dagster interrupts the step: running statements are cancelled
 
         def unload(target: UnloadTarget) -> StagedUnload:
             return with_retries(
                 lambda number: run_unload(
-                    context, target, redshift=redshift, settings=settings, s3=s3, attempt=number
+                    context, target, redshift=redshift, settings=settings, s3=s3, attempt=number, stop=stop
                 ),
                 backoff=UNLOAD_BACKOFF,
                 what=f"UNLOAD of '{target.name}'",
@@ -125,6 +129,7 @@ def unload_op(
             workers=settings.max_concurrent_unloads,
             name=lambda t: t.name,
             describe_error=lambda exc: error_line(exc, settings),
+            stop=stop,
         ):
             target = outcome.item.name
             if outcome.error is not None:

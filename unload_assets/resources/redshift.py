@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-import re
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import psycopg2
 import psycopg2.errors
@@ -19,6 +21,13 @@ from unload_assets.resources.redshift_auth import (
     CredentialRequest,
     Login,
     TransientCredentialsError,
+)
+from unload_assets.resources.redshift_data import (
+    S3_TRANSIENT,
+    DataApiSession,
+    DataApiTarget,
+    TransientDataApiError,
+    data_api_client,
 )
 from unload_assets.secrets import scrub
 
@@ -41,6 +50,38 @@ class TransientRedshiftError(Exception):
     """A connection or capacity problem: the op's RetryPolicy tries again."""
 
 
+class StatementSession(Protocol):
+    """Statements run in order in one database session (a psycopg2 connection, or a Data API session)."""
+
+    def execute(self, sql: str, redacted: str) -> Any: ...
+
+    def first_row(self, sql: str, redacted: str) -> list[Any]: ...
+
+
+class ConnectionSession:
+    """A psycopg2 connection as a `StatementSession`; its errors classified (`_classify`)."""
+
+    def __init__(self, conn: psycopg2.extensions.connection, secrets: tuple[str | None, ...]) -> None:
+        self._conn, self._secrets = conn, secrets
+
+    def execute(self, sql: str, redacted: str) -> None:
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(sql)
+        except psycopg2.Error as exc:
+            raise _classify(exc, redacted, self._secrets) from None
+
+    def first_row(self, sql: str, redacted: str) -> list[Any]:
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute(sql)
+                row = cur.fetchone()
+        except psycopg2.Error as exc:
+            raise _classify(exc, redacted, self._secrets) from None
+        assert row is not None
+        return list(row)
+
+
 class RedshiftUnloadResource(RedshiftClientResource):
     """`RedshiftClientResource` with the same fields and an `unload()` method.
 
@@ -61,7 +102,9 @@ class RedshiftUnloadResource(RedshiftClientResource):
     auth: str = Field(
         default="password",
         description="password (user and password), iam (redshift.get_cluster_credentials for db_user of "
-        "cluster_identifier) or serverless (redshift-serverless.get_credentials for workgroup).",
+        "cluster_identifier), serverless (redshift-serverless.get_credentials for workgroup) or data_api "
+        "(statements through the Redshift Data API: cluster_identifier with db_user or secret_arn, or "
+        "workgroup).",
     )
     cluster_identifier: str | None = Field(default=None, description="auth=iam: the cluster.")
     db_user: str | None = Field(default=None, description="auth=iam: the database user (default: user).")
@@ -76,6 +119,15 @@ class RedshiftUnloadResource(RedshiftClientResource):
     credentials_duration_seconds: int = Field(
         default=900, description="auth=iam/serverless: the lifetime asked for (900 to 3600 seconds)."
     )
+    secret_arn: str | None = Field(
+        default=None,
+        description="auth=data_api: a Secrets Manager secret holding the database user's name and password "
+        "(instead of db_user's temporary credentials).",
+    )
+    region: str | None = Field(default=None, description="auth=data_api: the region (boto3's default chain).")
+    endpoint_url: str | None = Field(
+        default=None, description="auth=data_api: the Data API endpoint (local stand-in only)."
+    )
 
     def unload(
         self,
@@ -84,28 +136,64 @@ class RedshiftUnloadResource(RedshiftClientResource):
         redacted: str,
         secrets: Iterable[str | None] = (),
         log: logging.Logger | None = None,
+        stop: threading.Event | None = None,
     ) -> UnloadOutcome:
+        """The UNLOAD, then `pg_last_unload_count()` in the same session, through a connection or the
+        Data API (`auth`); `stop` set (the run terminated) cancels a Data API statement."""
         secrets = tuple(secrets)
         log = log or logging.getLogger(__name__)
-        log.info(f"Running on {self.host}:{self.port}/{self.database}:\n{redacted}")
+        log.info(f"Running on {self.describe()}:\n{redacted}")
         started = time.monotonic()
+        with self.session(secrets, stop=stop) as session:
+            session.execute(sql, redacted)
+            row = session.first_row("select pg_last_unload_count(), pg_last_unload_id()", redacted)
+        return UnloadOutcome(rows=int(row[0]), query_id=int(row[1]), seconds=time.monotonic() - started)
+
+    def describe(self) -> str:
+        """Where statements run, for the log."""
+        if self.auth == "data_api":
+            return self.data_api_target().describe()
+        return f"{self.host}:{self.port}/{self.database}"
+
+    @contextmanager
+    def session(
+        self, secrets: Iterable[str | None] = (), *, stop: threading.Event | None = None
+    ) -> Iterator[StatementSession]:
+        """One database session, its statements run in order: the seam between the UNLOAD and how it
+        reaches Redshift. Errors come out classified: `TransientRedshiftError` or a final `Failure`."""
+        secrets = tuple(secrets)
+        if stop is not None and stop.is_set():
+            raise Failure(description="UNLOAD not started: the run was terminated", allow_retries=False)
+        if self.auth == "data_api":
+            client = data_api_client(self.region, self.endpoint_url)
+            timeout = self.statement_timeout_seconds
+            try:
+                yield DataApiSession(client, self.data_api_target(), secrets=secrets,
+                                     timeout_seconds=timeout, stop=stop)  # fmt: skip
+            except TransientDataApiError as exc:
+                raise TransientRedshiftError(str(exc)) from None
+            return
         login = self.login()
         secrets = (*secrets, login.password)
         conn = self._connect(login, secrets)
         try:
             conn.autocommit = True
-            with conn.cursor() as cur:
-                if self.statement_timeout_seconds:
-                    cur.execute(f"SET statement_timeout TO {int(self.statement_timeout_seconds) * 1000}")
-                cur.execute(sql)
-                cur.execute("select pg_last_unload_count(), pg_last_unload_id()")
-                row = cur.fetchone()
-            assert row is not None
-            return UnloadOutcome(rows=int(row[0]), query_id=int(row[1]), seconds=time.monotonic() - started)
-        except psycopg2.Error as exc:
-            raise _classify(exc, redacted, secrets) from None
+            session = ConnectionSession(conn, secrets)
+            if self.statement_timeout_seconds:
+                timeout_ms = int(self.statement_timeout_seconds) * 1000
+                session.execute(f"SET statement_timeout TO {timeout_ms}", "SET statement_timeout")
+            yield session
         finally:
             conn.close()
+
+    def data_api_target(self) -> DataApiTarget:
+        return DataApiTarget(
+            database=self.database or "",
+            cluster_identifier=self.cluster_identifier,
+            db_user=self.db_user or self.user,
+            secret_arn=self.secret_arn,
+            workgroup=self.workgroup,
+        )
 
     def connect(self, secrets: Iterable[str | None] = ()) -> psycopg2.extensions.connection:
         """A new connection with TCP keepalives; a refused login is a `Failure`, anything else transient."""
@@ -115,7 +203,7 @@ class RedshiftUnloadResource(RedshiftClientResource):
     def login(self) -> Login:
         """The user and password for the next connection: fixed, or temporary ones (minted when the
         cached set is missing or about to expire)."""
-        if self.auth == "password":
+        if self.auth in ("password", "data_api"):
             return Login(self.user or "", self.password or "")
         try:
             return CREDENTIALS.login(self._credential_request())
@@ -194,16 +282,8 @@ def _connect_error(
     return TransientRedshiftError(f"Could not connect to Redshift at {where}: {message}")
 
 
-# S3 slowing UNLOAD down or failing inside it: Redshift reports XX000 with S3's own status and code
-# ("S3ServiceException:Please reduce your request rate.,Status 503,Error SlowDown,..."). Worth another try.
-_S3_TRANSIENT = re.compile(
-    r"S3ServiceException:.*(?:Status (?:500|503)"
-    r"|Error (?:SlowDown|InternalError|ServiceUnavailable|RequestTimeout))"
-)
-
-
 def _s3_throttled(code: str, message: str) -> bool:
-    return code in ("", "XX000") and _S3_TRANSIENT.search(message) is not None
+    return code in ("", "XX000") and S3_TRANSIENT.search(message) is not None
 
 
 def _classify(exc: psycopg2.Error, redacted: str, secrets: tuple[str | None, ...]) -> Exception:

@@ -23,7 +23,7 @@ from typing import Any
 
 from dagster import Failure
 
-AUTH_MODES = ("password", "iam", "serverless")
+AUTH_MODES = ("password", "iam", "serverless", "data_api")  # data_api: resources/redshift_data.py
 MIN_DURATION, MAX_DURATION = 900, 3600  # what both APIs accept
 # Mint again this long before expiry (a quarter of the lifetime when that is shorter): a connection
 # opened on an about-to-expire password would be refused.

@@ -87,13 +87,13 @@ def test_the_scanner_finds_what_it_looks_for():
         assert leaks({"blob": b"..." + wrapped + b"..."}, {"key": secret})
 
 
-@pytest.mark.parametrize("auth", ["password", "iam", "serverless"])
+@pytest.mark.parametrize("auth", ["password", "iam", "serverless", "data_api"])
 def test_no_secret_reaches_logs_storage_slack_metadata_or_errors(
     auth, local_stack, stack_env, tmp_path, monkeypatch, capfd
 ):
     for name, value in KEYS.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("REDSHIFT_AUTH", auth)  # iam, serverless: temporary passwords, minted per login
+    monkeypatch.setenv("REDSHIFT_AUTH", auth)  # iam, serverless, data_api: temporary passwords, minted
     CREDENTIALS.clear()
     already_minted = len(local_stack.credentials.minted())
     monkeypatch.delenv("UNLOAD_IAM_ROLE")  # key-based authorization only

@@ -5,6 +5,7 @@ stand-ins in `test_redshift_login.py`.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -81,7 +82,15 @@ def _redshift(**attributes: object) -> RedshiftUnloadResource:
 @pytest.mark.parametrize(
     ("attributes", "names"),
     [
-        ({"auth": "kerberos"}, "'kerberos' is not one of password, iam, serverless"),
+        ({"auth": "kerberos"}, "'kerberos' is not one of password, iam, serverless, data_api"),
+        (
+            {"auth": "data_api"},
+            "redshift.auth data_api needs redshift.cluster_identifier or redshift.workgroup",
+        ),
+        (
+            {"auth": "data_api", "cluster_identifier": "c1"},
+            "data_api with a cluster needs redshift.db_user (or redshift.user) or redshift.secret_arn",
+        ),
         ({"auth": "iam", "user": "u"}, "redshift.auth iam needs redshift.cluster_identifier"),
         ({"auth": "iam", "cluster_identifier": "c1"}, "redshift.auth iam needs redshift.db_user"),
         ({"auth": "serverless"}, "redshift.auth serverless needs redshift.workgroup"),
@@ -120,6 +129,24 @@ def test_the_attributes_select_each_mode(monkeypatch):
     assert (serverless.auth, serverless.workgroup, serverless.credentials_duration_seconds) == (
         "serverless", "w1", 3600
     )  # fmt: skip
+
+
+def test_the_data_api_needs_no_host_and_reads_its_secret_arn_at_run_time(monkeypatch):
+    monkeypatch.setenv("A_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:rs-AbCdEf")
+    api = _redshift(
+        host=None, auth="data_api", cluster_identifier="c1", secret_arn="{{ env.A_SECRET_ARN }}",
+        workgroup="w1", region="eu-west-1", endpoint_url="http://127.0.0.1:9",
+    )  # fmt: skip
+    assert (api.host, api.secret_arn, api.region) == ("", dg.EnvVar("A_SECRET_ARN"), "eu-west-1")
+    target = api.process_config_and_initialize().data_api_target()
+    # The cluster wins over the workgroup; the secret over the database user.
+    assert target.parameters() == {
+        "Database": "dev", "ClusterIdentifier": "c1", "SecretArn": os.environ["A_SECRET_ARN"]
+    }  # fmt: skip
+    serverless = _redshift(host=None, auth="data_api", workgroup="w1").data_api_target()
+    assert serverless.parameters() == {"Database": "dev", "WorkgroupName": "w1"}
+    by_user = _redshift(host=None, auth="data_api", cluster_identifier="c1", user="u").data_api_target()
+    assert by_user.parameters() == {"Database": "dev", "ClusterIdentifier": "c1", "DbUser": "u"}
 
 
 @pytest.mark.parametrize(("raw", "interval"), [(None, 30), ("5", 5), (600, 600), ("4", None), ("30s", None)])
