@@ -159,12 +159,12 @@ def test_a_morning_delivers_what_a_direct_one_does_and_a_refused_statement_fails
             assert delivered[name] == data, name
     for mode in ("direct", "api"):
         rows = materialisation_metadata(baseline if mode == "direct" else result, f"dapi_sales_{mode}")[
-            "rows"
+            "dagster/row_count"
         ]
         assert rows > 0
     assert (
-        materialisation_metadata(result, "dapi_sales_api")["rows"]
-        == materialisation_metadata(baseline, "dapi_sales_direct")["rows"]
+        materialisation_metadata(result, "dapi_sales_api")["dagster/row_count"]
+        == materialisation_metadata(baseline, "dapi_sales_direct")["dagster/row_count"]
     )
     # Each UNLOAD and its pg_last_unload_count() in one session: two ExecuteStatements per delivered target.
     api = local_stack.aws.data_api
@@ -273,6 +273,6 @@ def test_a_re_execution_from_asset_failure_delivers_the_target_that_failed(
         (rows,) = cur.fetchone()
     header, lines = csv_rows(delivered[f"sales_{DAY}.csv.gz"].decode(), header=True)
     assert header and header[0] == "sale_id" and len(lines) == rows > 0
-    assert materialisation_metadata(second, "dapi_sales_reexec")["rows"] == rows
+    assert materialisation_metadata(second, "dapi_sales_reexec")["dagster/row_count"] == rows
     unchanged = _etags(s3, "reexec")
     assert {k: v for k, v in unchanged.items() if k in etags} == etags  # the parts were not unloaded again
