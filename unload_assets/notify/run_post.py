@@ -2,7 +2,7 @@
 
 Before a post the run is tagged as attempted (`ATTEMPT_TAG`), and the message carries the run's id in its
 Slack metadata; once Slack has it the run is tagged announced. A run attempted before but never tagged
-is looked up in the channel's history (`already_posted`) before anything is posted again.
+is looked up in the channel's history (`RunAnnouncer.look_up`) before anything is posted again.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ class RunAnnouncer(SlackTick):
         slack: UnloadSlackResource,
         cursor: SensorCursor,
         secrets: tuple[str, ...],
-        found: dict[str, tuple[str, str]],
         *,
         tags: RunTags,
         run_link: Callable[[str], str],
@@ -65,12 +64,26 @@ class RunAnnouncer(SlackTick):
         budget_seconds: float | None = None,
     ) -> None:
         super().__init__(slack, cursor, clock=clock, budget_seconds=budget_seconds)
-        self.instance, self.secrets, self.found = instance, secrets, found
+        self.instance, self.secrets = instance, secrets
+        self.found: dict[str, tuple[str, str]] = {}  # runs an earlier attempt posted (look_up)
         self.tags, self.run_link = tags, run_link
         self.done: set[str] = set()  # announced now (posted, or found in the channel)
         self.sent: list[str] = []
         self.refused: list[str] = []
         self.summarized = 0
+
+    def look_up(self, pending: list[tuple[RunRecord, RunOutcome]]) -> dict[str, tuple[str, str]] | None:
+        """The pending runs an earlier attempt may have posted, found in the channel (one history read for
+        all of them, from a minute before the earliest attempt); None when Slack cannot say now."""
+        attempted = {
+            r.dagster_run.run_id: when for r, _ in pending if (when := attempt_time(r.dagster_run, self.tags))
+        }
+        if attempted:
+            found = self.find(set(attempted), oldest=min(attempted.values()) - 60)
+            if found is None:
+                return None
+            self.found = found
+        return self.found
 
     def retag_found(self, run_id: str) -> bool:
         """Posted by an earlier attempt whose answer never came: tag it, never re-post."""
@@ -144,19 +157,6 @@ def attempt_time(run: dg.DagsterRun, tags: RunTags) -> float | None:
         return float(when) if owner == run.run_id else None
     except ValueError:
         return None
-
-
-def already_posted(
-    slack: UnloadSlackResource, pending: list[tuple[RunRecord, RunOutcome]], tags: RunTags
-) -> dict[str, tuple[str, str]]:
-    """The pending runs an earlier attempt may have posted, looked up in the channel (one history read
-    for all of them, from a minute before the earliest attempt)."""
-    attempted = {
-        r.dagster_run.run_id: when for r, _ in pending if (when := attempt_time(r.dagster_run, tags))
-    }
-    if not attempted:
-        return {}
-    return slack.find_posted(set(attempted), oldest=min(attempted.values()) - 60)
 
 
 def retag(

@@ -37,12 +37,11 @@ from unload_assets.notify.run_post import (
     LEGACY_ANNOUNCED_TAG,
     RunAnnouncer,
     RunTags,
-    already_posted,
     retag,
 )
 from unload_assets.notify.run_report import RunOutcome, read_run
 from unload_assets.notify.tick import AUTO_RETRY_RUN_TAG, LOOKBACK, WILL_RETRY_TAG, SensorCursor
-from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
+from unload_assets.resources.slack import UnloadSlackResource
 from unload_assets.secrets import scrub
 
 MARGIN_SECONDS = 300.0  # the watermark trails the clock: a run's end is committed a moment after it ends
@@ -163,26 +162,14 @@ def announce(
         skip += f" {told}" if told else ""
         return dg.SensorResult(skip_reason=skip, cursor=cursor.dump())
     secrets = watch.config.secret_values(slack.token)
-    try:
-        found, unread = already_posted(slack, pending, tags), None
-    except NotDelivered as exc:
-        if exc.retry_after is not None:
-            cursor.not_before = tick.now() + exc.retry_after
-        if not exc.cannot_read:  # Slack cannot say now: ask again next tick rather than guess
-            _advance(cursor, [*_ends(pending), *held], now)
-            summary = f"Announced 0 of {len(pending)} run(s); stopped: {exc.reason}; retried next tick."
-            return dg.SensorResult(skip_reason=scrub(summary, secrets), cursor=cursor.dump())
-        found, unread = {}, exc.reason
     posting = RunAnnouncer(
-        instance,
-        slack,
-        cursor,
-        secrets,
-        found,
-        tags=tags,
-        run_link=watch.config.run_link,
-        clock=lambda: tick.now(),
+        instance, slack, cursor, secrets, tags=tags, run_link=watch.config.run_link, clock=lambda: tick.now()
     )
+    found = posting.look_up(pending)
+    if found is None:  # Slack cannot say now: ask again next tick rather than guess
+        _advance(cursor, [*_ends(pending), *held], now)
+        summary = f"Announced 0 of {len(pending)} run(s); stopped: {posting.stop}."
+        return dg.SensorResult(skip_reason=scrub(summary, secrets), cursor=cursor.dump())
     rest = [(r, reading) for r, reading in pending if not posting.retag_found(r.dagster_run.run_id)]
     if posting.stop is None and len(rest) > CATCH_UP_THRESHOLD:
         posting.post_summary(rest[:CATCH_UP_MAX])
@@ -197,8 +184,10 @@ def announce(
     summary += f"; stopped: {posting.stop}; the rest is retried next tick" if posting.stop else ""
     summary += f"; Slack refused: {'; '.join(posting.refused)}" if posting.refused else ""
     summary += f"; {len(held)} failed run(s) wait for Dagster's retry" if held else ""
-    if unread:
-        summary += f"; could not look for earlier attempts ({unread}): posted again, a duplicate is possible"
+    if posting.unread:
+        summary += (
+            f"; could not look for earlier attempts ({posting.unread}): posted again, a duplicate is possible"
+        )
     summary += f". {told}" if told else ""
     return dg.SensorResult(skip_reason=scrub(summary + ".", secrets), cursor=cursor.dump())
 
