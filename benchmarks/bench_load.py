@@ -65,7 +65,7 @@ def unload():
 
 @dg.op(out={name: dg.Out(is_required=False) for name in OUTS})
 def rename(staged):
-    return None
+    yield from ()  # materialises nothing: what is left is Dagster's cost of the step
 
 
 @dg.graph_multi_asset(

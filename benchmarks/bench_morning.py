@@ -14,6 +14,10 @@ forked from a forkserver that built the code location once per run):
 - cli:      the same day through `dagster asset materialize --select group:unloads` (--cli-size M);
 - one-of-K: ONE target, `--select s3/t0001`, in a catalogue of K (--one-of): how one target's cost
             grows with the catalogue it is loaded with;
+- floor-one-of-K: the same click on Dagster's floor for K targets (bench_load.py's FLOOR: one
+            subsettable graph-backed multi-asset of K outputs with four check specs each, daily
+            partitions, two ops that do nothing, the default executor), with the same CLI: what Dagster
+            itself costs for one target of that shape (wall and CPU only: it materialises nothing);
 - celery-N: the morning of N targets with UNLOAD_CELERY_BROKER_URL set: its steps run on two
             `dagster-celery` workers (concurrency 2 each) over a loopback `redis-server` (--celery).
 Printed per run: wall time; CPU: what the whole machine spent busy meanwhile (/proc/stat; the stack's
@@ -43,16 +47,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from bench_load import FLOOR
 from stack_process import start_stack, stop_stack
 from unload_assets_local.postgres import RELOCATED_BASE, free_port
 
 from unload_assets.configuration import DEFAULT_TIMEZONE
+from unload_assets.names import Names
 from unload_assets.orchestration.schedules import previous_day
-from unload_assets_tests.support.this_project import DAILY_JOB
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "unload_assets.definitions"
+DAILY_JOB = Names("unloads").daily_job()  # this repository's instance (defs/unload_targets/defs.yaml)
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class Measure:
     stack_cpu: float
     ops: float
     rss_mb: float
+    events: int = 0  # event log entries the run wrote
 
 
 def write_catalogue(path: Path, size: int) -> Path:
@@ -153,31 +160,41 @@ def run_dagster(args: list[str], env: dict[str, str], log: Path) -> tuple[float,
     return wall, cpu, stack_cpu, usage.ru_maxrss / 1024  # KiB on Linux
 
 
-def ops_work(home: Path, expected: int) -> float:
-    """The run's unload_seconds + rename_seconds; fails unless it materialised `expected` targets."""
+def ops_work(home: Path, expected: int) -> tuple[float, int]:
+    """The run's unload_seconds + rename_seconds and the events it wrote; fails unless it materialised
+    `expected` targets."""
     with dg.DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
         assert len(runs) == 1, f"expected one run in {home}, found {len(runs)}"
-        run = runs[0]
-        assert run.status == dg.DagsterRunStatus.SUCCESS, f"run {run.run_id} ended {run.status}"
-        records: list[dg.EventLogRecord] = []
-        cursor = None
-        while True:
-            conn = instance.get_records_for_run(
-                run.run_id, cursor=cursor, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION, limit=1000
-            )
-            records += conn.records
-            if not conn.has_more:
-                break
-            cursor = conn.cursor
-    assert len(records) == expected, f"run {run.run_id}: {len(records)} materialisations, expected {expected}"
+        return run_work(instance, runs[0].run_id, expected)
+
+
+def run_work(instance: dg.DagsterInstance, run_id: str, expected: int) -> tuple[float, int]:
+    run = instance.get_run_by_id(run_id)
+    assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS, (
+        f"run {run_id} ended {run and run.status}"
+    )
+    records: list[dg.EventLogRecord] = []
+    cursor, events = None, 0
+    while True:
+        conn = instance.get_records_for_run(run_id, cursor=cursor, limit=5000)
+        events += len(conn.records)
+        records += [
+            r
+            for r in conn.records
+            if r.event_log_entry.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+        ]
+        if not conn.has_more:
+            break
+        cursor = conn.cursor
+    assert len(records) == expected, f"run {run_id}: {len(records)} materialisations, expected {expected}"
     total = 0.0
     for record in records:
         materialization = record.asset_materialization
         assert materialization is not None
         meta = materialization.metadata
         total += float(meta["unload_seconds"].value) + float(meta["rename_seconds"].value)  # type: ignore[arg-type]
-    return total
+    return total, events
 
 
 def measure(
@@ -187,7 +204,19 @@ def measure(
     home = fresh_home(workdir, label)
     env = {**os.environ, **stack_env, "UNLOAD_TARGETS_FILE": str(catalogue), "DAGSTER_HOME": str(home)}
     wall, cpu, stack_cpu, rss = run_dagster(args, env, workdir / f"{label}.log")
-    return Measure(label, targets, wall, cpu, stack_cpu, ops_work(home, targets), rss)
+    ops, events = ops_work(home, targets)
+    return Measure(label, targets, wall, cpu, stack_cpu, ops, rss, events)
+
+
+def floor_measure(label: str, workdir: Path, size: int, day: str) -> Measure:
+    """One target of Dagster's floor for `size` targets, materialised with the same CLI (no stack needed)."""
+    module = workdir / "floor_defs.py"
+    module.write_text(FLOOR)
+    home = fresh_home(workdir, label)
+    env = {**os.environ, "FLOOR_TARGETS": str(size), "DAGSTER_HOME": str(home)}
+    args = ["asset", "materialize", "-f", str(module), "--select", "s3/t1", "--partition", day]
+    wall, cpu, stack_cpu, rss = run_dagster(args, env, workdir / f"{label}.log")
+    return Measure(label, 1, wall, cpu, stack_cpu, 0.0, rss)
 
 
 def celery_measure(
@@ -256,7 +285,58 @@ def celery_measure(
         for proc in [*procs, redis]:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=60)
-    return Measure(label, size, wall, cpu, stack_cpu, ops_work(home, size), rss)
+    ops, events = ops_work(home, size)
+    return Measure(label, size, wall, cpu, stack_cpu, ops, rss, events)
+
+
+def postgres_measure(label: str, workdir: Path, stack_env: dict[str, str], size: int, day: str) -> Measure:
+    """The morning of `size` targets on the production shape: deploy/dagster.yaml (PostgreSQL storage of
+    its own cluster, the queued run coordinator, op pools, run monitoring, compute logs in S3), a gRPC
+    code server, the daemon and a webserver, each a process of its own; the run launched as the UI
+    launches it (queued; the daemon dequeues it and the code server starts its run worker, as for a
+    scheduled run). Wall is the run's own, from its creation to its end; CPU is the machine's meanwhile,
+    so the daemon, the code server, the webserver and Dagster's PostgreSQL count as Dagster's."""
+    sys.path.insert(0, str(ROOT))
+    from unload_assets_local.postgres import PostgresCluster
+
+    from unload_assets_tests.support.production import ProductionShape, create_database
+
+    catalogue = write_catalogue(workdir / f"catalogue-{label}.yaml", size)
+    cluster = PostgresCluster(workdir / f"dagster-pg-{label}").start()
+    create_database(cluster.dsn(superuser=True, database="postgres"), "dagster", cluster.user)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
+    env.update(stack_env)
+    env.pop("UNLOAD_SENSOR_INTERVAL_SECONDS", None)  # the sensors' production interval, not the demo's
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        UNLOAD_TARGETS_FILE=str(catalogue),
+        DAGSTER_PG_HOST="127.0.0.1",
+        DAGSTER_PG_PORT=str(cluster.port),
+        DAGSTER_PG_USERNAME=cluster.user,
+        DAGSTER_PG_PASSWORD=cluster.password,
+        DAGSTER_PG_DB="dagster",
+    )
+    shape = ProductionShape(workdir / f"services-{label}", env)
+    try:
+        shape.start(timeout=600)
+        time.sleep(5)  # the daemon's first ticks (sensors, schedules) out of the way
+        busy0, stack0 = machine_busy(), session_cpu(STACK_SESSIONS)
+        run_id = shape.client.launch(DAILY_JOB, partition=day)
+        with shape.instance() as instance:
+            while True:
+                run = instance.get_run_by_id(run_id)
+                if run is not None and run.is_finished:
+                    break
+                time.sleep(1)
+            cpu, stack_cpu = machine_busy() - busy0, session_cpu(STACK_SESSIONS) - stack0
+            record = instance.get_run_record_by_id(run_id)
+            assert record is not None and record.end_time is not None
+            wall = record.end_time - record.create_timestamp.timestamp()
+            ops, events = run_work(instance, run_id, size)
+    finally:
+        shape.stop()
+        cluster.stop()
+    return Measure(label, size, wall, cpu, stack_cpu, ops, 0.0, events)
 
 
 class Printed(list[Measure]):
@@ -267,7 +347,7 @@ class Printed(list[Measure]):
         print(
             f"{r.label:<16}{r.targets:>8}{r.wall:>9.2f}{r.cpu:>9.2f}{r.stack_cpu:>9.2f}{r.ops:>9.2f}"
             f"{r.wall / r.targets:>10.3f}{r.cpu / r.targets:>9.3f}"
-            f"{(r.cpu - r.stack_cpu) / r.targets:>15.3f}{r.rss_mb:>13.0f}",
+            f"{(r.cpu - r.stack_cpu) / r.targets:>15.3f}{r.rss_mb:>13.0f}{r.events / r.targets:>12.1f}",
             flush=True,
         )
 
@@ -281,6 +361,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=sizes, default=[10, 100], help="catalogue sizes of the morning runs")
     parser.add_argument("--one-of", type=sizes, default=[], help="catalogues to materialise one target of")
     parser.add_argument("--cli-size", type=int, default=0, help="also `asset materialize` M targets")
+    parser.add_argument(
+        "--postgres", type=sizes, default=[], help="also mornings of these sizes on the production shape"
+    )
     parser.add_argument("--rows", type=int, default=20_000, help="demo rows in public.sales")
     parser.add_argument(
         "--celery", type=sizes, default=[], help="also run mornings of these sizes on 2 Celery workers"
@@ -298,7 +381,7 @@ def main() -> None:
         print(f"partition {day} ({timezone}), {args.rows:,} rows in public.sales, {os.cpu_count()} CPUs")
         print(
             f"{'run':<16}{'targets':>8}{'wall s':>9}{'CPU s':>9}{'stack s':>9}{'ops s':>9}"
-            f"{'wall/tgt':>10}{'CPU/tgt':>9}{'Dagster CPU/tgt':>15}{'peak RSS MB':>13}",
+            f"{'wall/tgt':>10}{'CPU/tgt':>9}{'Dagster CPU/tgt':>15}{'peak RSS MB':>13}{'events/tgt':>12}",
             flush=True,
         )
         results = Printed()
@@ -306,6 +389,8 @@ def main() -> None:
         for n in args.sizes:
             job = ["job", "execute", "-m", MODULE, "-j", DAILY_JOB, "--tags", tags]
             results.append(measure(f"morning-{n}", workdir, stack_env, n, n, job))
+        for n in args.postgres:
+            results.append(postgres_measure(f"postgres-{n}", workdir, stack_env, n, day))
         for n in args.celery:
             job = ["job", "execute", "-m", MODULE, "-j", DAILY_JOB, "--tags", tags]
             results.append(celery_measure(f"celery-{n}", workdir, stack_env, n, job, workers=2))
@@ -316,6 +401,7 @@ def main() -> None:
         for k in args.one_of:
             one = ["asset", "materialize", "-m", MODULE, "--select", "s3/t0001", "--partition", day]
             results.append(measure(f"one-of-{k}", workdir, stack_env, k, 1, one))
+            results.append(floor_measure(f"floor-one-of-{k}", workdir, k, day))
         print(f"benchmark wall time {time.perf_counter() - started:.0f} s")
     finally:
         stop_stack(proc)

@@ -43,6 +43,7 @@ from unload_assets.assembly import build_instance, read_instance_catalogue
 from unload_assets.catalogue import PACKAGED_CATALOGUE, CatalogueError
 from unload_assets.catalogue.model import check_account_id, problem_report
 from unload_assets.configuration import (
+    DEFAULT_BATCH_SIZE,
     DEFAULT_SENSOR_INTERVAL_SECONDS,
     DEFAULT_STAGING_PREFIX,
     DEFAULT_TIMEZONE,
@@ -426,7 +427,13 @@ class UnloadTargets(dg.Component, dg.Model, dg.Resolvable):
         ),
     ] = None
     batch_size: Annotated[
-        int | None, _field(_whole(0), int | str | None, "Targets per pair of ops (0: all of a partitioning).")
+        int | None,
+        _field(
+            _whole(0),
+            int | str | None,
+            f"Targets per pair of ops, one subsettable multi-asset each ({DEFAULT_BATCH_SIZE}; 0: every "
+            "target of a partitioning in one pair). A run of one target pays only for its own batch.",
+        ),
     ] = None
     executor: bool = Field(
         default=False,
@@ -551,7 +558,7 @@ def configuration_from(component: UnloadTargets, folder: Path) -> Configuration:
         webserver_url=(_blank_to_none(slack.webserver_url) if slack else None) or DEFAULT_WEBSERVER_URL,
         sensor_interval_seconds=(slack.sensor_interval_seconds if slack else None)
         or DEFAULT_SENSOR_INTERVAL_SECONDS,
-        batch_size=component.batch_size or 0,
+        batch_size=DEFAULT_BATCH_SIZE if component.batch_size is None else component.batch_size,
         strict=bool(component.strict) or environment.strict(),
         executor=component.executor,
         declare_upstream_tables=component.declare_upstream_tables,

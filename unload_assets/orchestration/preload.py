@@ -1,7 +1,8 @@
 """Imported once by the forkserver of the multiprocess executor: the code location built before any
-step process is forked, so each step starts with the modules imported and the definitions built
-instead of importing Dagster and rebuilding every target again (see execution.py)."""
+step process is forked, so each step starts with the modules imported, the definitions built and the
+repository resolved (its asset graph and jobs) instead of importing Dagster and rebuilding every target
+again: a forked step then only cuts its job down to its own targets (see execution.py)."""
 
 from unload_assets.definitions import defs
 
-defs()
+defs().get_repository_def()

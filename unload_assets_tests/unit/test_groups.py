@@ -66,6 +66,25 @@ def test_a_batch_size_cuts_each_group_into_pairs_of_ops_of_that_many_targets(tmp
     }
 
 
+def test_a_group_of_more_than_fifty_targets_is_cut_into_batches_of_fifty_unless_told_otherwise(
+    tmp_path, monkeypatch
+):
+    path = write_catalogue(tmp_path, [(f"t{n:03d}", "sales", EVERY_DAY) for n in range(120)])
+    batches = _graphs(build_definitions(path))
+    assert {name: len(targets) for name, targets in batches.items()} == {
+        "unloads_daily_1": 50,
+        "unloads_daily_2": 50,
+        "unloads_daily_3": 20,
+    }
+    assert batches["unloads_daily_2"][0] == "t050"  # in catalogue order
+    # One target's run holds only its own batch's outputs and checks.
+    job = build_definitions(path).resolve_implicit_global_asset_job_def()
+    one = job.get_subset(asset_selection={dg.AssetKey(["s3", "t070"])})
+    assert {node.name for node in one.graph.nodes} == {"unloads_daily_2"}
+    monkeypatch.setenv("UNLOAD_BATCH_SIZE", "0")
+    assert {name: len(t) for name, t in _graphs(build_definitions(path)).items()} == {"unloads_daily": 120}
+
+
 WRONG = [("UNLOAD_BATCH_SIZE", "-1"), ("UNLOAD_MAX_CONCURRENT", "0"), ("UNLOAD_MAX_CONCURRENT", "51"),
          ("UNLOAD_MAX_CONCURRENT", "four")]  # fmt: skip
 
