@@ -1,9 +1,14 @@
-"""Checks on each delivery: what the rename recorded is what S3 holds.
+"""The check on each delivery: what the rename recorded is what S3 holds.
 
-The rename op evaluates a target's checks right after delivering it, from the metadata it just recorded
-(`check_specs` on the unload assets, see assets.py): no step of their own, and a target that fails
-leaves the others checked. A run that selects checks without their asset (a checks-only run from the
+The rename op evaluates a target's check right after delivering it, from the metadata it just recorded
+(`check_specs` on the unload assets, see assets.py): no step of its own, and a target that fails
+leaves the others checked. A run that selects the check without its asset (a checks-only run from the
 UI) judges the materialisation of its partition instead (`evaluate_latest`).
+
+One check per target, `delivered`, judges every aspect of the delivery at once and names each problem
+(`problems` metadata): Dagster writes three events for each check of each target (planned, output,
+evaluation), which made the four checks of earlier versions (final_objects_present, has_rows,
+staging_cleaned, one_object) cost half of a morning's Dagster CPU (benchmarks/bench_morning.py).
 """
 
 from collections.abc import Iterator
@@ -20,23 +25,19 @@ from unload_assets.rename import STAGING_TAG, final_key_lock, lock_key_for
 from unload_assets.resources import UnloadSettings
 from unload_assets.s3_naming import parse_s3_uri
 
-CHECKS = {
-    "final_objects_present": "Final objects exist with the recorded sizes (and the target's KMS key).",
-    "has_rows": "The UNLOAD wrote at least one row (warns).",
-    "staging_cleaned": "No staged file is left behind.",
-    "one_object": "The final key holds the whole output as one object, not a manifest of parts (warns; "
-    "targets with on_split: combine).",
-}
-
-
-def check_names(target: UnloadTarget) -> list[str]:
-    """The checks `target` has: `one_object` only where the target asked for one object (combine)."""
-    return [name for name in CHECKS if name != "one_object" or target.on_split == "combine"]
+CHECK = "delivered"
+DESCRIPTION = (
+    "The delivery is what S3 holds: every recorded final object is there with its recorded size, this "
+    "delivery's stamp and the target's KMS key, and no staged file is left behind (error). Warns when "
+    "the UNLOAD wrote no rows, when `combine` had to deliver parts instead of one object, and when "
+    "another run's output has replaced this one since."
+)
+# What each aspect's problem costs the check: an error, or a warning that leaves the delivery usable.
+ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 
 
 def check_specs(names: Names, target: UnloadTarget) -> list[dg.AssetCheckSpec]:
-    key = names.asset_key(target.name)
-    return [dg.AssetCheckSpec(name, asset=key, description=CHECKS[name]) for name in check_names(target)]
+    return [dg.AssetCheckSpec(CHECK, asset=names.asset_key(target.name), description=DESCRIPTION)]
 
 
 def evaluate_checks(
@@ -47,51 +48,43 @@ def evaluate_checks(
     settings: UnloadSettings,
     delivery: Delivery,
 ) -> Iterator[dg.AssetCheckResult]:
-    """The selected checks of `target`, on `delivery`."""
+    """The check of `target` on `delivery`, if the run selected it."""
     key = names.asset_key(target.name)
-    selected = _selected(context, key)
-    return (
-        r for r in _evaluate(context, key, target, client, settings, delivery) if r.check_name in selected
-    )
+    if _selected(context, key):
+        yield _evaluate(context, key, target, client, settings, delivery)
 
 
 def failed_checks(
     context: dg.OpExecutionContext, names: Names, target: UnloadTarget, error: str
 ) -> list[dg.AssetCheckResult]:
-    """The selected checks of `target`, failed because they could not be evaluated (`error`)."""
+    """The check of `target` if selected, failed because it could not be evaluated (`error`)."""
     key = names.asset_key(target.name)
-    return _all_failed(key, target, _selected(context, key), error)
+    return [_failed(key, error)] if _selected(context, key) else []
 
 
 def evaluate_latest(
     context: dg.OpExecutionContext, names: Names, target: UnloadTarget, client: Any, settings: UnloadSettings
 ) -> Iterator[dg.AssetCheckResult]:
-    """A checks-only run: the selected checks of `target` on its partition's latest materialisation."""
+    """A checks-only run: the check of `target` on its partition's latest materialisation."""
     key = names.asset_key(target.name)
-    selected = _selected(context, key)
+    if not _selected(context, key):
+        return
     materialization = _materialization_checked(context, key)
     if materialization is None:
-        yield from _all_failed(key, target, selected, "never materialised")
+        yield _failed(key, "never materialised")
         return
     delivery = Delivery.from_metadata(materialization.metadata, target=target.name)
-    yield from (
-        r for r in _evaluate(context, key, target, client, settings, delivery) if r.check_name in selected
+    yield _evaluate(context, key, target, client, settings, delivery)
+
+
+def _selected(context: dg.OpExecutionContext, key: dg.AssetKey) -> bool:
+    return dg.AssetCheckKey(key, CHECK) in context.selected_asset_check_keys
+
+
+def _failed(key: dg.AssetKey, reason: str) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=CHECK, passed=False, severity=ERROR, metadata={"problems": reason}
     )
-
-
-def _selected(context: dg.OpExecutionContext, key: dg.AssetKey) -> set[str]:
-    return {k.name for k in context.selected_asset_check_keys if k.asset_key == key}
-
-
-def _all_failed(
-    key: dg.AssetKey, target: UnloadTarget, names: set[str] | list[str], reason: str
-) -> list[dg.AssetCheckResult]:
-    """Each of `names` among `target`'s checks, failed for `reason`."""
-    return [
-        dg.AssetCheckResult(asset_key=key, check_name=name, passed=False, metadata={"reason": reason})
-        for name in check_names(target)
-        if name in names
-    ]
 
 
 def _evaluate(
@@ -101,12 +94,10 @@ def _evaluate(
     client: Any,
     settings: UnloadSettings,
     delivery: Delivery,
-) -> Iterator[dg.AssetCheckResult]:
-    names = check_names(target)
+) -> dg.AssetCheckResult:
     bucket = delivery.bucket
     if not bucket:  # not written by our rename (reported by hand, say): nothing to judge it by
-        yield from _all_failed(key, target, names, "no s3_uri recorded")
-        return
+        return _failed(key, "no s3_uri recorded")
     final_key = delivery.final_key or target.final_key(delivery.day)
     # Under the final key's lock: not while another run of this partition is rewriting the output.
     with final_key_lock(
@@ -118,32 +109,34 @@ def _evaluate(
         log=context.log.info,
         write_args=target.encryption.write_args(),
     ):
-        yield _objects_present(key, client, delivery, target.encryption)
+        objects, replaced_by = _objects_present(client, delivery, target.encryption)
     rows = delivery.rows or 0
-    yield dg.AssetCheckResult(
-        asset_key=key,
-        check_name="has_rows",
-        passed=rows > 0,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={ROWS: rows, PARTITION: delivery.partition},
-    )
-    yield _staging_cleaned(key, client, delivery.staging_uri)
-    if "one_object" in names:
-        yield _one_object(key, delivery)
-
-
-def _one_object(key: dg.AssetKey, delivery: Delivery) -> dg.AssetCheckResult:
-    """Warns when `combine` had to deliver parts (Parquet): readers of the final key find a manifest."""
-    parts = delivery.in_parts
+    problems: list[tuple[dg.AssetCheckSeverity, str]] = [
+        # Another run's complete output took these keys over (runs of one partition side by side): this
+        # delivery is superseded, not broken; a warning instead of an error.
+        *((WARN if replaced_by else ERROR, problem) for problem in objects),
+        *((ERROR, problem) for problem in _staging_left(client, delivery.staging_uri)),
+        *([(WARN, "the UNLOAD wrote no rows")] if rows == 0 else []),
+        *(
+            [(WARN, "the final key holds a manifest of parts, not one object (on_split: combine)")]
+            if target.on_split == "combine" and delivery.in_parts
+            else []
+        ),
+    ]
     return dg.AssetCheckResult(
         asset_key=key,
-        check_name="one_object",
-        passed=not parts,
-        severity=dg.AssetCheckSeverity.WARN,
+        check_name=CHECK,
+        passed=not problems,
+        severity=ERROR if any(severity == ERROR for severity, _ in problems) else WARN,
         metadata={
+            "problems": "\n".join(problem for _, problem in problems) or "none",
+            "objects_checked": len(delivery.objects),
+            ROWS: rows,
+            PARTITION: delivery.partition,
             DELIVERED_AS: delivery.delivered_as,
             "read_from": delivery.uri,
-            **({"reason": "the final key holds a manifest of parts, not the file"} if parts else {}),
+            STAGING_URI: delivery.staging_uri,
+            **({"replaced_by_output_of": replaced_by} if replaced_by else {}),
         },
     )
 
@@ -179,12 +172,11 @@ def _materialization_checked(
         cursor = page.cursor
 
 
-def _objects_present(
-    key: dg.AssetKey, client: Any, delivery: Delivery, encryption: Encryption
-) -> dg.AssetCheckResult:
-    """Every recorded final object is in S3 with its recorded size and the stamp of this delivery's
-    rename (an object of the same size put there by anyone else fails too), encrypted as the target
-    asks (SSE-KMS with its key). Nothing recorded fails: a delivery with no objects is not a delivery."""
+def _objects_present(client: Any, delivery: Delivery, encryption: Encryption) -> tuple[list[str], str | None]:
+    """What is wrong with the recorded final objects: each must be in S3 with its recorded size and the
+    stamp of this delivery's rename (an object of the same size put there by anyone else is wrong too),
+    encrypted as the target asks (SSE-KMS with its key). Nothing recorded is wrong: a delivery with no
+    objects is not a delivery. Also the staging folder of another run whose output replaced this one."""
     recorded = delivery.objects
     problems = [] if recorded else ["the materialisation recorded no final objects"]
     ours = parse_s3_uri(delivery.staging_uri)[1]
@@ -200,20 +192,7 @@ def _objects_present(
             problems.append(f"{obj.key}: not the object this delivery wrote (replaced since)")
         elif wrong := encryption.problem(found):
             problems.append(f"{obj.key}: {wrong}")
-    replaced_by = _replaced_by(client, delivery) if problems and recorded else None
-    return dg.AssetCheckResult(
-        asset_key=key,
-        check_name="final_objects_present",
-        passed=not problems,
-        # Another run's complete output took these keys over (runs of one partition side by side): this
-        # delivery is superseded, not broken; warn instead of raising an error.
-        severity=dg.AssetCheckSeverity.WARN if replaced_by else dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "checked": len(recorded),
-            "problems": "\n".join(problems) or "none",
-            **({"replaced_by_output_of": replaced_by} if replaced_by else {}),
-        },
-    )
+    return problems, (_replaced_by(client, delivery) if problems and recorded else None)
 
 
 def _replaced_by(client: Any, delivery: Delivery) -> str | None:
@@ -229,19 +208,10 @@ def _replaced_by(client: Any, delivery: Delivery) -> str | None:
     return writer if writer and ours and not writer.startswith(ours) else None
 
 
-def _staging_cleaned(key: dg.AssetKey, client: Any, staging_uri: str) -> dg.AssetCheckResult:
+def _staging_left(client: Any, staging_uri: str) -> list[str]:
+    """A problem for each staged file still under this delivery's staging folder (up to 10)."""
     bucket, prefix = parse_s3_uri(staging_uri)
     if not bucket or not prefix:
-        return dg.AssetCheckResult(
-            asset_key=key,
-            check_name="staging_cleaned",
-            passed=False,
-            metadata={"reason": "no staging prefix recorded"},
-        )
+        return ["no staging folder recorded"]
     left = client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=10).get("Contents", [])
-    return dg.AssetCheckResult(
-        asset_key=key,
-        check_name="staging_cleaned",
-        passed=not left,
-        metadata={STAGING_URI: staging_uri, "left_over": ", ".join(o["Key"] for o in left) or "none"},
-    )
+    return [f"staging not cleaned: {o['Key']}" for o in left]

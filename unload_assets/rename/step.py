@@ -236,12 +236,12 @@ def _delete_staging(job: RenameJob, manifest: UnloadManifest, manifest_key: str)
     # This run's own folder: no other run writes there, so the guard suffices (no ETags to condition on).
     guard = job.fence.before("delete staging")
     try:
-        n = delete_keys(job.s3, job.bucket, [e.key for e in manifest.entries], before=guard)
+        delete_keys(job.s3, job.bucket, [e.key for e in manifest.entries], before=guard)
         delete_keys(job.s3, job.bucket, [manifest_key], before=guard)
-    # The output is delivered and verified: report the leftovers (metadata and the staging_cleaned
-    # check), don't fail. S3 errors and dropped connections count as much as per-key errors (OSError).
+    # The output is delivered and verified: report the leftovers (metadata and the `delivered` check),
+    # don't fail. S3 errors and dropped connections count as much as per-key errors (OSError).
     except (OSError, ClientError, BotoCoreError) as exc:
         job.log(f"final output is complete, but deleting staging failed: {exc}")
         return False
-    job.log(f"deleted {n} staged file(s) and the manifest under {s3_url(job.bucket, job.staging_prefix)}")
+    # Not logged: a line per target is an event per target (the metadata's staging_cleaned says it).
     return True

@@ -145,9 +145,9 @@ def test_staging_delete_failing_after_delivery_leaves_a_flagged_leftover(harness
     harness.faults.clear()
     assert result.success and rule.fired == 6  # delivered: the run does not fail over its clean-up
     assert harness.look("fcombine", {new}).complete == {"object": new}
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks.pop("one_object", True) is True  # combine targets only
-    assert checks == {"final_objects_present": True, "has_rows": True, "staging_cleaned": False}
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert str(check.metadata["problems"].value).startswith("staging not cleaned: _staging/fcombine/")
     [event] = result.get_asset_materialization_events()
     assert event.materialization.metadata["staging_cleaned"].value is False
     _clear_flagged_leftover(harness, result, new)
@@ -293,8 +293,11 @@ def test_per_key_delete_errors_on_staging_leave_a_flagged_leftover(harness):
     harness.faults.clear()
     assert result.success and rule.fired >= 1
     assert harness.look("fcombine", {new}).complete == {"object": new}
-    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks["staging_cleaned"] is False and checks["final_objects_present"] is True
+    [check] = result.get_asset_check_evaluations()
+    # The objects are fine; what is wrong is the leftover, named.
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    problems = str(check.metadata["problems"].value).splitlines()
+    assert problems and all(line.startswith("staging not cleaned: _staging/fcombine/") for line in problems)
     _clear_flagged_leftover(harness, result, new)
 
 
@@ -336,8 +339,8 @@ def test_s3_throttling_inside_unload_is_retried_by_the_op(harness):
 
 
 def test_a_check_that_cannot_be_evaluated_fails_as_a_check_and_the_delivery_stands(harness):
-    # The staging_cleaned check's listing (MaxKeys=10, only the check asks for that) fails through every
-    # boto retry: the target is still delivered and materialised; its checks say they could not judge.
+    # The check's listing of the staging folder (MaxKeys=10, only the check asks for that) fails through
+    # every boto retry: the target is still delivered and materialised; its check says it could not judge.
     new = harness.generation("fcombine", "check-error")
     rule = harness.faults.inject(
         "error",
@@ -349,9 +352,9 @@ def test_a_check_that_cannot_be_evaluated_fails_as_a_check_and_the_delivery_stan
     harness.faults.clear()
     assert result.success and rule.fired >= 1
     assert [e.asset_key for e in result.get_asset_materialization_events()] == [asset_key_for("fcombine")]
-    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-    assert checks and not any(c.passed for c in checks.values())
-    reason = str(checks["staging_cleaned"].metadata["reason"].value)
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed
+    reason = str(check.metadata["problems"].value)
     assert "ListObjectsV2" in reason and "InternalError" in reason, reason
     assert harness.look("fcombine", {new}).complete == {"object": new}
     harness.current["fcombine"] = new

@@ -200,7 +200,9 @@ def test_a_target_with_a_deadline_shows_it_as_a_cron_freshness_policy(
     )
     assert graph.get(dg.AssetKey(["s3", "customers"])).freshness_policy is None
     assert DEADLINE_SENSOR in {s.name for s in defs.sensors or []}
-    assert len(graph.get(dg.AssetKey(["s3", "sales"])).check_keys) == 4  # the checks are kept
+    assert graph.get(dg.AssetKey(["s3", "sales"])).check_keys == {
+        dg.AssetCheckKey(dg.AssetKey(["s3", "sales"]), "delivered")
+    }  # the check is kept
 
 
 # ---- the sensor's cursor ---------------------------------------------------------------------------
