@@ -2,6 +2,7 @@
 
 Run by hand:  .venv/bin/python benchmarks/bench_morning.py [--sizes 10,100,1000] [--one-of 1,100]
                                                           [--cli-size 100] [--celery 20] [--rows 20000]
+                                                          [--postgres 100,1000]
 
 Against the local stack (`unload-assets-local up`: PostgreSQL, the Redshift emulator, the moto S3 server,
 in processes of their own), for each N a catalogue of N daily targets t0001..tNNNN (csv, one trivial
@@ -19,7 +20,12 @@ forked from a forkserver that built the code location once per run):
             partitions, two ops that do nothing, the default executor), with the same CLI: what Dagster
             itself costs for one target of that shape (wall and CPU only: it materialises nothing);
 - celery-N: the morning of N targets with UNLOAD_CELERY_BROKER_URL set: its steps run on two
-            `dagster-celery` workers (concurrency 2 each) over a loopback `redis-server` (--celery).
+            `dagster-celery` workers (concurrency 2 each) over a loopback `redis-server` (--celery);
+- postgres-N: the morning of N targets on the production shape (--postgres): deploy/dagster.yaml on a
+            PostgreSQL cluster of its own (not the stack's, so its CPU counts as Dagster's), a gRPC code
+            server, the daemon and a webserver; the run launched as the UI launches it (queued, then
+            dequeued by the daemon and started by the code server, as a scheduled run is). Wall is the
+            run's own, from its creation to its end.
 Printed per run: wall time; CPU: what the whole machine spent busy meanwhile (/proc/stat; the stack's
 servers included, so run it on a quiet machine: the CLI's children's rusage would miss step processes
 forked by a forkserver or run by Celery workers); stack CPU: what the stack's servers (PostgreSQL, the
@@ -29,7 +35,8 @@ of `unload_seconds` + `rename_seconds` in the run's materialisations, asserted t
 run: wall time, and with several targets' UNLOADs in flight at once it overlaps); per-target wall and
 CPU; Dagster CPU per target ((CPU - stack CPU) / targets: everything on the Dagster side: loading the
 code location, planning, step processes, event writes, the delivery checks and the op code itself,
-boto3 and psycopg2 included); peak RSS (the largest single process the CLI waited for, not a sum).
+boto3 and psycopg2 included); peak RSS (the largest single process the CLI waited for, not a sum;
+0 for postgres-N); events per target (every event log entry the run wrote, over the targets it ran).
 """
 
 from __future__ import annotations
