@@ -28,6 +28,8 @@ SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"
 DEFAULT_TIMEZONE = "America/Los_Angeles"  # what the old `00 16 * * *` UTC cron meant, in summer
 DEFAULT_WEBSERVER_URL = "http://localhost:3000"
 DEFAULT_SENSOR_INTERVAL_SECONDS = 30
+# A year's backfill is 13 runs, each paying a run's start-up once for 30 days.
+DEFAULT_BACKFILL_DAYS_PER_RUN = 30
 DEFAULT_STAGING_PREFIX = "_staging"
 
 _ENV_REFERENCE = re.compile(
@@ -92,6 +94,7 @@ class Configuration:
     webserver_url: str = DEFAULT_WEBSERVER_URL
     sensor_interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS
     batch_size: int = 0
+    backfill_days_per_run: int = DEFAULT_BACKFILL_DAYS_PER_RUN  # a backfill run's days at most
     strict: bool = False
     executor: bool = False
     declare_upstream_tables: bool = True
