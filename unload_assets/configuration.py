@@ -106,3 +106,7 @@ class Configuration:
 
     def run_link(self, run_id: str) -> str:
         return f"{self.webserver_url.rstrip('/')}/runs/{run_id}"
+
+    def backfill_link(self, backfill_id: str) -> str:
+        """The backfill's page in the UI: its days, runs and the "re-execute" of what failed."""
+        return f"{self.webserver_url.rstrip('/')}/runs/b/{backfill_id}?tab=partitions"
