@@ -26,6 +26,8 @@ PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 MARKER_PREFIX = "backfill/"  # the id a backfill's message carries in its Slack metadata
 _FAILED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+# The statuses of a backfill Dagster still works on (BulkActionStatus, not exported: by value).
+_GOING_ON = ("REQUESTED", "CANCELING", "FAILING")
 
 
 @dataclass
@@ -101,14 +103,13 @@ def runs_settled(runs: list[dg.RunRecord], now: float, retry_wait: timedelta) ->
 def backfill_over(instance: dg.DagsterInstance, backfill_id: str) -> bool:
     """Whether Dagster is done with the backfill: it launches no more runs for it.
 
-    The one read of Dagster's own backfill record, and not public API: Dagster exports no reader of a
-    backfill's status (`DagsterInstance.get_backfill` and `BulkActionStatus` are internal). From the runs
+    The one read of Dagster's own backfill record, and not public API: Dagster documents no reader of a
+    backfill's status (`DagsterInstance.get_backfill` is undocumented, its `BulkActionStatus` not
+    exported: compared by value). From the runs
     alone a backfill between two batches of launches looks finished. A backfill that no longer exists
     (deleted) launches nothing more."""
-    from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES
-
     backfill = instance.get_backfill(backfill_id)
-    return backfill is None or backfill.status in BULK_ACTION_TERMINAL_STATUSES
+    return backfill is None or backfill.status.value not in _GOING_ON
 
 
 def read_backfill(

@@ -162,7 +162,7 @@ class RunAnnouncer(SlackTick):
             return None
         posted = self.post(message, run_ids=[marker] if marker else run_ids)
         if isinstance(posted, NotDelivered):
-            self.refused.append(f"{(marker or run_ids[0])[:17]}: {posted.reason}")
+            self.refused.append(f"{marker or run_ids[0][:8]}: {posted.reason}")
             return None
         return posted
 

@@ -38,7 +38,9 @@ defaults:
 targets:
   - name: range_rows
     description: the day's rows; 100 / divisor fails on a day whose divisor is 0
-    sql: select id, day, 100 / divisor as share from public.range_rows where day = {{{{ partition_date }}}} order by id
+    sql: >-
+      select id, day, 100 / divisor as share from public.range_rows
+      where day = {{{{ partition_date }}}} order by id
     key_template: exports/range/rows/{{date}}.csv
   - name: range_count
     description: the day's count
