@@ -82,20 +82,28 @@ def backfill_runs(instance: dg.DagsterInstance, backfill_id: str) -> list[dg.Run
     return sorted(records.values(), key=lambda r: r.create_timestamp)
 
 
-def runs_settled(runs: list[dg.RunRecord], now: float, retry_wait: timedelta) -> bool:
+def runs_settled(
+    runs: list[dg.RunRecord],
+    now: float,
+    retry_wait: timedelta,
+    *,
+    decision_wait: timedelta | None = None,
+) -> bool:
     """Every run finished, and no failed one waits for a retry Dagster promised (and has not launched,
-    for less than `retry_wait`)."""
+    for less than `retry_wait`), or, with `decision_wait` (run retries on), for Dagster to say whether it
+    retries it (it tags the run a moment after the failure)."""
     for record in runs:
         run = record.dagster_run
         if not run.is_finished:
             return False
+        if run.status != dg.DagsterRunStatus.FAILURE:
+            continue
         promised = run.tags.get(WILL_RETRY_TAG) == "true" and not run.tags.get(AUTO_RETRY_RUN_TAG)
         ended = record.end_time or record.update_timestamp.timestamp()
-        if (
-            run.status == dg.DagsterRunStatus.FAILURE
-            and promised
-            and ended > now - retry_wait.total_seconds()
-        ):
+        if promised and ended > now - retry_wait.total_seconds():
+            return False
+        deciding = decision_wait is not None and WILL_RETRY_TAG not in run.tags
+        if deciding and ended > now - decision_wait.total_seconds():  # type: ignore[union-attr]
             return False
     return True
 

@@ -319,7 +319,9 @@ def _backfills(
     found, held = [], []
     for backfill_id in ids:
         runs = backfill_runs(instance, backfill_id)
-        if not backfill_over(instance, backfill_id) or not runs_settled(runs, now, RETRY_WAIT):
+        retries_on = bool(getattr(instance, "run_retries_enabled", False))
+        settled = runs_settled(runs, now, RETRY_WAIT, decision_wait=DECISION_WAIT if retries_on else None)
+        if not backfill_over(instance, backfill_id) or not settled:
             held += [_ended(r) for r in runs if r.dagster_run.is_finished]
             continue
         outcome = read_backfill(instance, backfill_id, runs, watch.target_of)
