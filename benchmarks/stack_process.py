@@ -13,8 +13,11 @@ from dotenv import dotenv_values
 BIN = Path(sys.executable).parent
 
 
-def start_stack(workdir: Path, rows: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
-    """`unload-assets-local up` under `workdir`, seeded with `rows` sales; returns it and its variables."""
+def start_stack(
+    workdir: Path, rows: int, days: int | None = None
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """`unload-assets-local up` under `workdir`, seeded with `rows` sales (over `days` days ending
+    yesterday: the stack's 30 unless given); returns it and its variables."""
     env_file = workdir / ".env"
     proc = subprocess.Popen(
         [
@@ -28,6 +31,7 @@ def start_stack(workdir: Path, rows: int) -> tuple[subprocess.Popen[bytes], dict
             str(rows),
             "--redshift-port",
             "0",
+            *(["--days", str(days)] if days else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -43,6 +43,7 @@ from unload_assets.assembly import build_instance, read_instance_catalogue
 from unload_assets.catalogue import PACKAGED_CATALOGUE, CatalogueError
 from unload_assets.catalogue.model import check_account_id, problem_report
 from unload_assets.configuration import (
+    DEFAULT_BACKFILL_DAYS_PER_RUN,
     DEFAULT_BATCH_SIZE,
     DEFAULT_SENSOR_INTERVAL_SECONDS,
     DEFAULT_STAGING_PREFIX,
@@ -435,6 +436,15 @@ class UnloadTargets(dg.Component, dg.Model, dg.Resolvable):
             "target of a partitioning in one pair). A run of one target pays only for its own batch.",
         ),
     ] = None
+    backfill_days_per_run: Annotated[
+        int | None,
+        _field(
+            _whole(1, 3660),
+            int | str | None,
+            "Days of a daily target one backfill run serves at most (30): a backfill of N days is "
+            "ceil(N / this) runs, each day still its own partition (Dagster's BackfillPolicy.multi_run).",
+        ),
+    ] = None
     executor: bool = Field(
         default=False,
         description="Set the project's executor (warm forked steps, or Celery with "
@@ -559,6 +569,7 @@ def configuration_from(component: UnloadTargets, folder: Path) -> Configuration:
         sensor_interval_seconds=(slack.sensor_interval_seconds if slack else None)
         or DEFAULT_SENSOR_INTERVAL_SECONDS,
         batch_size=DEFAULT_BATCH_SIZE if component.batch_size is None else component.batch_size,
+        backfill_days_per_run=component.backfill_days_per_run or DEFAULT_BACKFILL_DAYS_PER_RUN,
         strict=bool(component.strict) or environment.strict(),
         executor=component.executor,
         declare_upstream_tables=component.declare_upstream_tables,

@@ -33,6 +33,8 @@ DEFAULT_SENSOR_INTERVAL_SECONDS = 30
 # what a 50-target catalogue costs; a morning of 1000 runs 20 unload and 20 rename steps, whose renames
 # overlap the next batch's UNLOADs (benchmarks/bench_morning.py, docs/benchmarks.md).
 DEFAULT_BATCH_SIZE = 50
+# A year's backfill is 13 runs, each paying a run's start-up once for 30 days.
+DEFAULT_BACKFILL_DAYS_PER_RUN = 30
 DEFAULT_STAGING_PREFIX = "_staging"
 
 _ENV_REFERENCE = re.compile(
@@ -97,6 +99,7 @@ class Configuration:
     webserver_url: str = DEFAULT_WEBSERVER_URL
     sensor_interval_seconds: int = DEFAULT_SENSOR_INTERVAL_SECONDS
     batch_size: int = DEFAULT_BATCH_SIZE  # 0: every target of a partitioning in one pair of ops
+    backfill_days_per_run: int = DEFAULT_BACKFILL_DAYS_PER_RUN  # a backfill run's days at most
     strict: bool = False
     executor: bool = False
     declare_upstream_tables: bool = True
@@ -108,3 +111,7 @@ class Configuration:
 
     def run_link(self, run_id: str) -> str:
         return f"{self.webserver_url.rstrip('/')}/runs/{run_id}"
+
+    def backfill_link(self, backfill_id: str) -> str:
+        """The backfill's page in the UI: its days, runs and the "re-execute" of what failed."""
+        return f"{self.webserver_url.rstrip('/')}/runs/b/{backfill_id}?tab=partitions"

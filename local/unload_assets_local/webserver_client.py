@@ -56,6 +56,22 @@ mutation Backfill($params: LaunchBackfillParams!) {
     ... on PartitionSetNotFoundError { message }
   }
 }"""
+_REEXECUTE_BACKFILL = """
+mutation ReexecuteBackfill($params: ReexecutionParams!) {
+  reexecutePartitionBackfill(reexecutionParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+_BACKFILL_STATUS = """
+query Backfill($backfillId: String!) {
+  partitionBackfillOrError(backfillId: $backfillId) {
+    __typename
+    ... on PartitionBackfill { status }
+    ... on PythonError { message }
+  }
+}"""
 _TERMINATE = """
 mutation Terminate($runId: String!, $policy: TerminateRunPolicy) {
   terminateRun(runId: $runId, terminatePolicy: $policy) {
@@ -133,6 +149,32 @@ class WebserverClient:
         if result["__typename"] != "LaunchBackfillSuccess":
             raise DagsterDevError(f"Launching a backfill of {job_name} failed: {result}")
         return str(result["backfillId"])
+
+    def launch_asset_backfill(self, asset_keys: list[list[str]], partitions: list[str]) -> str:
+        """A backfill of `asset_keys` over `partitions`, as the asset page's (or the asset graph's)
+        "Materialize" of a range launches one: the daemon runs it under the assets' backfill policy and
+        tracks each partition; returns the backfill id."""
+        params = {"assetSelection": [{"path": key} for key in asset_keys], "partitionNames": partitions}
+        result = self.graphql(_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise DagsterDevError(f"Launching a backfill of {asset_keys} failed: {result}")
+        return str(result["backfillId"])
+
+    def reexecute_backfill(self, backfill_id: str, strategy: str = "FROM_FAILURE") -> str:
+        """The backfill page's "Re-execute" (FROM_FAILURE: the partitions not materialised); returns the
+        new backfill's id."""
+        params = {"parentRunId": backfill_id, "strategy": strategy}
+        result = self.graphql(_REEXECUTE_BACKFILL, {"params": params})["reexecutePartitionBackfill"]
+        if result["__typename"] != "LaunchBackfillSuccess":
+            raise DagsterDevError(f"Re-executing backfill {backfill_id} failed: {result}")
+        return str(result["backfillId"])
+
+    def backfill_status(self, backfill_id: str) -> str:
+        """REQUESTED while the daemon works on it; COMPLETED_SUCCESS, COMPLETED_FAILED, ... after."""
+        found = self.graphql(_BACKFILL_STATUS, {"backfillId": backfill_id})["partitionBackfillOrError"]
+        if found["__typename"] != "PartitionBackfill":
+            raise DagsterDevError(f"Backfill {backfill_id}: {found}")
+        return str(found["status"])
 
     def reexecute(self, parent_run_id: str, strategy: str = "FROM_FAILURE") -> str:
         """The UI's "Re-execute from failure" (or ALL_STEPS / FROM_ASSET_FAILURE); returns the new run id."""

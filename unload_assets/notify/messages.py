@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 from unload_assets.delivery import Delivery
@@ -132,6 +132,85 @@ def backlog_message(lines: Sequence[BacklogLine], secrets: Iterable[str | None] 
     ]
     heading = "Each run is listed once; its details are in Dagster."
     return render(title, [(heading, rows)], None, secrets, where="Dagster")
+
+
+@dataclass(frozen=True)
+class BackfillFacts:
+    backfill_id: str
+    link: str
+    runs: int
+    started: float | None = None
+    ended: float | None = None
+    canceled: bool = False
+
+
+@dataclass(frozen=True)
+class DayFailed:
+    target: str
+    day: str
+    stage: str  # unload, rename, schema, or "run" when the run died before saying
+    error: str
+
+
+def day_ranges(days: Iterable[str]) -> str:
+    """ISO days as runs of consecutive days: `2026-01-01 … 2026-01-31, 2026-02-02`."""
+    ordered = sorted({date.fromisoformat(d) for d in days})
+    spans: list[tuple[date, date]] = []
+    for day in ordered:
+        if spans and (day - spans[-1][1]).days == 1:
+            spans[-1] = (spans[-1][0], day)
+        else:
+            spans.append((day, day))
+    return ", ".join(f"{a} … {b}" if a != b else f"{a}" for a, b in spans)
+
+
+def backfill_message(
+    backfill: BackfillFacts,
+    delivered: Sequence[Delivery],
+    failed: Sequence[DayFailed],
+    secrets: Iterable[str | None] = (),
+) -> SlackMessage:
+    """One message for a whole backfill: per target the days delivered (as ranges), rows and bytes;
+    every day not delivered by name with its stage and error; a link to the backfill."""
+    by_target: dict[str, list[Delivery]] = {}
+    for d in delivered:
+        by_target.setdefault(d.target, []).append(d)
+    days = {d.partition for d in delivered} | {f.day for f in failed}
+    targets = sorted(set(by_target) | {f.target for f in failed})
+    what = ", ".join(targets) if len(targets) <= 3 else f"{len(targets)} unload targets"
+    span = f" ({day_ranges(days)})" if len(days) <= 1 else f" ({min(days)} … {max(days)})" if days else ""
+    pairs = len(delivered) + len(failed)
+    if failed:
+        emoji = ":no_entry_sign:" if backfill.canceled else ":x:"
+        how = "canceled" if backfill.canceled else "finished"
+        title = f"{emoji} Backfill {how}: {len(delivered)} of {pairs} target-days delivered, "
+        title += f"{len(failed)} not: {what}{span}"
+    elif backfill.canceled:
+        title = f":no_entry_sign: Backfill canceled: {len(delivered)} target-days delivered: {what}{span}"
+    else:
+        title = f":white_check_mark: Backfill delivered: {what}, {len(days)} day(s){span}"
+    lines = []
+    for target in sorted(by_target):
+        done = by_target[target]
+        rows = sum(d.rows or 0 for d in done)
+        size = sum(d.bytes or 0 for d in done)
+        lines.append(
+            f"• *{escape(target)}* {len(done)} day(s): {escape(day_ranges(d.partition for d in done))}"
+            f" · {rows:,} rows · {format_bytes(size)}"
+        )
+    failures = [
+        f"• *{escape(f.target)}* {escape(f.day)} ({escape(f.stage)}): {escape(f.error)}"
+        for f in sorted(failed, key=lambda f: (f.day, f.target))
+    ]
+    parts = [("*Not delivered*", failures), ("*Delivered*", lines)]
+    duration = format_duration(
+        None if backfill.started is None or backfill.ended is None else backfill.ended - backfill.started
+    )
+    runs = f"{backfill.runs} run{'s' if backfill.runs != 1 else ''}"
+    footer = f"<{backfill.link}|Backfill {escape(backfill.backfill_id)}> · {runs} · {duration}"
+    if failed:
+        footer += " · re-execute the days not delivered from the backfill's page"
+    return render(title, [(h, ls) for h, ls in parts if ls], footer, secrets, where="the backfill")
 
 
 def catalogue_message(

@@ -7,13 +7,14 @@ is looked up in the channel's history (`RunAnnouncer.look_up`) before anything i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
 from unload_assets.names import Names
 from unload_assets.notify import messages
+from unload_assets.notify.backfill_report import BackfillOutcome, backfill_message
 from unload_assets.notify.run_report import RunOutcome, catch_up_message, message_for
 from unload_assets.notify.tick import SensorCursor, SlackTick
 from unload_assets.resources.slack import NotDelivered, UnloadSlackResource
@@ -61,23 +62,33 @@ class RunAnnouncer(SlackTick):
         tags: RunTags,
         run_link: Callable[[str], str],
         clock: Callable[[], float],
+        backfill_link: Callable[[str], str] | None = None,
         budget_seconds: float | None = None,
     ) -> None:
         super().__init__(slack, cursor, clock=clock, budget_seconds=budget_seconds)
         self.instance, self.secrets = instance, secrets
-        self.found: dict[str, tuple[str, str]] = {}  # runs an earlier attempt posted (look_up)
+        self.found: dict[str, tuple[str, str]] = {}  # runs (and backfills) an earlier attempt posted
         self.tags, self.run_link = tags, run_link
+        self.backfill_link = backfill_link or run_link
+        self.backfills: list[str] = []  # backfills announced now (posted, or found in the channel)
         self.done: set[str] = set()  # announced now (posted, or found in the channel)
         self.sent: list[str] = []
         self.refused: list[str] = []
         self.summarized = 0
 
-    def look_up(self, pending: list[tuple[RunRecord, RunOutcome]]) -> dict[str, tuple[str, str]] | None:
-        """The pending runs an earlier attempt may have posted, found in the channel (one history read for
-        all of them, from a minute before the earliest attempt); None when Slack cannot say now."""
+    def look_up(
+        self, pending: list[tuple[RunRecord, RunOutcome]], backfills: Sequence[BackfillOutcome] = ()
+    ) -> dict[str, tuple[str, str]] | None:
+        """The pending runs (and backfills) an earlier attempt may have posted, found in the channel (one
+        history read for all of them, from a minute before the earliest attempt); None when Slack cannot
+        say now. A backfill's message carries its marker (`backfill/<id>`), not its runs' ids."""
         attempted = {
             r.dagster_run.run_id: when for r, _ in pending if (when := attempt_time(r.dagster_run, self.tags))
         }
+        for backfill in backfills:
+            times = [t for r in backfill.runs if (t := attempt_time(r.dagster_run, self.tags)) is not None]
+            if times:
+                attempted[backfill.marker] = min(times)
         if attempted:
             found = self.find(set(attempted), oldest=min(attempted.values()) - 60)
             if found is None:
@@ -106,6 +117,26 @@ class RunAnnouncer(SlackTick):
                 if not self._tag(run_id, *posted):
                     return
 
+    def post_backfill(self, backfill: BackfillOutcome) -> None:
+        """One message for the whole backfill, every run of it tagged announced with that message. Found
+        in the channel already (an earlier tick posted it, its answer lost): tagged, never re-posted."""
+        records = backfill.runs
+        if backfill.marker in self.found:
+            posted: tuple[str, str] | None = self.found[backfill.marker]
+        else:
+            if self.out_of_time or self.stop is not None:
+                return
+            message = backfill_message(backfill, self.secrets, self.backfill_link)
+            posted = self._post_runs(message, records, marker=backfill.marker)
+            if posted is None:
+                return
+            self.sent.append(backfill.marker)
+        assert posted is not None
+        for record in records:
+            if not self._tag(record.dagster_run.run_id, *posted):
+                return
+        self.backfills.append(backfill.backfill_id)
+
     def post_summary(self, runs: list[tuple[RunRecord, RunOutcome]]) -> None:
         message = catch_up_message(self.instance, runs, self.secrets, self.run_link)
         posted = self._post_runs(message, [record for record, _ in runs])
@@ -116,7 +147,11 @@ class RunAnnouncer(SlackTick):
                 return
             self.summarized += 1
 
-    def _post_runs(self, message: messages.SlackMessage, records: list[RunRecord]) -> tuple[str, str] | None:
+    def _post_runs(
+        self, message: messages.SlackMessage, records: list[RunRecord], *, marker: str | None = None
+    ) -> tuple[str, str] | None:
+        """Post `message` about `records` (each tagged as attempted first), marked with their ids, or
+        with `marker` alone (a backfill's message: its runs may be hundreds)."""
         run_ids = [r.dagster_run.run_id for r in records]
         try:
             for run_id, record in zip(run_ids, records, strict=True):
@@ -125,9 +160,9 @@ class RunAnnouncer(SlackTick):
         except Exception as exc:  # the attempt tag could not be written: post nothing unrecorded
             self.stop = f"could not tag run {run_ids[0][:8]} before posting ({type(exc).__name__})"
             return None
-        posted = self.post(message, run_ids=run_ids)
+        posted = self.post(message, run_ids=[marker] if marker else run_ids)
         if isinstance(posted, NotDelivered):
-            self.refused.append(f"{run_ids[0][:8]}: {posted.reason}")
+            self.refused.append(f"{marker or run_ids[0][:8]}: {posted.reason}")
             return None
         return posted
 

@@ -18,6 +18,12 @@ again, and the tick says so: a duplicate is harmless, a missing "delivered" leav
 Retried runs: a failed run that Dagster's run retries will retry (`dagster/will_retry`) is not
 announced; its retry is, with its final outcome ("delivered after 1 retry"). A cancelled run is
 announced by the failure sensor.
+
+Backfills: no run of a backfill is announced on its own. Once the backfill is over (Dagster launches no
+more runs for it, every run and every promised retry has finished), one message tells all of it
+(backfill_report.py): the failure sensor's when any run of it failed or was cancelled, else the success
+sensor's. Its runs hold the watermark until then, and are all tagged announced with that one message,
+which carries `backfill/<id>` in its Slack metadata for the history lookup.
 """
 
 from __future__ import annotations
@@ -31,6 +37,14 @@ import dagster as dg
 from unload_assets.catalogue import Catalogue, Problem
 from unload_assets.configuration import Configuration
 from unload_assets.notify import tick
+from unload_assets.notify.backfill_report import (
+    BACKFILL_TAG,
+    BackfillOutcome,
+    backfill_over,
+    backfill_runs,
+    read_backfill,
+    runs_settled,
+)
 from unload_assets.notify.catalogue_notices import tell_problems
 from unload_assets.notify.run_post import (
     LEGACY_ANNOUNCED_RUN_TAG,
@@ -151,34 +165,53 @@ def announce(
             clock=lambda: tick.now(),
         )
     pending, held = _pending(instance, status, cursor, now, watch)
+    backfills, backfill_held = _backfills(instance, status, cursor, now, watch)
+    held += backfill_held
     waiting = f"{len(pending)} {status.value.lower()} unload run(s) waiting"
+    waiting += f" and {len(backfills)} backfill(s)" if backfills else ""
     problem = slack.misconfiguration()
-    if problem or cursor.not_before > now or not pending:
+    if problem or cursor.not_before > now or not (pending or backfills):
         until = datetime.fromtimestamp(cursor.not_before, timezone.utc).strftime("%H:%M:%S UTC")
         reason = f"Slack asked us to wait until {until}" if cursor.not_before > now else problem
-        _advance(cursor, [*_ends(pending), *held], now)
+        _advance(cursor, [*_ends(pending), *_backfill_ends(backfills), *held], now)
         skip = f"{reason}; {waiting}." if reason else "Nothing to announce."
         skip += f" {len(held)} failed run(s) wait for Dagster's retry." if held else ""
         skip += f" {told}" if told else ""
         return dg.SensorResult(skip_reason=skip, cursor=cursor.dump())
     secrets = watch.config.secret_values(slack.token)
     posting = RunAnnouncer(
-        instance, slack, cursor, secrets, tags=tags, run_link=watch.config.run_link, clock=lambda: tick.now()
+        instance,
+        slack,
+        cursor,
+        secrets,
+        tags=tags,
+        run_link=watch.config.run_link,
+        backfill_link=watch.config.backfill_link,
+        clock=lambda: tick.now(),
     )
-    found = posting.look_up(pending)
+    found = posting.look_up(pending, backfills)
     if found is None:  # Slack cannot say now: ask again next tick rather than guess
-        _advance(cursor, [*_ends(pending), *held], now)
+        _advance(cursor, [*_ends(pending), *_backfill_ends(backfills), *held], now)
         summary = f"Announced 0 of {len(pending)} run(s); stopped: {posting.stop}."
         return dg.SensorResult(skip_reason=scrub(summary, secrets), cursor=cursor.dump())
+    for backfill in backfills:  # one message each, before the single runs
+        posting.post_backfill(backfill)
     rest = [(r, reading) for r, reading in pending if not posting.retag_found(r.dagster_run.run_id)]
     if posting.stop is None and len(rest) > CATCH_UP_THRESHOLD:
         posting.post_summary(rest[:CATCH_UP_MAX])
     elif posting.stop is None:
         posting.post_each(rest)
     left = [(r, reading) for r, reading in pending if r.dagster_run.run_id not in posting.done]
-    _advance(cursor, [*_ends(left), *held], now)
-    summary = f"Announced {len(posting.done)} of {len(pending)} run(s)"
-    summary += f" ({', '.join(r[:8] for r in posting.sent)})" if posting.sent else ""
+    unannounced = [b for b in backfills if b.backfill_id not in posting.backfills]
+    _advance(cursor, [*_ends(left), *_backfill_ends(unannounced), *held], now)
+    singles = len(posting.done) - sum(len(b.runs) for b in backfills if b.backfill_id in posting.backfills)
+    summary = f"Announced {singles} of {len(pending)} run(s)"
+    summary += (
+        f" ({', '.join(r[:8] for r in posting.sent if '/' not in r)})" if singles and posting.sent else ""
+    )
+    if backfills:
+        summary += f"; {len(posting.backfills)} of {len(backfills)} backfill(s) in one message each"
+        summary += f" ({', '.join(posting.backfills)})" if posting.backfills else ""
     summary += f"; {posting.summarized} in one catch-up message" if posting.summarized else ""
     summary += f"; {len(found)} found already in the channel, not posted again" if found else ""
     summary += f"; stopped: {posting.stop}; the rest is retried next tick" if posting.stop else ""
@@ -194,6 +227,10 @@ def announce(
 
 def _ends(runs: list[tuple[RunRecord, RunOutcome]]) -> list[float]:
     return [_ended(record) for record, _ in runs]
+
+
+def _backfill_ends(backfills: list[BackfillOutcome]) -> list[float]:
+    return [_ended(record) for backfill in backfills for record in backfill.runs]
 
 
 def _ended(record: RunRecord) -> float:
@@ -226,6 +263,8 @@ def _pending(
         run, ended = record.dagster_run, _ended(record)
         if _announced(run, watch.tags) or run.run_id in cursor.untagged or ended < since:
             continue
+        if _of_backfill(instance, run):
+            continue  # told with its backfill (_backfills)
         if _retry_undecided(instance, run, ended, now):
             held.append(ended)
             continue  # Dagster is about to say whether it retries the run
@@ -245,6 +284,52 @@ def _pending(
             # leaves it NOT_STARTED or STARTING, and run monitoring fails it once the start times out.
             found.append((ended, record, reading))
     return [(record, reading) for _, record, reading in sorted(found, key=lambda f: f[0])], held
+
+
+def _of_backfill(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """A run of a backfill, or a retry Dagster launched of one after the backfill ended (untagged)."""
+    if run.tags.get(BACKFILL_TAG):
+        return True
+    parent = run.parent_run_id if run.tags.get(tick.RETRY_NUMBER_TAG) else None
+    while parent:
+        earlier = instance.get_run_by_id(parent)
+        if earlier is None:
+            return False
+        if earlier.tags.get(BACKFILL_TAG):
+            return True
+        parent = earlier.parent_run_id if earlier.tags.get(tick.RETRY_NUMBER_TAG) else None
+    return False
+
+
+def _backfills(
+    instance: dg.DagsterInstance, status: dg.DagsterRunStatus, cursor: SensorCursor, now: float, watch: Watch
+) -> tuple[list[BackfillOutcome], list[float]]:
+    """Backfills over and this sensor's to tell, oldest first; and the end times of runs of backfills
+    still going (they hold the watermark)."""
+    since = cursor.since if cursor.since is not None else now - LOOKBACK.total_seconds()
+    filters = dg.RunsFilter(
+        statuses=_statuses(status), updated_after=datetime.fromtimestamp(since, timezone.utc)
+    )
+    ids: dict[str, None] = {}
+    for record in instance.get_run_records(filters):
+        run = record.dagster_run
+        backfill_id = run.tags.get(BACKFILL_TAG)
+        if backfill_id and not _announced(run, watch.tags) and run.run_id not in cursor.untagged:
+            ids.setdefault(backfill_id)
+    found, held = [], []
+    for backfill_id in ids:
+        runs = backfill_runs(instance, backfill_id)
+        retries_on = bool(getattr(instance, "run_retries_enabled", False))
+        settled = runs_settled(runs, now, RETRY_WAIT, decision_wait=DECISION_WAIT if retries_on else None)
+        if not backfill_over(instance, backfill_id) or not settled:
+            held += [_ended(r) for r in runs if r.dagster_run.is_finished]
+            continue
+        outcome = read_backfill(instance, backfill_id, runs, watch.target_of)
+        if not (outcome.delivered or outcome.failed):
+            continue  # a backfill of other assets than this instance's targets
+        if outcome.any_run_failed == (status == dg.DagsterRunStatus.FAILURE):
+            found.append(outcome)
+    return sorted(found, key=lambda b: max(_ended(r) for r in b.runs)), held
 
 
 def _retry_undecided(instance: dg.DagsterInstance, run: dg.DagsterRun, ended: float, now: float) -> bool:

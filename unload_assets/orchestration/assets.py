@@ -90,6 +90,13 @@ def build_unload_assets(
         metadata_by_output_name={o: _definition_metadata(t, catalogue) for o, t in by_output.items()},
         can_subset=True,
         check_specs=specs,
+        # A backfill of a year is ceil(365 / days) runs, not 365: the ops serve a range of days, each
+        # day its own UNLOAD, rename, materialisation and checks (unload_op.py, rename_op.py).
+        backfill_policy=(
+            dg.BackfillPolicy.multi_run(max_partitions_per_run=config.backfill_days_per_run)
+            if partitions_def is not None
+            else None
+        ),
     )
     policies = {
         names.asset_key(t.name): freshness_policy(t.deliver_by, config.timezone, config.run_at)

@@ -87,6 +87,21 @@ def _failed(key: dg.AssetKey, reason: str) -> dg.AssetCheckResult:
     )
 
 
+def on_day(result: dg.AssetCheckResult, day: str) -> dg.AssetCheckEvaluation:
+    """`result` recorded against partition `day`: in a run of several days each day's checks are its own
+    (an AssetCheckResult would be recorded against the run, not a day of it)."""
+    assert result.asset_key is not None and result.check_name is not None  # ours always name both
+    return dg.AssetCheckEvaluation(
+        asset_key=result.asset_key,
+        check_name=result.check_name,
+        passed=result.passed,
+        metadata=result.metadata,
+        severity=result.severity,
+        description=result.description,
+        partition=day,
+    )
+
+
 def _evaluate(
     context: dg.OpExecutionContext,
     key: dg.AssetKey,

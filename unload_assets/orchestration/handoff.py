@@ -5,6 +5,7 @@ re-execution from failure on another machine finds it. It carries what the unloa
 day, the final key, the staging folder), so the rename op re-derives nothing.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -42,9 +43,41 @@ class UnloadFailed:
     error: str
 
 
-def partition_day(context: dg.OpExecutionContext, target: UnloadTarget) -> date | None:
-    """The day a daily target's run is for (None for an unpartitioned target)."""
-    return date.fromisoformat(context.partition_key) if target.partitioning.type == "daily" else None
+@dataclass(frozen=True)
+class TargetDay:
+    """One target and one day of a run: its own UNLOAD, rename, materialisation and checks.
+
+    A run serves one day (the morning, a partition materialised from the UI) or, launched by a
+    backfill, a range of days (the assets' BackfillPolicy). In a range every (target, day) is handed on,
+    failed and named as `<target> <day>`; in a run of one day as `<target>`, as before ranges existed."""
+
+    target: UnloadTarget
+    day: date | None  # None: an unpartitioned target
+    ranged: bool = False  # one of several days of the run
+
+    @property
+    def label(self) -> str:
+        return f"{self.target.name} {self.day.isoformat()}" if self.ranged and self.day else self.target.name
+
+
+def run_days(context: dg.OpExecutionContext) -> list[date]:
+    """The days a partitioned run serves, in order: its partition, or its range of partitions."""
+    if context.has_partition_key:
+        return [date.fromisoformat(context.partition_key)]
+    return [date.fromisoformat(key) for key in context.partition_keys]
+
+
+def target_days(context: dg.OpExecutionContext, targets: Sequence[UnloadTarget]) -> list[TargetDay]:
+    """Every (target, day) of the run for `targets` (the selected ones), by target then day."""
+    days: list[date] | None = None
+    found = []
+    for target in targets:
+        if target.partitioning.type != "daily":
+            found.append(TargetDay(target, None))
+            continue
+        days = run_days(context) if days is None else days
+        found += [TargetDay(target, day, ranged=len(days) > 1) for day in days]
+    return found
 
 
 def run_folder(attempt_prefix: str) -> str:

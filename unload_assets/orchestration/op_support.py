@@ -9,6 +9,7 @@ import dagster as dg
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.delivery import FAILED_TARGETS
 from unload_assets.names import Names
+from unload_assets.orchestration.handoff import TargetDay
 from unload_assets.orchestration.retries import describe
 from unload_assets.secrets import scrub
 
@@ -30,9 +31,19 @@ def selected(
     return [t for t in targets if names.asset_key(t.name) in keys]
 
 
+def failure_entry(item: TargetDay, stage: str, error: str) -> dict[str, str]:
+    """What `failed_targets` says of one (target, day): its stage and error; in a run of several days
+    also the target and the day, as the entry is named `<target> <day>`."""
+    entry = {"stage": stage, "error": error}
+    if item.ranged and item.day is not None:
+        entry.update(target=item.target.name, partition=item.day.isoformat())
+    return entry
+
+
 def not_delivered(failed: dict[str, dict[str, str]]) -> dg.Failure:
-    """The step's failure naming every target not delivered, with its stage and error (the
-    `failed_targets` metadata is what the Slack sensors read)."""
+    """The step's failure naming every target not delivered (in a run of several days every
+    `<target> <day>`), with its stage and error (the `failed_targets` metadata is what the Slack
+    sensors read)."""
     lines = [f"{t} ({f['stage']}): {f['error']}" for t, f in sorted(failed.items())]
     return dg.Failure(
         description=f"{len(failed)} target(s) not delivered: " + "; ".join(lines),

@@ -3,6 +3,16 @@ materialisation recorded and its checks evaluated as soon as it is delivered.
 
 Up to `RENAME_WORKERS` targets at once, each retried on its own. The step fails at the end, naming every
 target not delivered with its stage and error (`failed_targets` metadata, read by the Slack sensors).
+
+In a run of several days (a backfill's range, the assets' BackfillPolicy) every (target, day) is renamed
+and checked on its own, and recorded against its own partition: an `AssetMaterialization` with
+`partition=<day>` and that day's Delivery as metadata, and `AssetCheckEvaluation`s with the same
+partition, where an `Output` would record one materialisation per day of the range with the same
+metadata. They are recorded once the step's work is done: Dagster's run retries and "re-execute from
+asset failure" re-select an asset only if the run recorded no materialisation of it at all, so a worker
+killed part-way through a range must leave none, for the retry to redo the range rather than leave its
+undelivered days behind. A day that fails is named `<target> <day>`; Dagster's backfill counts the days
+recorded as materialised and the rest of the failed run's range as failed.
 """
 
 import time
@@ -16,9 +26,20 @@ from unload_assets.catalogue import UnloadTarget
 from unload_assets.configuration import Configuration
 from unload_assets.delivery import UNPARTITIONED, Delivery
 from unload_assets.names import Names
-from unload_assets.orchestration.checks import evaluate_checks, evaluate_latest, failed_checks
-from unload_assets.orchestration.handoff import StagedUnload, UnloadFailed
-from unload_assets.orchestration.op_support import STEP_RETRY, error_line, not_delivered, selected
+from unload_assets.orchestration.checks import (
+    evaluate_checks,
+    evaluate_latest,
+    failed_checks,
+    on_day,
+)
+from unload_assets.orchestration.handoff import StagedUnload, TargetDay, UnloadFailed, target_days
+from unload_assets.orchestration.op_support import (
+    STEP_RETRY,
+    error_line,
+    failure_entry,
+    not_delivered,
+    selected,
+)
 from unload_assets.orchestration.retries import RENAME_BACKOFF, concurrently, with_retries
 from unload_assets.orchestration.schema_protection import SchemaChangeRefused, check_schema
 from unload_assets.rename import (
@@ -151,32 +172,33 @@ def rename_op(
         client, settings = getattr(context.resources, names.s3), getattr(context.resources, names.settings)
         staged: dict[str, StagedUnload | UnloadFailed] = inputs["staged"]
         failed: dict[str, dict[str, str]] = {}
-        ready: list[tuple[UnloadTarget, StagedUnload]] = []
-        for target in selected(context, names, targets):
-            handed = staged.get(target.name)
+        ready: list[tuple[TargetDay, StagedUnload]] = []
+        for item in target_days(context, selected(context, names, targets)):
+            handed = staged.get(item.label)
             if isinstance(handed, StagedUnload):
-                ready.append((target, handed))
+                ready.append((item, handed))
             elif isinstance(handed, UnloadFailed):
                 again = ""
                 if handed.run_id != context.run_id:
                     again = f" (in run {handed.run_id[:8]}, not run again: {FROM_ASSET_FAILURE})"
-                failed[target.name] = {"stage": "unload", "error": handed.error + again}
+                failed[item.label] = failure_entry(item, "unload", handed.error + again)
             else:
-                failed[target.name] = {"stage": "unload", "error": "the unload step handed nothing on"}
+                failed[item.label] = failure_entry(item, "unload", "the unload step handed nothing on")
 
-        refused: set[str] = set()  # targets whose new schema was refused: stage "schema", not "rename"
+        refused: set[str] = set()  # (target, day)s whose new schema was refused: stage "schema"
 
-        def rename(item: tuple[UnloadTarget, StagedUnload]) -> tuple[Delivery, list[Any]]:
-            target, handed = item
+        def rename(work: tuple[TargetDay, StagedUnload]) -> tuple[Delivery, list[Any]]:
+            item, handed = work
+            target = item.target
             try:
                 delivery = with_retries(
                     lambda _: rename_staged(context, names, target, handed, s3=client),
                     backoff=RENAME_BACKOFF,
-                    what=f"rename of '{target.name}'",
+                    what=f"rename of '{item.label}'",
                     log=context.log.warning,
                 )
             except SchemaChangeRefused:
-                refused.add(target.name)
+                refused.add(item.label)
                 raise
             try:
                 results = list(evaluate_checks(context, names, target, client, settings, delivery))
@@ -184,22 +206,32 @@ def rename_op(
                 results = failed_checks(context, names, target, error_line(exc, settings))
             return delivery, results
 
+        recorded: list[Any] = []  # a run of several days: each day's events, recorded at the end
         for outcome in concurrently(
             ready,
             rename,
             workers=RENAME_WORKERS,
-            name=lambda item: item[0].name,
+            name=lambda work: work[0].label,
             describe_error=lambda exc: error_line(exc, settings),
         ):
-            target = outcome.item[0]
+            item = outcome.item[0]
+            target = item.target
             if outcome.error is not None:
-                stage = "schema" if target.name in refused else "rename"
-                context.log.error(f"Rename of '{target.name}' failed: {outcome.error}")
-                failed[target.name] = {"stage": stage, "error": outcome.error}
+                stage = "schema" if item.label in refused else "rename"
+                context.log.error(f"Rename of '{item.label}' failed: {outcome.error}")
+                failed[item.label] = failure_entry(item, stage, outcome.error)
                 continue
             delivery, results = outcome.result  # type: ignore[misc]
+            if item.ranged and item.day is not None:
+                key, day = names.asset_key(target.name), item.day.isoformat()
+                recorded.append(
+                    dg.AssetMaterialization(asset_key=key, partition=day, metadata=delivery.to_metadata())
+                )
+                recorded += [on_day(result, day) for result in results]
+                continue
             yield dg.Output(None, names.output_name(target.name), metadata=delivery.to_metadata())
             yield from results
+        yield from recorded
         # Checks selected without their asset (a checks-only run): judge the latest materialisation.
         checked_alone = {key.asset_key for key in context.selected_asset_check_keys}
         checked_alone -= set(context.selected_asset_keys)

@@ -1,13 +1,16 @@
 """Op `unload_<group>`: the UNLOAD of every selected target into a fresh staging prefix of this run.
 
-At most `max_concurrent_unloads` run at once (the instance's pool, `redshift`, caps the steps), each
-retried on its own; a target that fails for good is handed on as `UnloadFailed`, so the rename op names
-it while the others are delivered. When every target of the step failed, the step itself fails naming
-them (nothing is left to rename), and "re-execute from failure" runs their UNLOADs again.
+A run serves one day, or a backfill's range of days: every (target, day) is its own UNLOAD. At most
+`max_concurrent_unloads` run at once across all of them (the instance's pool, `redshift`, caps the
+steps: the cluster's cap holds inside a run of 30 days as in a run of one), each retried on its own;
+one that fails for good is handed on as `UnloadFailed`, so the rename op names it while the others are
+delivered. When every one of the step failed, the step itself fails naming them (nothing is left to
+rename), and "re-execute from failure" runs their UNLOADs again.
 """
 
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -15,8 +18,14 @@ from botocore.exceptions import ClientError
 
 from unload_assets.catalogue import UnloadTarget
 from unload_assets.configuration import Configuration
-from unload_assets.orchestration.handoff import StagedUnload, UnloadFailed, partition_day, run_folder
-from unload_assets.orchestration.op_support import STEP_RETRY, error_line, not_delivered, selected
+from unload_assets.orchestration.handoff import StagedUnload, TargetDay, UnloadFailed, run_folder, target_days
+from unload_assets.orchestration.op_support import (
+    STEP_RETRY,
+    error_line,
+    failure_entry,
+    not_delivered,
+    selected,
+)
 from unload_assets.orchestration.retries import UNLOAD_BACKOFF, concurrently, with_retries
 from unload_assets.rename import delete_keys, list_keys, lock_key_for
 from unload_assets.resources import RedshiftUnloadResource, UnloadSettings
@@ -30,13 +39,13 @@ def run_unload(
     context: dg.OpExecutionContext,
     target: UnloadTarget,
     *,
+    day: date | None,
     redshift: RedshiftUnloadResource,
     settings: UnloadSettings,
     s3: Any,
     attempt: int = 0,
     stop: threading.Event | None = None,
 ) -> StagedUnload:
-    day = partition_day(context, target)
     # Each attempt gets its own folder: UNLOAD refuses a non-empty destination, and a failed attempt
     # on a real cluster may leave partial files behind.
     location = staging_prefix(
@@ -111,36 +120,43 @@ def unload_op(
         settings, redshift, s3 = (getattr(res, key) for key in (names.settings, names.redshift, names.s3))
         stop = threading.Event()  # set when Dagster interrupts the step: running statements are cancelled
 
-        def unload(target: UnloadTarget) -> StagedUnload:
+        def unload(item: TargetDay) -> StagedUnload:
             return with_retries(
                 lambda number: run_unload(
-                    context, target, redshift=redshift, settings=settings, s3=s3, attempt=number, stop=stop
+                    context,
+                    item.target,
+                    day=item.day,
+                    redshift=redshift,
+                    settings=settings,
+                    s3=s3,
+                    attempt=number,
+                    stop=stop,
                 ),
                 backoff=UNLOAD_BACKOFF,
-                what=f"UNLOAD of '{target.name}'",
+                what=f"UNLOAD of '{item.label}'",
                 log=context.log.warning,
             )
 
         if settings.expected_bucket_owner:
             check_bucket_owner(s3, settings)
+        # Keyed by TargetDay.label: the target's name, or "<target> <day>" in a run of several days.
         staged: dict[str, StagedUnload | UnloadFailed] = {}
+        failed: dict[str, dict[str, str]] = {}
         for outcome in concurrently(
-            selected(context, names, targets),
-            unload,
+            target_days(context, selected(context, names, targets)),
+            unload,  # one pool for every (target, day): at most max_concurrent_unloads at once
             workers=settings.max_concurrent_unloads,
-            name=lambda t: t.name,
+            name=lambda item: item.label,
             describe_error=lambda exc: error_line(exc, settings),
             stop=stop,
         ):
-            target = outcome.item.name
+            label = outcome.item.label
             if outcome.error is not None:
-                context.log.error(f"UNLOAD of '{target}' failed: {outcome.error}")
-                staged[target] = UnloadFailed(run_id=context.run_id, error=outcome.error)
+                context.log.error(f"UNLOAD of '{label}' failed: {outcome.error}")
+                staged[label] = UnloadFailed(run_id=context.run_id, error=outcome.error)
+                failed[label] = failure_entry(outcome.item, "unload", outcome.error)
             else:
-                staged[target] = outcome.result  # type: ignore[assignment]
-        failed = {
-            t: {"stage": "unload", "error": f.error} for t, f in staged.items() if isinstance(f, UnloadFailed)
-        }
+                staged[label] = outcome.result  # type: ignore[assignment]
         if staged and len(failed) == len(staged):  # nothing to rename: the failure is this step's
             raise not_delivered(failed)
         yield dg.Output(staged, "staged")

@@ -233,12 +233,12 @@ def test_scheduled_job_runs_are_announced_with_their_trigger(
 @pytest.mark.parametrize(
     ("tags", "label"),
     [
-        ({"dagster/backfill": "kzqwbrtx"}, "backfill kzqwbrtx"),
         ({"dagster/parent_run_id": "0123456789abcdef"}, "re-execution of 01234567"),
         ({"dagster/sensor_name": "upstream_landed"}, "sensor upstream_landed"),
         ({}, "launched by hand"),
     ],
 )
+# A backfill's runs are not announced one by one: its one message is test_sensors_backfill.py's.
 def test_each_trigger_is_named_in_the_message(
     instance: dg.DagsterInstance,
     standin: SlackStandIn,
