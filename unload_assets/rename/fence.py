@@ -3,26 +3,39 @@
 A lease alone does not fence: a holder that pauses (a long GC, a frozen VM, a stalled network) past its
 lease right after looking at it goes on writing and deleting while the next holder works. S3 conditions
 apply only to the object a request writes or deletes, so the lock object's ETag cannot guard a write of
-another key. Every destructive step of the rename (`STEPS`) is therefore fenced twice:
+another key. Every destructive request of the rename (`STEPS`) is therefore fenced twice:
 
-1. `Fence.guard(step)`, immediately before the request: the lease by our own clock, then S3 itself
-   (`FinalKeyLock.check`: HeadObject If-Match <the ETag of our last lease write>). Lost -> RenameBusy.
+1. `Fence.guard(step)`, immediately before the request (every request: each DeleteObjects batch, each
+   part copied, each commit): no renewal found the lock taken over, our own clock says the lease still
+   runs, and S3 confirmed the lock ours at most `reuse` seconds ago (`REUSE` of the lease: 5 s of the
+   default two minutes; `FinalKeyLock.check`). When the last confirmation is older, the guard asks S3
+   itself (HeadObject If-Match <the ETag of our last lease write>); our own conditional lease writes
+   (acquire, each renewal) confirm it too. So one HeadObject fences every request issued within 5 s
+   after it: a batch of deletes (staging's files, then its manifest), the commit after quick copies,
+   the parts copied in parallel (guards made at once wait for one HeadObject and share it). Any guard
+   that fails -> RenameBusy.
 2. The request is conditional on its own object as this holder saw it before the guard: an overwrite
    If-Match <ETag seen>, or If-None-Match "*" where there was none; a delete If-Match <ETag seen>
    (DeleteObjects: an ETag per object). A holder that took the lock over and wrote that key meanwhile
    changed its ETag, so S3 refuses the request, and `Fence.refusal` turns that into RenameBusy.
 
-What is left: a holder that stalls between its guard and the moment S3 applies the request, for longer
-than what was left of its lease at the guard, while another holder takes over. While the heartbeat keeps
-up that is at least two thirds of the lease (80 s of the default two minutes); less after failed
-renewals, or by as much as the other worker's clock runs ahead. Step 2 closes that window for every key
-the other holder wrote, on stores that check the condition: Amazon S3 does for all of these requests;
-moto 5.2.5 checks PutObject If-Match/If-None-Match, DeleteObject If-Match and CompleteMultipartUpload
-If-None-Match, and ignores CopyObject's conditions, CompleteMultipartUpload's If-Match and the ETags in
-DeleteObjects. Nothing closes it for a key the other holder never wrote (a part beyond the other's
-count, say): If-None-Match "*" lets that creation through, next to the other's complete output.
-Staging is this run's own (no other run writes under its prefix): its deletion is guarded, not
-conditional.
+No request goes without its guard, not even one whose condition S3 checks: a condition sees only its own
+key, so a request on a key the next holder has not reached yet would pass it after the lock was lost.
+
+What is left: a request that S3 applies after another holder took over. That takes more time between
+the confirmation the request's guard relied on and S3 applying the request than our lease had left at
+that confirmation. A guard issues its request at most `reuse` after the confirmation, and while the
+heartbeat keeps up at least two thirds of the lease is left at any confirmation, so it takes a stall of
+more than 75 s between a guard and S3 applying its request (the default lease: 80 s, less the 5 s of
+reuse). Less after failed renewals, or by as much as the other worker's clock runs ahead: a takeover our
+clock cannot see, made within the `reuse` before a guard, passes that guard (a HeadObject per request
+would have caught it). Step 2 closes that window for every key the other holder wrote, on stores that
+check the condition: Amazon S3 does for all of these requests; moto 5.2.5 checks PutObject
+If-Match/If-None-Match, DeleteObject If-Match and CompleteMultipartUpload If-None-Match, and ignores
+CopyObject's conditions, CompleteMultipartUpload's If-Match and the ETags in DeleteObjects. Nothing closes
+it for a key the other holder never wrote (a part beyond the other's count, say): If-None-Match "*" lets
+that creation through, next to the other's complete output. Staging is this run's own (no other run
+writes under its prefix): its deletion is guarded, not conditional.
 """
 
 from __future__ import annotations
@@ -35,6 +48,10 @@ from botocore.exceptions import ClientError
 
 from unload_assets.rename.lock import FinalKeyLock, RenameBusy
 from unload_assets.rename.s3ops import CONFLICT, NOT_FOUND, head
+
+# How long one confirmation by S3 that the lock is ours covers later guards, as a share of the lease
+# (5 s of the default two minutes): well inside the two thirds of it the heartbeat keeps ahead.
+REUSE = 1 / 24
 
 # Every request of the rename that deletes or overwrites a visible object, by the step that makes it.
 STEPS = (
@@ -61,19 +78,24 @@ def condition(etag: str | None) -> dict[str, str]:
 class Fence:
     """The guard and the refusals of one holder of the final key's lock (`rename_unload` builds it).
 
-    `pause` is a test hook: it is called with the step's name before each guard, so that a test can
-    stop the holder there, past its lease, and see that it changes nothing afterwards.
+    `reuse`: seconds one confirmation by S3 covers later guards (None: `REUSE` of the lease; 0: every
+    guard asks S3). `pause` is a test hook: it is called with the step's name before each guard, so that
+    a test can stop the holder there, past its lease, and see that it changes nothing afterwards.
     """
 
-    def __init__(self, lock: FinalKeyLock, pause: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, lock: FinalKeyLock, pause: Callable[[str], None] | None = None, reuse: float | None = None
+    ) -> None:
         self.lock, self.pause = lock, pause
+        self.reuse = lock.lease * REUSE if reuse is None else reuse
 
     def guard(self, step: str) -> None:
+        """Right before a request of `step`: RenameBusy unless the lock is still ours (see the module)."""
         if step not in STEPS:
             raise ValueError(f"{step!r} is not a fenced step of the rename ({', '.join(STEPS)})")
         if self.pause is not None:
             self.pause(step)
-        self.lock.check(step)
+        self.lock.check(step, reuse=self.reuse)
 
     def before(self, step: str) -> Callable[[], None]:
         """The guard of `step`, for code that makes the request itself (multipart, batches)."""

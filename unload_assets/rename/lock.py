@@ -12,8 +12,11 @@ is shared by every deployment, so the guard is an S3 object, written with S3's c
 - hold: a heartbeat thread renews the lease every lease/3 with If-Match <our ETag>; a renewal refused
   with 412 means another run took the lock over. (The lease document and its token: below.)
 - check: our lease by our own clock, then S3 itself (HeadObject If-Match <our ETag>): a takeover that
-  our clock cannot see (another worker's clock runs ahead) still fails it. `fence.py` calls it right
-  before every destructive step of the rename, and makes each step conditional on its own object too.
+  our clock cannot see (another worker's clock runs ahead) still fails it. `check(reuse=r)` asks S3 only
+  when S3 has not confirmed the lock ours in the last r seconds (by that HeadObject, or by one of our own
+  conditional lease writes: acquire, renewal); checks made at once wait for one request and share it.
+  `fence.py` calls it right before every destructive step of the rename, and makes each step
+  conditional on its own object too.
 - release: DeleteObject If-Match <our ETag>, so a lock that is someone else's by now stays.
 
 Expiry times are written and judged with each worker's own UTC clock: the clocks of all workers must
@@ -25,6 +28,7 @@ PreconditionFailed, or 409 ConditionalRequestConflict to concurrent conditional 
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -100,6 +104,7 @@ class FinalKeyLock:
         lease_seconds: float,
         clock: Callable[[], float],
         write_args: Mapping[str, Any] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.s3, self.bucket, self.key, self.final_key, self.owner = s3, bucket, lock_key, final_key, owner
         self.log, self.lease, self.clock = log, lease_seconds, clock
@@ -108,6 +113,11 @@ class FinalKeyLock:
         self.etag = ""
         self.lost = False  # a renewal found the lock taken over by another run
         self.valid_until = 0.0  # our clock's end of the lease we last wrote
+        # When (`monotonic`, taken before sending) the request went out by which S3 last confirmed the lock
+        # ours: a conditional lease write or HeadObject If-Match that succeeded. An age, so monotonic:
+        # a wall clock set back must not make an old confirmation look fresh.
+        self.monotonic = monotonic
+        self.confirmed_at = -math.inf
         self._acquired = ""
         self._body = b""  # the last lease body we sent
         self._token = uuid.uuid4().hex  # in every lease body: no other holder's write has our ETag
@@ -120,6 +130,7 @@ class FinalKeyLock:
         now = self.clock()
         acquired = self._acquired or iso(now)
         self._body = lease_body(self.owner, acquired, now + self.lease, self._token)
+        sent = self.monotonic()
         try:
             resp = self.s3.put_object(
                 Bucket=self.bucket,
@@ -134,6 +145,7 @@ class FinalKeyLock:
                 return False
             raise
         self.etag, self.valid_until, self._acquired = resp["ETag"], now + self.lease, acquired
+        self.confirmed_at = sent
         return True
 
     def _read(self) -> tuple[bytes, str] | None:
@@ -186,9 +198,11 @@ class FinalKeyLock:
 
         A lost answer makes boto's retry of our own write fail the If-Match: the body tells.
         """
+        sent = self.monotonic()
         found = self._read()
         if found is not None and found[0] == self._body:
             self.etag, self.valid_until = found[1], expiry(holder_of(self._body))
+            self.confirmed_at = sent
             return True
         return False
 
@@ -209,10 +223,15 @@ class FinalKeyLock:
         while not self._stop.wait(self.lease / 3) and self.beat():
             pass
 
-    def check(self, step: str = "") -> None:
-        """Raise RenameBusy unless the lock is still ours: by our clock's lease, then by S3 itself."""
+    def check(self, step: str = "", reuse: float = 0.0) -> None:
+        """Raise RenameBusy unless the lock is still ours: by our clock's lease, then by S3 itself.
+
+        S3 is asked (HeadObject) unless it confirmed the lock ours less than `reuse` seconds ago; 0 asks
+        every time. Checks made at once queue on the mutex: the first asks, the others find it fresh.
+        """
         with self._mutex:
-            if not self.lost and self.clock() < self.valid_until and self._confirmed():
+            held = not self.lost and self.clock() < self.valid_until
+            if held and (self._fresh(reuse) or self._confirmed()):
                 return
         raise RenameBusy(
             f"lost the lock {self.where} on s3://{self.bucket}/{self.final_key} (lease expired or taken "
@@ -220,10 +239,16 @@ class FinalKeyLock:
             "The rename will be retried."
         )
 
+    def _fresh(self, reuse: float) -> bool:
+        """S3 confirmed the lock ours less than `reuse` seconds ago (by our monotonic clock)."""
+        return self.monotonic() - self.confirmed_at < reuse
+
     def _confirmed(self) -> bool:
         """S3 still holds the lease we last wrote (HeadObject If-Match <our ETag>)."""
+        sent = self.monotonic()
         try:
             self.s3.head_object(Bucket=self.bucket, Key=self.key, IfMatch=self.etag)
+            self.confirmed_at = sent
             return True
         except ClientError as exc:
             if _code(exc) not in CONFLICT + GONE:
@@ -263,12 +288,14 @@ def final_key_lock(
     sleep: Callable[[float], None] = time.sleep,
     heartbeat: bool = True,
     write_args: Mapping[str, Any] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> Iterator[FinalKeyLock]:
     """Hold the lock object `lock_key`, which guards `final_key`, as `owner` for the `with` block.
 
     RenameBusy if another owner holds it for `max_wait` seconds; `poll` is the first and the longest
-    pause between looks (each jittered). A thread renews the lease every third of it. `clock`, `sleep`
-    and `heartbeat` (False: no thread, the test calls `beat()`) are there for tests, to drive time.
+    pause between looks (each jittered). A thread renews the lease every third of it. `clock`, `sleep`,
+    `monotonic` (the age of S3's last confirmation, `check(reuse=...)`) and `heartbeat` (False: no
+    thread, the test calls `beat()`) are there for tests, to drive time.
     `write_args`: the encryption of the lock object's writes (the final key's, `Encryption.write_args`).
     """
     lock = FinalKeyLock(
@@ -281,6 +308,7 @@ def final_key_lock(
         lease_seconds=lease_seconds,
         clock=clock,
         write_args=write_args,
+        monotonic=monotonic,
     )
     lock.acquire(max_wait=max_wait, poll=poll, sleep=sleep)
     if heartbeat:

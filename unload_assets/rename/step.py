@@ -11,8 +11,9 @@
    is gone too, that committed output is the proof the work was done.
 5. All of that runs under a lease lock in S3 (`lock.py`): two runs of the same final key, even
    from different deployments, take turns instead of interleaving their writes and deletes. Every
-   write and delete is fenced (`fence.py`): right before it, S3 must confirm the lock is still ours,
-   and the request itself only applies to the object as this run saw it.
+   write and delete is fenced (`fence.py`): right before it, the lease must still run and S3 must have
+   confirmed the lock ours within the last few seconds (asked again when older), and the request itself
+   only applies to the object as this run saw it.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ def rename_unload(
     max_part_size: int = MAX_PART,
     workers: int = 8,
     lease_seconds: float = 120.0,
+    guard_reuse: float | None = None,
     pause: Callable[[str], None] | None = None,
 ) -> RenameResult:
     """Copy the staged files the UNLOAD manifest lists to the request's final key, verify, then delete
@@ -128,8 +130,10 @@ def rename_unload(
     Holds the lock object `request.lock_key` (owner: this run's staging prefix) throughout; RenameBusy if
     another run holds it too long (a retry then waits again). The size knobs exist so tests can reach
     the multipart paths with small objects; `workers` bounds the parallel part copies (1 gives a
-    deterministic call order). `lease_seconds` is the lock's lease; `pause` is called with the name of
-    each destructive step just before its fence (a test stops the holder there: `fence.STEPS`).
+    deterministic call order). `lease_seconds` is the lock's lease; `guard_reuse` how long one
+    confirmation of it by S3 covers the guards after it (None: `fence.REUSE` of the lease, 0: every
+    guard asks S3); `pause` is called with the name of each destructive step just before its guard (a
+    test stops the holder there: `fence.STEPS`).
     """
     r = request
     bucket, final_key, staging_prefix, encryption = r.bucket, r.final_key, r.staging_prefix, r.encryption
@@ -155,7 +159,7 @@ def rename_unload(
             min_part=min_part_size,
             max_part=max_part_size,
             workers=workers,
-            fence=Fence(lock, pause),
+            fence=Fence(lock, pause, guard_reuse),
             encryption=encryption,
         )
         return _rename_locked(job, r.manifest_key, r.on_split, r.fmt, r.compression, r.header, r.header_style)

@@ -6,9 +6,13 @@ destructive step; run B takes the lock over while A is paused and renames too. T
 - the pause: A stops at each step in `fence.STEPS` (the real process freeze: every S3 request of its
   client, heartbeat included, waits) until its real lease (2 s) has run out; B takes over and finishes;
   A resumes. A must raise RenameBusy naming the key and change nothing: B's output stays byte-identical.
+  Also at a later guard of a batch (the second part, staging's manifest after its files), and with
+  guards that never ask S3 after the acquire (`guard_reuse` of an hour): the guard that relies on an
+  earlier confirmation stops a holder past its lease all the same.
 - the coverage: in a clean run of every case, each request that deletes or overwrites an object is
-  preceded by its step's guard (the pause hook, then HeadObject If-Match on the lock) and carries a
-  condition (staging, this run's own, aside). A new destructive request without a fence fails here.
+  preceded by its step's guard (the pause hook, then HeadObject If-Match on the lock unless S3
+  confirmed the lock within `guard_reuse`) and carries a condition (staging, this run's own, aside). A
+  new destructive request without a fence fails here.
 - the window: B takes over between A's guard and A's request (the lock's own bytes are put back, so
   A's guard passes, as it would had B come a moment later). S3's condition must refuse A's request.
   Run only for the requests moto 5.2.5 checks the condition of (see `fence.py`'s docstring).
@@ -59,12 +63,14 @@ class Case:
     earlier: Layout  # C
     paused: Layout  # A
     other: Layout  # B
+    occurrence: int = 1  # at which of A's guards of `step` (2: a later request of a batch)
 
 
 CASES = {
     "withdraw manifest": Case("withdraw manifest", PARTS4, PARTS2, PARTS3),
     "delete extra parts": Case("delete extra parts", PARTS4, PARTS2, PARTS3),
     "write part": Case("write part", PARTS4, PARTS2, PARTS3),
+    "write part: the second": Case("write part", PARTS4, PARTS2, PARTS3, occurrence=2),
     "write manifest": Case("write manifest", PARTS4, PARTS2, PARTS3),
     "write object: copy": Case("write object", PARTS4, SINGLE, SINGLE),
     "write object: multipart copy": Case("write object", SINGLE, BIG, SINGLE),
@@ -73,7 +79,10 @@ CASES = {
     "delete other": Case("delete other", SINGLE, PARTS2, SINGLE),
     "delete stale parts": Case("delete stale parts", PARTS4, SINGLE, PARTS3),
     "delete staging": Case("delete staging", SINGLE, SINGLE, SINGLE),
+    "delete staging: the manifest": Case("delete staging", SINGLE, SINGLE, SINGLE, occurrence=2),
 }
+# `guard_reuse`: the default (a 24th of the lease), or an hour (no guard asks S3 after the acquire).
+REUSE = {"default": None, "an hour": 3600.0}
 
 
 def test_the_cases_pause_at_every_fenced_step():
@@ -152,12 +161,17 @@ class Freeze:
     def _hold(self, **_: Any) -> None:
         self.running.wait()
 
-    def pause_at(self, step: str | None, reached: threading.Event) -> Callable[[str], None]:
-        """The rename's pause hook: record every step; freeze at the first `step` (None: never)."""
+    def pause_at(
+        self, step: str | None, reached: threading.Event, occurrence: int = 1
+    ) -> Callable[[str], None]:
+        """The rename's pause hook: record every step; freeze at the `occurrence`-th `step` (None: never)."""
+        count = 0
 
         def pause(name: str) -> None:
+            nonlocal count
             self.events.append(("pause", name, {}))
-            if name == step and not reached.is_set():
+            count += name == step
+            if name == step and count == occurrence and not reached.is_set():
                 self.running.clear()
                 reached.set()
                 self.running.wait()
@@ -183,8 +197,9 @@ def _in_thread(target: Callable[[], RenameResult]) -> tuple[threading.Thread, di
     return thread, outcome
 
 
+@pytest.mark.parametrize("reuse", list(REUSE))
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_holder_paused_past_its_lease_changes_nothing_after_it(s3_server, case):
+def test_a_holder_paused_past_its_lease_changes_nothing_after_it(s3_server, case, reuse):
     c = CASES[case]
     bucket, clean = s3_server.bucket, s3_server.client()
     final = f"exports/{uuid.uuid4().hex}/sales.csv"
@@ -204,11 +219,12 @@ def test_a_holder_paused_past_its_lease_changes_nothing_after_it(s3_server, case
             staged_a,
             final,
             lease_seconds=LEASE,
-            pause=freeze.pause_at(c.step, reached),
+            guard_reuse=REUSE[reuse],
+            pause=freeze.pause_at(c.step, reached, c.occurrence),
         )
     )
     try:
-        assert reached.wait(60), f"A never reached {c.step!r}: {outcome.get('result')!r}"
+        assert reached.wait(60), f"A never reached {c.step!r} #{c.occurrence}: {outcome.get('result')!r}"
         _until_lease_expired(clean, bucket, lock_key)
         logs: list[str] = []
         _rename(s3_server.client(), bucket, c.other, staged_b, final, log=logs.append)
@@ -230,8 +246,13 @@ def test_a_holder_paused_past_its_lease_changes_nothing_after_it(s3_server, case
     assert all(key == lock_key for _, key in late), f"A's requests after it resumed: {late}"
 
 
-def _guarded(events: list[tuple[str, str, dict[str, Any]]], lock_key: str, staging: str) -> set[str]:
-    """Check every destructive request in `events`; the steps it found them under."""
+def _guarded(
+    events: list[tuple[str, str, dict[str, Any]]], lock_key: str, staging: str, asks: bool | None
+) -> set[str]:
+    """Check every destructive request in `events`; the steps it found them under.
+
+    `asks`: whether each guard asks S3 (HeadObject If-Match on the lock) before its request (None: it may).
+    """
     steps: set[str] = set()
     for i, (kind, op, params) in enumerate(events):
         if kind != "call" or op not in DESTRUCTIVE:
@@ -241,10 +262,15 @@ def _guarded(events: list[tuple[str, str, dict[str, Any]]], lock_key: str, stagi
         if key == lock_key:  # the lock's own writes are conditional by construction
             assert "IfMatch" in params or (op == "PutObject" and "IfNoneMatch" in params), where
             continue
-        assert i >= 2, where
-        (pk, step, _), (hk, head_op, head) = events[i - 2], events[i - 1]
-        assert (pk, hk, head_op) == ("pause", "call", "HeadObject"), f"{where} is not right after a guard"
-        assert head["Key"] == lock_key and "IfMatch" in head, f"{where}: its guard did not ask S3"
+        j = i - 1
+        if events[j][:2] == ("call", "HeadObject") and events[j][2].get("Key") == lock_key:
+            assert asks is not False, f"{where}: its guard asked S3 within guard_reuse"
+            assert "IfMatch" in events[j][2], f"{where}: its guard did not ask S3 for our lease"
+            j -= 1
+        else:
+            assert asks is not True, f"{where}: its guard did not ask S3"
+        pk, step, _ = events[j]
+        assert j >= 0 and pk == "pause", f"{where} is not right after a guard"
         steps.add(step)
         if op == "DeleteObjects":
             objects = params["Delete"]["Objects"]
@@ -256,7 +282,13 @@ def _guarded(events: list[tuple[str, str, dict[str, Any]]], lock_key: str, stagi
     return steps
 
 
-def test_every_destructive_request_is_guarded_and_conditional(s3_server):
+# guard_reuse -> whether every guard asks S3 (0), none does (an hour: the acquire confirmed the lock), or
+# some do (the default: a 24th of the lease).
+ASKS = {0.0: True, 3600.0: False, None: None}
+
+
+@pytest.mark.parametrize("reuse", list(ASKS))
+def test_every_destructive_request_is_guarded_and_conditional(s3_server, reuse):
     bucket, clean = s3_server.bucket, s3_server.client()
     found: set[str] = set()
     for name, c in CASES.items():
@@ -265,9 +297,11 @@ def test_every_destructive_request_is_guarded_and_conditional(s3_server):
         staged = stage(clean, bucket, _pieces("A", c.paused))
         watch = Freeze()
         client, pause = watch.attach(s3_server.client()), watch.pause_at(None, threading.Event())
-        _rename(client, bucket, c.paused, staged, final, pause=pause)
-        steps = _guarded(watch.events, lock_key_for("_staging", final), staged.prefix)
+        _rename(client, bucket, c.paused, staged, final, guard_reuse=reuse, pause=pause)
+        steps = _guarded(watch.events, lock_key_for("_staging", final), staged.prefix, ASKS[reuse])
         assert c.step in steps, f"{name}: A never made a {c.step!r} request ({sorted(steps)})"
+        guards = [e for e in watch.events if e[0] == "pause" and e[1] == c.step]
+        assert len(guards) >= c.occurrence, f"{name}: A made {len(guards)} {c.step!r} request(s)"
         found |= steps
     assert found == set(STEPS)
 

@@ -155,6 +155,93 @@ def test_check_asks_s3_so_a_takeover_our_clock_cannot_see_fails_it(s3, bucket, k
     assert _holder(s3, bucket, key) is None  # run-b released its lock; run-a's release left it alone
 
 
+def _lock_heads(s3: Any, key: str) -> list[dict[str, Any]]:
+    """Record the HeadObject requests `s3` sends for the lock object `key` (how a check asks S3)."""
+    heads: list[dict[str, Any]] = []
+
+    def seen(params: dict[str, Any], model: Any, **_: Any) -> None:
+        if model.name == "HeadObject" and params.get("Key") == key:
+            heads.append(dict(params))
+
+    s3.meta.events.register("before-parameter-build.s3.HeadObject", seen)
+    return heads
+
+
+def test_a_confirmation_by_s3_covers_the_checks_of_the_next_reuse_seconds(s3_server, bucket, key):
+    s3, clock, monotonic = s3_server.client(), Clock(), Clock()
+    heads = _lock_heads(s3, key)
+    with _lock(s3, bucket, key, "run-a/", clock=clock, monotonic=monotonic, heartbeat=False) as lock:
+        lock.check("delete staging", reuse=5)  # the acquire's conditional write confirmed it
+        monotonic.now += 4.9
+        lock.check("delete staging", reuse=5)
+        assert heads == []
+        monotonic.now += 0.2  # 5.1 s after the acquire: S3 is asked again ...
+        lock.check("delete staging", reuse=5)
+        assert [h["IfMatch"] for h in heads] == [lock.etag]
+        monotonic.now += 4.9  # ... and that answer covers the next 5 s
+        lock.check("delete staging", reuse=5)
+        assert len(heads) == 1
+        monotonic.now += 0.2
+        assert lock.beat()  # a renewal is a conditional write of ours: it confirms the lock too
+        lock.check("delete staging", reuse=5)
+        assert len(heads) == 1
+        lock.check("delete staging")  # reuse 0: S3 is asked every time
+        lock.check("delete staging")
+        assert len(heads) == 3
+
+
+def test_a_takeover_our_clock_cannot_see_fails_the_first_check_past_the_reuse(s3_server, bucket, key):
+    s3, clock, monotonic = s3_server.client(), Clock(), Clock()
+    with _lock(s3, bucket, key, "run-a/", lease_seconds=120, clock=clock, monotonic=monotonic,
+               heartbeat=False) as a:  # fmt: skip
+        ahead = Clock()
+        ahead.now = clock.now + 121  # run-b's worker clock runs two minutes ahead: a's lease looks expired
+        with _lock(s3, bucket, key, "run-b/", max_wait=0, clock=ahead, heartbeat=False):
+            a.check("delete staging", reuse=5)  # the window fence.py names: within 5 s of S3's answer
+            monotonic.now += 5
+            with pytest.raises(RenameBusy, match="lost the lock .* stopping before delete staging"):
+                a.check("delete staging", reuse=5)
+            assert a.lost
+            monotonic.now -= 5  # even with a fresh confirmation, a lock known lost stays lost
+            with pytest.raises(RenameBusy):
+                a.check("delete staging", reuse=5)
+    assert _holder(s3, bucket, key) is None
+
+
+def test_a_lease_run_out_by_our_clock_fails_a_check_without_asking_s3(s3_server, bucket, key):
+    s3, clock, monotonic = s3_server.client(), Clock(), Clock()
+    heads = _lock_heads(s3, key)
+    with _lock(s3, bucket, key, "run-a/", lease_seconds=60, clock=clock, monotonic=monotonic,
+               heartbeat=False) as lock:  # fmt: skip
+        clock.now += 60  # a frozen holder: no renewal, and its S3 confirmation still looks fresh
+        with pytest.raises(RenameBusy, match="lost the lock"):
+            lock.check("write part", reuse=3600)
+        assert heads == []
+        lock.lost = True  # as its next heartbeat would find; release leaves the lock to expire
+
+
+def test_checks_made_at_once_share_one_head_object(s3_server, bucket, key):
+    s3, clock, monotonic = s3_server.client(), Clock(), Clock()
+    heads = _lock_heads(s3, key)
+    with _lock(s3, bucket, key, "run-a/", clock=clock, monotonic=monotonic, heartbeat=False) as lock:
+        monotonic.now += 6  # the acquire's confirmation is stale: the first check must ask S3
+        start, failed = threading.Barrier(8), []
+
+        def check() -> None:
+            start.wait()
+            try:
+                lock.check("write part", reuse=5)
+            except BaseException as exc:  # reported below
+                failed.append(exc)
+
+        threads = [threading.Thread(target=check) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert failed == [] and not lock.lost and len(heads) == 1
+
+
 def test_the_heartbeat_keeps_a_live_lease_past_its_first_expiry(s3, bucket, key):
     clock = Clock()
     with _lock(s3, bucket, key, "run-a/", lease_seconds=60, clock=clock, heartbeat=False) as lock:

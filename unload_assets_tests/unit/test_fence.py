@@ -6,16 +6,16 @@ import time
 
 import pytest
 
-from unload_assets.rename.fence import STEPS, Fence, condition
+from unload_assets.rename.fence import REUSE, STEPS, Fence, condition
 from unload_assets.rename.lock import FinalKeyLock, RenameBusy
 
 
-def _fence(paused: list[str]) -> Fence:
+def _fence(paused: list[str], reuse: float | None = None) -> Fence:
     lock = FinalKeyLock(
         None, bucket="b", lock_key="_locks/x.csv.lock", final_key="x.csv", owner="run-a/", log=lambda m: None,
         lease_seconds=60, clock=time.time,
     )  # fmt: skip
-    return Fence(lock, paused.append)
+    return Fence(lock, paused.append, reuse)
 
 
 def test_a_step_the_fence_does_not_know_is_refused_before_anything_runs():
@@ -41,3 +41,28 @@ def test_a_write_is_conditional_on_the_object_seen():
     }
     assert condition(None) == {"IfNoneMatch": "*"}
     assert len(set(STEPS)) == len(STEPS)
+
+
+def test_one_confirmation_by_s3_covers_the_guards_of_a_24th_of_the_lease():
+    assert _fence([]).reuse == 60 * REUSE == 2.5 and _fence([], reuse=0).reuse == 0
+    paused: list[str] = []
+    fence = _fence(paused)
+    lock = fence.lock
+    lock.valid_until, lock.confirmed_at = time.time() + 60, time.monotonic()  # as after the acquire
+    for step in ("delete staging", "delete staging"):
+        fence.guard(step)  # no S3 client to ask: passing means nothing was sent
+    assert paused == ["delete staging", "delete staging"]
+    lock.confirmed_at = time.monotonic() - 2.5  # older than the reuse: the guard asks S3 (HeadObject)
+    with pytest.raises(AttributeError, match="head_object"):
+        fence.guard("delete staging")
+
+
+def test_a_fresh_confirmation_does_not_save_a_lock_lost_or_run_out():
+    fence = _fence([])
+    lock = fence.lock
+    lock.valid_until, lock.confirmed_at = time.time() - 1, time.monotonic()  # our clock: the lease ran out
+    with pytest.raises(RenameBusy, match="stopping before write part"):
+        fence.guard("write part")
+    lock.valid_until, lock.lost = time.time() + 60, True  # a renewal found the lock taken over
+    with pytest.raises(RenameBusy, match="stopping before write part"):
+        fence.guard("write part")
