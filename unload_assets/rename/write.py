@@ -88,7 +88,8 @@ def write_single(job: RenameJob, entries: list[StagedFile]) -> Written:
     """One staged file -> exactly the final key."""
     [entry] = entries
     copy_verified(job, entry, job.final_key, object_metadata(job, "single", 1, None), "write object")
-    job.log(f"1 staged file -> {s3_url(job.bucket, job.final_key)} ({entry.size:,} bytes)")
+    # Not logged: the materialisation says it (delivered_as single, the object and its size), and a log
+    # line per target is an event per target (the combined and parts cases log how they were built).
     return Written([(job.final_key, entry.size)], "single", 1, None)
 
 
