@@ -56,6 +56,7 @@ mutation Backfill($params: LaunchBackfillParams!) {
     ... on PartitionSetNotFoundError { message }
   }
 }"""
+_LAUNCHED_BACKFILL = ("launchPartitionBackfill", "LaunchBackfillSuccess")
 _REEXECUTE_BACKFILL = """
 mutation ReexecuteBackfill($params: ReexecutionParams!) {
   reexecutePartitionBackfill(reexecutionParams: $params) {
@@ -129,9 +130,9 @@ class WebserverClient:
             "runConfigData": {},
             "executionMetadata": {"tags": [{"key": key, "value": value} for key, value in run_tags.items()]},
         }
-        result = self.graphql(_LAUNCH, {"params": params})["launchRun"]
-        if result["__typename"] != "LaunchRunSuccess":
-            raise DagsterDevError(f"Launching {job_name} failed: {result}")
+        result = self._mutate(
+            _LAUNCH, {"params": params}, "launchRun", "LaunchRunSuccess", f"Launching {job_name}"
+        )
         return str(result["run"]["runId"])
 
     def launch_backfill(self, job_name: str, partitions: list[str], *, location: str | None = None) -> str:
@@ -145,28 +146,28 @@ class WebserverClient:
             },
         }
         params = {"selector": selector, "partitionNames": partitions}
-        result = self.graphql(_BACKFILL, {"params": params})["launchPartitionBackfill"]
-        if result["__typename"] != "LaunchBackfillSuccess":
-            raise DagsterDevError(f"Launching a backfill of {job_name} failed: {result}")
-        return str(result["backfillId"])
+        what = f"Launching a backfill of {job_name}"
+        return str(self._mutate(_BACKFILL, {"params": params}, *_LAUNCHED_BACKFILL, what)["backfillId"])
 
     def launch_asset_backfill(self, asset_keys: list[list[str]], partitions: list[str]) -> str:
         """A backfill of `asset_keys` over `partitions`, as the asset page's (or the asset graph's)
         "Materialize" of a range launches one: the daemon runs it under the assets' backfill policy and
         tracks each partition; returns the backfill id."""
         params = {"assetSelection": [{"path": key} for key in asset_keys], "partitionNames": partitions}
-        result = self.graphql(_BACKFILL, {"params": params})["launchPartitionBackfill"]
-        if result["__typename"] != "LaunchBackfillSuccess":
-            raise DagsterDevError(f"Launching a backfill of {asset_keys} failed: {result}")
-        return str(result["backfillId"])
+        what = f"Launching a backfill of {asset_keys}"
+        return str(self._mutate(_BACKFILL, {"params": params}, *_LAUNCHED_BACKFILL, what)["backfillId"])
 
     def reexecute_backfill(self, backfill_id: str, strategy: str = "FROM_FAILURE") -> str:
         """The backfill page's "Re-execute" (FROM_FAILURE: the partitions not materialised); returns the
         new backfill's id."""
         params = {"parentRunId": backfill_id, "strategy": strategy}
-        result = self.graphql(_REEXECUTE_BACKFILL, {"params": params})["reexecutePartitionBackfill"]
-        if result["__typename"] != "LaunchBackfillSuccess":
-            raise DagsterDevError(f"Re-executing backfill {backfill_id} failed: {result}")
+        result = self._mutate(
+            _REEXECUTE_BACKFILL,
+            {"params": params},
+            "reexecutePartitionBackfill",
+            "LaunchBackfillSuccess",
+            f"Re-executing backfill {backfill_id}",
+        )
         return str(result["backfillId"])
 
     def backfill_status(self, backfill_id: str) -> str:
@@ -179,17 +180,24 @@ class WebserverClient:
     def reexecute(self, parent_run_id: str, strategy: str = "FROM_FAILURE") -> str:
         """The UI's "Re-execute from failure" (or ALL_STEPS / FROM_ASSET_FAILURE); returns the new run id."""
         params = {"parentRunId": parent_run_id, "strategy": strategy}
-        result = self.graphql(_REEXECUTE, {"params": params})["launchRunReexecution"]
-        if result["__typename"] != "LaunchRunSuccess":
-            raise DagsterDevError(f"Re-executing {parent_run_id} failed: {result}")
+        what = f"Re-executing {parent_run_id}"
+        result = self._mutate(
+            _REEXECUTE, {"params": params}, "launchRunReexecution", "LaunchRunSuccess", what
+        )
         return str(result["run"]["runId"])
 
     def terminate(self, run_id: str, *, immediately: bool = False) -> None:
         """The UI's Terminate button (or "force termination": mark it canceled at once)."""
         policy = "MARK_AS_CANCELED_IMMEDIATELY" if immediately else "SAFE_TERMINATE"
-        result = self.graphql(_TERMINATE, {"runId": run_id, "policy": policy})["terminateRun"]
-        if result["__typename"] != "TerminateRunSuccess":
-            raise DagsterDevError(f"Terminating {run_id} failed: {result}")
+        variables = {"runId": run_id, "policy": policy}
+        self._mutate(_TERMINATE, variables, "terminateRun", "TerminateRunSuccess", f"Terminating {run_id}")
+
+    def _mutate(self, query: str, variables: dict[str, Any], field: str, success: str, what: str) -> Any:
+        """The mutation's `field`, when it is `success`; anything else raises, saying `what` failed."""
+        result = self.graphql(query, variables)[field]
+        if result["__typename"] != success:
+            raise DagsterDevError(f"{what} failed: {result}")
+        return result
 
     def step_statuses(self, run_id: str) -> dict[str, str]:
         run = self.graphql(_RUN_QUERY, {"runId": run_id})["runOrError"]
