@@ -23,6 +23,7 @@ import pytest
 
 from unload_assets.delivery import Delivery
 from unload_assets.resources.slack import MARKER_EVENT
+from unload_assets_tests.support.catalogue_samples import bad_day_catalogue
 from unload_assets_tests.support.pipeline_helpers import get_bytes, write_catalogue
 from unload_assets_tests.support.production import ProductionShape, keep_logs, production_env
 from unload_assets_tests.support.this_project import REDSHIFT_POOL, asset_key_for
@@ -35,23 +36,7 @@ DAYS = [TODAY - timedelta(days=40 - n) for n in range(30)]
 BAD = DAYS[13]
 DAYS_PER_RUN = 8
 TARGETS = ("bf_rows", "bf_count")
-CATALOGUE = f"""
-defaults:
-  partitioning: {{type: daily, start_date: "{DAYS[0] - timedelta(days=5)}"}}
-  format: csv
-  compression: none
-targets:
-  - name: bf_rows
-    description: the day's rows; 100 / divisor fails on a day whose divisor is 0 (bad data)
-    sql: >-
-      select id, day, 100 / divisor as share from public.bf_rows
-      where day = {{{{ partition_date }}}} order by id
-    key_template: exports/bf/rows/{{date}}.csv
-  - name: bf_count
-    description: the day's count
-    sql: select day, count(*) as n from public.bf_rows where day = {{{{ partition_date }}}} group by day
-    key_template: exports/bf/count/{{date}}.csv
-"""
+CATALOGUE = bad_day_catalogue("bf", DAYS[0] - timedelta(days=5))
 DEADLINE = 600  # seconds for a backfill to be done and announced
 
 

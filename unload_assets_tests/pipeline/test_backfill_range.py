@@ -20,6 +20,7 @@ import pytest
 
 from unload_assets.component import build_definitions
 from unload_assets.delivery import FAILED_TARGETS, Delivery
+from unload_assets_tests.support.catalogue_samples import bad_day_catalogue
 from unload_assets_tests.support.pipeline_helpers import environment, get_bytes, write_catalogue
 from unload_assets_tests.support.this_project import asset_key_for
 
@@ -30,23 +31,7 @@ TODAY = datetime.now(timezone.utc).date()
 DAYS = [TODAY - timedelta(days=40 - n) for n in range(10)]
 BAD = DAYS[6]
 CAP = 2
-CATALOGUE = f"""
-defaults:
-  partitioning: {{type: daily, start_date: "{DAYS[0] - timedelta(days=5)}"}}
-  format: csv
-  compression: none
-targets:
-  - name: range_rows
-    description: the day's rows; 100 / divisor fails on a day whose divisor is 0
-    sql: >-
-      select id, day, 100 / divisor as share from public.range_rows
-      where day = {{{{ partition_date }}}} order by id
-    key_template: exports/range/rows/{{date}}.csv
-  - name: range_count
-    description: the day's count
-    sql: select day, count(*) as n from public.range_rows where day = {{{{ partition_date }}}} group by day
-    key_template: exports/range/count/{{date}}.csv
-"""
+CATALOGUE = bad_day_catalogue("range", DAYS[0] - timedelta(days=5))
 
 
 def _rows_per_day(day: date) -> int:

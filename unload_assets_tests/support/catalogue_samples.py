@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 GOOD = """\
 targets:
   - name: sales
@@ -104,4 +106,27 @@ TARGET_TEMPLATE = """
     sql: "select 1 from public.{table}{where}"
     key_template: exports/{name}{date}.csv
     {partitioning}
+"""
+
+
+def bad_day_catalogue(prefix: str, start: date) -> str:
+    """Two daily targets from `start` over `public.<prefix>_rows(id, day, divisor)`: `<prefix>_rows`, the
+    day's rows (100 / divisor fails on a day whose divisor is 0: bad data for that day), and
+    `<prefix>_count`, the day's count; under `exports/<prefix>/rows|count/<date>.csv`."""
+    return f"""
+defaults:
+  partitioning: {{type: daily, start_date: "{start}"}}
+  format: csv
+  compression: none
+targets:
+  - name: {prefix}_rows
+    description: the day's rows; 100 / divisor fails on a day whose divisor is 0 (bad data)
+    sql: >-
+      select id, day, 100 / divisor as share from public.{prefix}_rows
+      where day = {{{{ partition_date }}}} order by id
+    key_template: exports/{prefix}/rows/{{date}}.csv
+  - name: {prefix}_count
+    description: the day's count
+    sql: select day, count(*) as n from public.{prefix}_rows where day = {{{{ partition_date }}}} group by day
+    key_template: exports/{prefix}/count/{{date}}.csv
 """
